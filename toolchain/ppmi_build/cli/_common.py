@@ -1,0 +1,90 @@
+"""Shared pieces of the CLI: ``--json``, password options, output and error mapping.
+
+Contract (DESIGN.md §3): with ``--json`` exactly one JSON document goes to stdout and nothing
+else; human text otherwise; progress and logs go to stderr. Errors: one line
+``error: <message>`` on stderr and the exception's exit code; with ``--json`` the stdout
+document is ``{"error": {"message", "code", "exit_code"}}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import PpmiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(f: F) -> F:
+    """Add ``--json`` (stored as ``as_json``)."""
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)  # type: ignore[return-value]
+
+
+def password_options(f: F) -> F:
+    """Add ``--password-env VAR`` and ``--password-file FILE`` (never a password value)."""
+    f = click.option(
+        "--password-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="File whose first line is the PFX/key password.",
+    )(f)
+    f = click.option(
+        "--password-env",
+        metavar="VAR",
+        help="Environment variable holding the PFX/key password (default PPMI_PFX_PASSWORD).",
+    )(f)
+    return f
+
+
+def password_source(password_env: str | None, password_file: Path | None):
+    """Build a :class:`ppmi_build.signing.keys.PasswordSource` from the two options."""
+    from ..signing.keys import PasswordSource
+
+    return PasswordSource(env=password_env, file=password_file)
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr."""
+    click.echo(message, err=True)
+
+
+def emit(as_json: bool, data: Any, human: str | Callable[[], str] | None = None) -> None:
+    """Print the result: JSON document on stdout, or human text."""
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+        return
+    text = human() if callable(human) else human
+    if text is None:
+        text = json.dumps(data, indent=2, default=str)
+    if text:
+        click.echo(text)
+
+
+def fail(err: PpmiError, as_json: bool) -> None:
+    """Report ``err`` and exit with its code."""
+    click.echo(f"error: {err.message}", err=True)
+    if as_json:
+        click.echo(json.dumps({"error": {"message": err.message, "code": err.code, "exit_code": err.exit_code}}))
+    sys.exit(err.exit_code)
+
+
+def handle_errors(f: F) -> F:
+    """Decorator for command callbacks: map PpmiError to exit codes, keep output rules."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except PpmiError as err:
+            fail(err, bool(kwargs.get("as_json")))
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]

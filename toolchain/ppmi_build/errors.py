@@ -1,0 +1,154 @@
+"""One exception hierarchy for ppmi-build.
+
+Every error carries a one-line, user-facing message that names the input and the fix, and
+the process exit code the CLI maps it to (DESIGN.md §3):
+
+* ``0`` success
+* ``1`` a check failed (:class:`CheckFailed`: invalid signature, verification mismatch, plan refused)
+* ``2`` bad usage or bad input (:class:`BadInput` and subclasses)
+* ``3`` an external tool or service failed (:class:`ExternalFailure` and subclasses)
+
+Messages must never contain secrets (PFX passwords, access tokens). Code that builds a
+message from a server response or a subprocess output must pass it through
+:func:`redact` first.
+"""
+
+from __future__ import annotations
+
+import re
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_EXTERNAL = 3
+
+
+class PpmiError(Exception):
+    """Base class. ``str(err)`` is the one-line user-facing message.
+
+    Attributes:
+        message: one line, names the input and the fix.
+        exit_code: process exit code for the CLI (1, 2 or 3).
+        code: optional machine-readable code (e.g. ``"NU3008"``, ``"0x80040216"``).
+    """
+
+    exit_code: int = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, code: str | None = None, exit_code: int | None = None):
+        message = " ".join(str(message).split())  # always one line
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+# --- exit code 2: bad usage or bad input -------------------------------------------------
+
+
+class BadInput(PpmiError):
+    """The user gave something we cannot use (exit code 2)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(BadInput):
+    """ppmi.toml, PPMI_* variables or options are missing or inconsistent."""
+
+
+class InputFileError(BadInput):
+    """A named input file is missing, unreadable or not writable."""
+
+
+class CertificateError(BadInput):
+    """Certificate or key problem: wrong password, no private key, expired, wrong EKU, short key."""
+
+
+class PasswordError(CertificateError):
+    """A PFX/PEM password is wrong or missing."""
+
+
+class PEFormatError(BadInput):
+    """The file is not a PE image we can sign (not PE, truncated, trailing data after the table)."""
+
+
+class PackageFormatError(BadInput):
+    """The .nupkg is not a zip NuGet can sign (Zip64, too many entries, bad signature entry)."""
+
+
+class GuidError(BadInput):
+    """A tenant, environment, application or record ID is not a GUID."""
+
+
+class ProjectError(BadInput):
+    """Scaffolding or project file problem (invalid name, non-empty folder, csproj not XML)."""
+
+
+# --- exit code 1: a check failed ---------------------------------------------------------
+
+
+class CheckFailed(PpmiError):
+    """A verification or consistency check failed (exit code 1)."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class SignatureInvalid(CheckFailed):
+    """A signature we produced or read does not verify."""
+
+
+class PlanRefused(CheckFailed):
+    """A release/rotate plan cannot be carried out safely (e.g. FIC cap reached)."""
+
+
+# --- exit code 3: an external tool or service failed -------------------------------------
+
+
+class ExternalFailure(PpmiError):
+    """An external tool or service failed (exit code 3)."""
+
+    exit_code = EXIT_EXTERNAL
+
+
+class ToolNotFound(ExternalFailure):
+    """A required executable (dotnet, signtool, osslsigncode, nuget) is not installed."""
+
+
+class ToolFailed(ExternalFailure):
+    """An external executable ran and failed."""
+
+
+class TimestampError(ExternalFailure):
+    """Every RFC 3161 timestamp server failed or answered with an unusable token."""
+
+
+class ServiceError(ExternalFailure):
+    """An HTTP service (Dataverse, Graph, ARM) failed after retries."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 exit_code: int | None = None):
+        super().__init__(message, code=code, exit_code=exit_code)
+        self.status = status
+
+
+class AuthError(ServiceError):
+    """401/403 or no usable credentials."""
+
+
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Return ``text`` with every given secret and any ``Bearer <token>`` replaced by ``***``.
+
+    Args:
+        text: text that may contain secrets (HTTP bodies, tool output).
+        secrets: exact secret values to remove (empty/None values are ignored).
+    """
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return _BEARER.sub(r"\1***", text)
