@@ -14,6 +14,7 @@ Precedence (DESIGN.md §4): CLI option > environment variable > ``ppmi.toml`` > 
 Environment variables: ``PPMI_TENANT_ID``, ``PPMI_APPLICATION_ID``, ``PPMI_MI_VERSION``,
 ``PPMI_CLOUD``, ``PPMI_MANAGED_IDENTITY_ID``, ``PPMI_CERT`` (signing certificate path),
 ``PPMI_TIMESTAMP_URLS`` (space or comma separated), ``PPMI_GRAPH_URL``, ``PPMI_ARM_URL``,
+``PPMI_FIC_TARGET``, ``PPMI_APPLICATION_OBJECT_ID``, ``PPMI_UAMI_RESOURCE_ID``,
 ``PPMI_ENV_<NAME>_URL``, ``PPMI_ENV_<NAME>_ENVIRONMENT_ID``, ``PPMI_ENV_<NAME>_SOLUTION``.
 Secrets (``PPMI_PFX_PASSWORD``, ``PPMI_PFX_BASE64``, ``PPMI_ACCESS_TOKEN``) are read where
 they are used, never stored on :class:`Settings`.
@@ -181,6 +182,9 @@ def load_settings(
     from_env("PPMI_MANAGED_IDENTITY_ID", s.identity, "managed_identity_id")
     from_env("PPMI_GRAPH_URL", s.identity, "graph_url")
     from_env("PPMI_ARM_URL", s.identity, "arm_url")
+    from_env("PPMI_FIC_TARGET", s.identity, "fic_target")
+    from_env("PPMI_APPLICATION_OBJECT_ID", s.identity, "application_object_id")
+    from_env("PPMI_UAMI_RESOURCE_ID", s.identity, "uami_resource_id")
     from_env("PPMI_CERT", s.signing, "certificate")
     if env.get("PPMI_TIMESTAMP_URLS"):
         s.signing.timestamp_urls = env["PPMI_TIMESTAMP_URLS"].replace(",", " ").split()

@@ -365,9 +365,12 @@ def check_signing_certificate(
 ) -> None:
     """Refuse a certificate that cannot make a valid code signature.
 
-    Checks: RSA key >= 2048 bits (NU3023 rule), codeSigning EKU 1.3.6.1.5.5.7.3.3 (NuGet
-    signed-packages reference; signing-spec §6), not lifetime-signing for NuGet (NU3015),
-    inside its validity period (NU3017 when not yet valid).
+    Checks: RSA key >= 2048 bits (NU3014: NuGet ``SigningUtility.Verify`` /
+    ``CertificateUtility.IsCertificatePublicKeyValid``; NU3023 is the *timestamp* certificate's
+    key-length code in ``NuGetLogCode.cs``), codeSigning EKU 1.3.6.1.5.5.7.3.3 (NuGet builds the
+    signing chain with the code-signing application policy and fails with NU3018,
+    ``CertificateChainUtility.GetCertificateChain``; signing-spec §6), not lifetime-signing for
+    NuGet (NU3015), inside its validity period (NU3017 when not yet valid, NU3018 when expired).
 
     Raises:
         CertificateError: with the NU code in ``code`` where NuGet defines one.
@@ -376,21 +379,22 @@ def check_signing_certificate(
     pub = cert.public_key()
     if not isinstance(pub, rsa.RSAPublicKey):
         raise CertificateError(
-            f"{label}: the certificate key is not RSA; use an RSA certificate of at least {RSA_MIN_BITS} bits",
-            code="NU3023" if nuget else None,
+            f"{'NU3014: ' if nuget else ''}{label}: the certificate key is not RSA; "
+            f"use an RSA certificate of at least {RSA_MIN_BITS} bits",
+            code="NU3014" if nuget else None,
         )
     if pub.key_size < RSA_MIN_BITS:
-        prefix = "NU3023: " if nuget else ""
+        prefix = "NU3014: " if nuget else ""
         raise CertificateError(
             f"{prefix}{label}: RSA key is {pub.key_size} bits; NuGet and Authenticode need at least "
             f"{RSA_MIN_BITS}; make a new certificate (ppmi-build cert new)",
-            code="NU3023" if nuget else None,
+            code="NU3014" if nuget else None,
         )
     if not has_code_signing_eku(cert):
         raise CertificateError(
-            f"{'NU3013: ' if nuget else ''}{label}: the certificate has no code-signing EKU (1.3.6.1.5.5.7.3.3); "
+            f"{'NU3018: ' if nuget else ''}{label}: the certificate has no code-signing EKU (1.3.6.1.5.5.7.3.3); "
             "use a code-signing certificate (ppmi-build cert new makes one for development)",
-            code="NU3013" if nuget else None,
+            code="NU3018" if nuget else None,
         )
     if nuget:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -409,8 +413,9 @@ def check_signing_certificate(
         )
     if now > cert.not_valid_after_utc:
         raise CertificateError(
-            f"{label}: the certificate expired on {cert.not_valid_after_utc.isoformat()}; "
-            "renew it and rotate (ppmi-build rotate)",
+            f"{'NU3018: ' if nuget else ''}{label}: the certificate expired on "
+            f"{cert.not_valid_after_utc.isoformat()}; renew it and rotate (ppmi-build rotate)",
+            code="NU3018" if nuget else None,
         )
 
 

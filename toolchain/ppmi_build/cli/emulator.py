@@ -1,0 +1,44 @@
+"""``ppmi-build emulator --port N [--db FILE] [--token T]``: run the local Dataverse Web API + Entra FIC emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import BadInput
+from ._common import handle_errors, progress
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="TCP port on 127.0.0.1 (0 = any free port).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite file for the state "
+                                                                             "(default: in memory).")
+@click.option("--token", default="emulator-token", show_default=True, help="Bearer token the emulator accepts.")
+@handle_errors
+def emulator(port: int, db: Path | None, token: str) -> None:
+    """Serve the Dataverse Web API (/api/data/v9.2/), Graph and ARM FIC endpoints on loopback until Ctrl-C.
+
+    Point ppmi-build at it with [environments.NAME] url = http://127.0.0.1:PORT and
+    PPMI_ACCESS_TOKEN = the token. Control surface: POST/DELETE /_emulator/faults,
+    GET /_emulator/requests, POST /_emulator/reset.
+    """
+    from ..dataverse.emulator.server import make_server
+
+    try:
+        server = make_server(port=port, db=str(db) if db else None, token=token)
+    except OSError as e:
+        raise BadInput(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; pick another --port") from None
+    url = server.state.base_url
+    click.echo(f"Dataverse emulator listening on {url}")
+    click.echo(f"  Web API  {url}/api/data/v9.2/")
+    click.echo(f"  state    {db or 'in memory'}")
+    click.echo("  token    " + ("emulator-token (default)" if token == "emulator-token" else "as given by --token"))
+    progress("press Ctrl-C to stop")
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

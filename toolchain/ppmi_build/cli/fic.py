@@ -1,0 +1,115 @@
+"""``ppmi-build fic``: the federated identity credential values to paste into Entra (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import emit, handle_errors, json_option, password_options, password_source, progress
+
+
+def _signer_of_artifact(path: Path):
+    """The signer certificate of a signed .dll (Authenticode) or .nupkg (NuGet author signature)."""
+    from ..errors import InputFileError, ToolNotFound
+
+    if not path.is_file():
+        raise InputFileError(f"artifact {path} does not exist; pass a signed .dll or .nupkg to --artifact")
+    try:
+        from ..signing.api import signer_certificate
+    except ImportError:
+        raise ToolNotFound("reading the signer of an artifact needs ppmi_build.signing.api, which this "
+                           "installation lacks; reinstall ppmi-build or pass --cert") from None
+    found = signer_certificate(path)
+    if isinstance(found, (list, tuple)):
+        found = found[0] if found else None
+    if found is None:
+        from ..errors import BadInput
+
+        raise BadInput(f"{path} is not signed; sign it first (ppmi-build sign) or pass --cert")
+    return found
+
+
+@click.command("fic")
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Signing certificate (.pfx/.p12/.pem/.cer/.crt). Default: [signing] certificate in ppmi.toml.")
+@click.option("--artifact", type=click.Path(dir_okay=False, path_type=Path),
+              help="Signed .dll or .nupkg: use its signer certificate.")
+@click.option("--tenant-id", help="Entra tenant ID (default: PPMI_TENANT_ID or [identity] tenant_id).")
+@click.option("--environment-id", help="Power Platform environment ID.")
+@click.option("--env", "env_name", metavar="NAME", help="Take the environment ID from [environments.NAME].")
+@click.option("--mi-version", type=click.Choice(["0", "1", "2"]), default=None,
+              help="managedidentities.version (default 2, or [identity] version).")
+@click.option("--cloud", default=None, help="public | usgov | china | usnat | ussec (default public).")
+@password_options
+@json_option
+@handle_errors
+def fic(cert_path: Path | None, artifact: Path | None, tenant_id: str | None, environment_id: str | None,
+        env_name: str | None, mi_version: str | None, cloud: str | None, password_env: str | None,
+        password_file: Path | None, as_json: bool) -> None:
+    """Print the FIC issuer, subject identifier and audience for a signing certificate.
+
+    Add these three values as a federated identity credential ("Other issuer", explicit subject
+    identifier) on the app registration or user-assigned managed identity.
+    """
+    from ..config import load_settings
+    from ..errors import BadInput, ConfigError
+    from ..identity.certificates import describe
+    from ..identity.fic import compute_fic
+    from ..signing.keys import load_certificates
+
+    if cert_path and artifact:
+        raise BadInput("pass either --cert PATH or --artifact PATH, not both")
+    settings = load_settings(overrides={
+        "identity.tenant_id": tenant_id,
+        "identity.version": int(mi_version) if mi_version is not None else None,
+        "identity.cloud": cloud,
+    })
+    if environment_id is None and env_name:
+        env = settings.environment(env_name)
+        if not env.environment_id:
+            where = settings.config_file or "ppmi.toml"
+            raise ConfigError(f"environment {env_name!r} has no environment_id; add environment_id to "
+                              f"[environments.{env_name}] in {where} or pass --environment-id")
+        environment_id = env.environment_id
+    if environment_id is None:
+        raise BadInput("the environment ID is missing; pass --environment-id GUID or --env NAME "
+                       "(with [environments.NAME] environment_id in ppmi.toml)")
+
+    if artifact:
+        source = str(artifact)
+        certificate = _signer_of_artifact(artifact)
+    else:
+        if cert_path is None:
+            if not settings.signing.certificate:
+                raise BadInput("pass --cert PATH or --artifact PATH (or set [signing] certificate in ppmi.toml)")
+            cert_path = settings.resolve_path(settings.signing.certificate)
+        source = str(cert_path)
+        certificate = load_certificates(cert_path, password_source(password_env, password_file))[0]
+
+    values = compute_fic(
+        certificate,
+        tenant_id=settings.identity.tenant_id,
+        environment_id=environment_id,
+        version=settings.identity.version,
+        cloud=settings.identity.cloud,
+    )
+    for note in values.notes:
+        progress(f"note: {note}")
+    for warning in values.warnings:
+        progress(f"warning: {warning}")
+    record = describe(certificate)
+    data = {**values.as_dict(), "certificate": record, "source": source}
+
+    def human() -> str:
+        kind = "self-signed" if values.self_signed else "CA-issued"
+        return "\n".join([
+            f"Issuer: {values.issuer}",
+            f"Subject identifier: {values.subject}",
+            f"Audience: {values.audience}",
+            f"Name: {values.name}",
+            f"(managed identity version {values.version}, {values.cloud} cloud, {kind} certificate "
+            f"{record['subject']}, SHA-1 {record['thumbprint_sha1']})",
+        ])
+
+    emit(as_json, data, human)

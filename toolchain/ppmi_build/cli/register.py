@@ -1,0 +1,127 @@
+"""``ppmi-build register --env NAME [ARTIFACT]``: create or update the pluginassembly / pluginpackage row.
+
+Shared helpers for ``register`` and ``bind`` (environment, artifact, client, output) live here too.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import EXIT_CHECK_FAILED, BadInput, PpmiError
+from ._common import emit, handle_errors, json_option, progress
+
+
+def resolve_artifact(settings, artifact: Path | None, kind: str | None, unique_name: str | None = None):
+    """Load ARTIFACT (or the project's last build output) -> :class:`~ppmi_build.dataverse.registration.Artifact`.
+
+    The kind comes from the extension; ``--kind`` or ``[plugin] kind`` (when ppmi.toml sets it) must agree.
+    """
+    from ..dataverse.registration import load_artifact
+
+    if artifact is None:
+        artifact = _last_build_output(settings)
+    configured = kind or (settings.plugin.kind if settings.config_file else None)
+    return load_artifact(artifact, kind=configured, unique_name=unique_name or _package_name(settings, artifact))
+
+
+def _package_name(settings, artifact: Path) -> str | None:
+    """``[plugin] name`` is the pluginpackage uniquename when the artifact is a package."""
+    if artifact.suffix.lower() == ".nupkg" and settings.plugin.name:
+        return settings.plugin.name
+    return None
+
+
+def _last_build_output(settings) -> Path:
+    try:
+        from ..project import dotnet  # written by the project engineer; optional here
+    except ImportError:
+        dotnet = None
+    helper = None
+    for attr in ("last_artifact", "last_artifacts"):
+        helper = getattr(dotnet, attr, None) if dotnet else None
+        if helper:
+            break
+    if helper is not None:
+        try:
+            found = helper(settings)
+        except PpmiError:
+            raise
+        except Exception:
+            found = None
+        if isinstance(found, (list, tuple)):
+            wanted = ".nupkg" if settings.plugin.kind == "package" else ".dll"
+            found = next((Path(f) for f in found if str(f).lower().endswith(wanted)), None)
+        if found:
+            return Path(found)
+    raise BadInput("no ARTIFACT given and no build output found; run `ppmi-build build` or pass the signed "
+                   ".dll/.nupkg path")
+
+
+def open_client(settings, env_name: str, *, verbose: bool = True):
+    """(environment settings, DataverseClient) for ``--env NAME``; retry notices go to stderr."""
+    from ..dataverse.client import connect
+
+    env = settings.environment(env_name)
+    return env, connect(env, on_retry=progress if verbose else None)
+
+
+def finish(as_json: bool, log, extra: dict[str, Any] | None = None, error: PpmiError | None = None) -> None:
+    """Print the actions (JSON document or lines) and exit: the error's code, 1 when an action failed, else 0."""
+    doc = log.to_json()
+    if extra:
+        doc.update(extra)
+    failed = log.failed
+    if error is not None:
+        doc["error"] = {"message": error.message, "code": error.code, "exit_code": error.exit_code}
+    elif failed:
+        doc["error"] = {"message": f"{len(failed)} action(s) failed", "code": None, "exit_code": EXIT_CHECK_FAILED}
+    emit(as_json, doc, log.lines)
+    if error is not None:
+        click.echo(f"error: {error.message}", err=True)
+        sys.exit(error.exit_code)
+    if failed:
+        click.echo(f"error: {len(failed)} action(s) failed: " + "; ".join(f"{a.kind} {a.target}: {a.detail}"
+                                                                          for a in failed), err=True)
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@click.command()
+@click.option("--env", "env_name", required=True, metavar="NAME", help="Environment from [environments.NAME].")
+@click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["assembly", "package"]), help="Artifact kind when the extension "
+                                                                          "does not tell.")
+@click.option("--solution", help="Solution unique name for created rows (default [environments.NAME] solution).")
+@click.option("--unique-name", help="pluginpackage uniquename (default [plugin] name, else the nuspec id).")
+@click.option("--plan", is_flag=True, help="Only read Dataverse and print what would change.")
+@click.option("--force", is_flag=True, help="Upload the content even when Dataverse already holds the same bytes.")
+@json_option
+@handle_errors
+def register(env_name: str, artifact: Path | None, kind: str | None, solution: str | None, unique_name: str | None,
+             plan: bool, force: bool, as_json: bool) -> None:
+    """Create or update the pluginassembly (.dll) or pluginpackage (.nupkg) row in Dataverse.
+
+    Standalone assemblies must be strong-named; artifacts are limited to 16 MB. A package's
+    version is never changed on update, and every plug-in assembly inside the package is checked
+    to have its pluginassembly row afterwards.
+    """
+    from ..config import load_settings
+    from ..dataverse.actions import ActionLog
+    from ..dataverse.registration import register as do_register
+
+    settings = load_settings()
+    art = resolve_artifact(settings, artifact, kind, unique_name)
+    env, client = open_client(settings, env_name)
+    log = ActionLog()
+    with client:
+        progress(f"registering {art.path.name} ({art.kind}) in {client.url}")
+        try:
+            do_register(client, art, solution=solution, plan=plan, force=force, log=log)
+        except PpmiError as e:
+            if not log.actions:
+                raise
+            finish(as_json, log, error=e)
+    finish(as_json, log, {"environment": env_name, "requests": client.requests_sent})

@@ -1,0 +1,60 @@
+"""``ppmi-build release --env NAME [--plan] [ARTIFACT]``: build, sign, verify, FIC, register, bind, verify."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import PpmiError
+from ._common import emit, handle_errors, json_option, password_options, password_source, progress
+
+
+def run_pipeline(as_json: bool, fn: Callable[[], Any]) -> None:
+    """Run a pipeline function returning a :class:`ppmi_build.pipeline.plan.Plan` and print it.
+
+    On a :class:`PpmiError` that carries the partial plan (``err.plan``) the document still lists the actions
+    done so far, plus ``"error": {message, code, exit_code}``; the exit code is the error's (DESIGN.md §3).
+    """
+    try:
+        plan = fn()
+    except PpmiError as err:
+        partial = getattr(err, "plan", None)
+        if partial is None:
+            raise
+        click.echo(f"error: {err.message}", err=True)
+        if as_json:
+            doc = partial.to_json()
+            doc["error"] = {"message": err.message, "code": err.code, "exit_code": err.exit_code}
+            click.echo(json.dumps(doc, indent=2, default=str))
+        else:
+            click.echo(partial.human())
+        sys.exit(err.exit_code)
+    emit(as_json, plan.to_json(), plan.human)
+
+
+@click.command()
+@click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--env", "env_name", required=True, metavar="NAME", help="Target environment ([environments.NAME]).")
+@click.option("--plan", "plan_only", is_flag=True, help="Print every action it would take; change nothing.")
+@click.option("--project", type=click.Path(path_type=Path), help="Project folder or ppmi.toml (default: here).")
+@password_options
+@json_option
+@handle_errors
+def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path | None, password_env: str | None,
+            password_file: Path | None, as_json: bool) -> None:
+    """Build, sign, verify, ensure the FIC, register, bind and verify in one step.
+
+    With ARTIFACT (.dll or .nupkg) the build is skipped and that file is signed (in place), registered and
+    bound as it is. A failed run can be re-run: every step is idempotent, and the FIC is created before
+    anything changes in Dataverse.
+    """
+    from ..pipeline.release import run_release
+
+    pw = password_source(password_env, password_file) if (password_env or password_file) else None
+    run_pipeline(as_json, lambda: run_release(env_name, artifact, plan_only=plan_only, start=project,
+                                              progress=progress, password=pw))

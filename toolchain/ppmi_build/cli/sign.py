@@ -1,0 +1,93 @@
+"""``ppmi-build sign ARTIFACT... --cert PATH``: Authenticode (.dll/.exe) or NuGet (.nupkg) signing.
+
+Thin layer over :func:`ppmi_build.signing.api.sign_files` (DESIGN.md §3). Defaults come from
+``ppmi.toml`` ``[signing]`` and ``PPMI_*`` variables: ``certificate`` / ``PPMI_CERT`` (or a base64
+PFX in ``PPMI_PFX_BASE64`` when no certificate is configured), ``password_env``,
+``timestamp_urls`` / ``PPMI_TIMESTAMP_URLS``, ``digest``, ``backend``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ._common import emit, handle_errors, json_option, password_options
+
+BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotnet"]
+
+
+@click.command("sign")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--cert", "cert_path", metavar="PATH",
+              help="Signing certificate: .pfx/.p12, or a PEM with the key, or a PEM/DER chain with --key. "
+                   "Default: [signing] certificate in ppmi.toml, PPMI_CERT, or PPMI_PFX_BASE64.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="PEM private key when --cert holds only the certificate chain.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write the signed file here (one artifact) or into this folder (several); default: in place.")
+@click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL",
+              help="RFC 3161 timestamp server; repeat for fallbacks. Default: [signing] timestamp_urls.")
+@click.option("--no-timestamp", is_flag=True, help="Do not timestamp, even when ppmi.toml lists servers.")
+@click.option("--digest", type=click.Choice(["sha256", "sha384", "sha512"]), default=None,
+              help="Digest algorithm (default sha256).")
+@click.option("--program-name", help="Description shown by Windows (SpcSpOpusInfo programName, signtool /d).")
+@click.option("--program-url", help="More-info URL (SpcSpOpusInfo moreInfo, signtool /du).")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=None,
+              help="Signer: the built-in one (auto/python, every OS) or an installed tool.")
+@click.option("--overwrite", is_flag=True, help="Packages: replace an existing signature (assemblies always are).")
+@click.option("--sign-contents", is_flag=True, help="Packages: Authenticode-sign the assemblies inside first.")
+@password_options
+@json_option
+@handle_errors
+def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | None, output: Path | None,
+         timestamp_urls: tuple[str, ...], no_timestamp: bool, digest: str | None, program_name: str | None,
+         program_url: str | None, backend: str | None, overwrite: bool, sign_contents: bool,
+         password_env: str | None, password_file: Path | None, as_json: bool) -> None:
+    """Sign assemblies (Authenticode) and plug-in packages (NuGet author signature), then verify them.
+
+    Each file is written to a temporary file beside it, verified, and renamed over the original;
+    on any error the original is left unchanged.
+    """
+    from ..config import load_settings
+    from ..errors import BadInput, ConfigError
+    from ..signing.api import sign_files
+    from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
+
+    settings = load_settings()
+    cert: str | Path | None = cert_path
+    if cert is None and settings.signing.certificate:
+        cert = settings.resolve_path(settings.signing.certificate)
+    if cert is None:
+        if os.environ.get(PFX_BASE64_ENV):
+            cert = "-"
+        else:
+            raise ConfigError(
+                "no signing certificate; pass --cert PATH, set [signing] certificate in ppmi.toml or PPMI_CERT, "
+                f"or put a base64 PFX in {PFX_BASE64_ENV}"
+            )
+    if len(artifacts) > 1 and output is not None and not output.is_dir():
+        raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
+    urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
+    password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
+    key = load_key_source(cert, password, key_path=key_path)
+
+    results = sign_files(
+        list(artifacts), key, output=output, timestamp_urls=urls, digest=digest or settings.signing.digest,
+        program_name=program_name, program_url=program_url, backend=backend or settings.signing.backend,
+        overwrite=overwrite, sign_contents=sign_contents,
+    )
+    emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
+
+
+def _line(r) -> str:
+    parts = [f"signed {r.path} ({r.kind}) with {r.signer.get('subject')}"]
+    parts.append("timestamped" if r.timestamped else "not timestamped")
+    parts.append("verified")
+    text = ", ".join(parts)
+    if r.replaced_signature:
+        text += "; replaced an existing signature"
+    if r.backend != "python":
+        text += f" [backend {r.backend}]"
+    return text

@@ -1,0 +1,245 @@
+"""Access tokens for the Dataverse Web API (and, with another scope, for Graph / ARM).
+
+A :class:`TokenProvider` returns a bearer token for one scope. Providers:
+
+* :class:`StaticToken` — ``PPMI_ACCESS_TOKEN``: a token a pipeline already has (``az account get-access-token``,
+  a previous step). No refresh.
+* :class:`AzureIdentityToken` — any ``azure-identity`` credential (``get_token(scope)``), with the token cached until
+  five minutes before it expires. :func:`azure_credential` builds the credential for a method:
+
+  ==================  ===========================================================================================
+  ``default``         ``DefaultAzureCredential`` (environment, workload identity, managed identity, Azure CLI, …)
+  ``client-secret``   ``ClientSecretCredential(AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET)``
+  ``client-certificate`` ``CertificateCredential(AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_CERTIFICATE_PATH,
+                      password=AZURE_CLIENT_CERTIFICATE_PASSWORD)``
+  ``workload-identity`` ``WorkloadIdentityCredential`` (``AZURE_FEDERATED_TOKEN_FILE``, AKS and others)
+  ``github``          ``ClientAssertionCredential`` whose assertion is the GitHub Actions OIDC token
+                      (``ACTIONS_ID_TOKEN_REQUEST_URL`` + ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``, audience
+                      ``api://AzureADTokenExchange``; the job needs ``permissions: id-token: write``)
+  ``azure-pipelines`` ``AzurePipelinesCredential`` (service connection with workload identity federation:
+                      ``AZURESUBSCRIPTION_SERVICE_CONNECTION_ID``, ``AZURESUBSCRIPTION_CLIENT_ID``,
+                      ``AZURESUBSCRIPTION_TENANT_ID``, ``SYSTEM_ACCESSTOKEN``)
+  ``azure-cli``       ``AzureCliCredential`` (``az login`` on the machine)
+  ==================  ===========================================================================================
+
+``PPMI_AUTH`` picks the method; ``auto`` (the default) uses ``PPMI_ACCESS_TOKEN`` when set, else ``github`` inside
+GitHub Actions with OIDC available, else ``azure-pipelines`` inside Azure Pipelines with a federated service
+connection, else ``default``.
+
+The scope for Dataverse is ``https://ORG/.default`` where ``ORG`` is the host of the environment URL
+(domain-spec §6 runtime note: scopes look like ``https://{org}.crm*.dynamics.com/.default``).
+
+``azure-identity`` is an optional dependency (``pip install 'ppmi-build[azure]'``), imported only when needed.
+Tokens never appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ..errors import AuthError, ConfigError
+
+METHODS = ("auto", "static", "default", "client-secret", "client-certificate", "workload-identity", "github",
+           "azure-pipelines", "azure-cli")
+GITHUB_AUDIENCE = "api://AzureADTokenExchange"
+REFRESH_MARGIN_S = 300
+
+
+class TokenProvider(Protocol):
+    """Something that returns a bearer token (str) for the scope it was made for."""
+
+    def token(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+class StaticToken:
+    """A fixed token (``PPMI_ACCESS_TOKEN``). ``repr``/``description`` never show it."""
+
+    def __init__(self, value: str, source: str = "PPMI_ACCESS_TOKEN"):
+        value = value.strip()
+        if value.lower().startswith("bearer "):
+            value = value[7:].strip()
+        if not value:
+            raise ConfigError(f"{source} is empty; set it to an access token for the environment or unset it")
+        self._value = value
+        self._source = source
+
+    def token(self) -> str:
+        return self._value
+
+    @property
+    def description(self) -> str:
+        return f"static token from {self._source}"
+
+    def __repr__(self) -> str:
+        return f"<StaticToken from {self._source}>"
+
+
+class AzureIdentityToken:
+    """Wraps an azure-identity ``TokenCredential``; caches the token until ``expires_on - 5 min``."""
+
+    def __init__(self, credential: Any, scope: str, description: str = "azure-identity"):
+        self._credential = credential
+        self._scope = scope
+        self._description = description
+        self._cached: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def scope(self) -> str:
+        return self._scope
+
+    @property
+    def description(self) -> str:
+        return f"{self._description} (scope {self._scope})"
+
+    def token(self) -> str:
+        with self._lock:
+            if self._cached and self._cached[1] - REFRESH_MARGIN_S > time.time():
+                return self._cached[0]
+            try:
+                tok = self._credential.get_token(self._scope)
+            except Exception as e:  # azure.core.exceptions.ClientAuthenticationError and friends
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                from ..errors import redact
+
+                raise AuthError(f"could not get an access token for {self._scope} with {self._description}: "
+                                f"{redact(msg)}; check the credentials (PPMI_AUTH, AZURE_* variables, az login)",
+                                status=None) from None
+            self._cached = (tok.token, float(tok.expires_on))
+            return tok.token
+
+    def __repr__(self) -> str:
+        return f"<AzureIdentityToken {self._description} scope={self._scope}>"
+
+
+def scope_for(url: str) -> str:
+    """``https://contoso.crm.dynamics.com/...`` -> ``https://contoso.crm.dynamics.com/.default``."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        raise ConfigError(f"environment url {url!r} is not an absolute URL; use https://ORG.crm.dynamics.com")
+    return f"{parts.scheme}://{parts.netloc}/.default"
+
+
+def _require(env: Mapping[str, str], *names: str, method: str) -> list[str]:
+    missing = [n for n in names if not env.get(n)]
+    if missing:
+        raise ConfigError(f"PPMI_AUTH={method} needs {', '.join(missing)}; set them (see docs/usage/dataverse.md)")
+    return [env[n] for n in names]
+
+
+def _import_identity():
+    try:
+        import azure.identity as identity  # noqa: PLC0415 - optional dependency, imported lazily
+    except ImportError:
+        raise ConfigError("no Dataverse credentials: set PPMI_ACCESS_TOKEN to an access token, or install "
+                          "azure-identity (pip install 'ppmi-build[azure]') and configure PPMI_AUTH") from None
+    return identity
+
+
+def github_oidc_assertion(env: Mapping[str, str], *, http_get: Callable[..., Any] | None = None) -> Callable[[], str]:
+    """A callable returning a fresh GitHub Actions OIDC token (audience ``api://AzureADTokenExchange``).
+
+    GitHub documents the request: GET ``$ACTIONS_ID_TOKEN_REQUEST_URL&audience=...`` with
+    ``Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN``; the JSON answer's ``value`` is the JWT.
+    """
+    url, req_token = _require(env, "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", method="github")
+
+    def assertion() -> str:
+        import httpx
+
+        get = http_get or httpx.get
+        sep = "&" if "?" in url else "?"
+        try:
+            resp = get(f"{url}{sep}audience={GITHUB_AUDIENCE}", headers={"Authorization": f"bearer {req_token}"},
+                       timeout=30)
+            resp.raise_for_status()
+            return resp.json()["value"]
+        except Exception as e:
+            raise AuthError(f"could not get the GitHub Actions OIDC token ({type(e).__name__}); give the job "
+                            "'permissions: id-token: write'") from None
+
+    return assertion
+
+
+def azure_credential(method: str, env: Mapping[str, str]) -> tuple[Any, str]:
+    """Build the azure-identity credential for ``method`` (see the module docstring) -> (credential, label).
+
+    Raises:
+        ConfigError: azure-identity missing, unknown method, or a required variable is not set.
+    """
+    identity = _import_identity()
+    if method == "default":
+        return identity.DefaultAzureCredential(), "DefaultAzureCredential"
+    if method == "client-secret":
+        t, c, s = _require(env, "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", method=method)
+        return identity.ClientSecretCredential(t, c, s), "ClientSecretCredential"
+    if method == "client-certificate":
+        t, c, p = _require(env, "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH", method=method)
+        return (identity.CertificateCredential(t, c, certificate_path=p,
+                                               password=env.get("AZURE_CLIENT_CERTIFICATE_PASSWORD") or None),
+                "CertificateCredential")
+    if method == "workload-identity":
+        t, c, f = _require(env, "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE", method=method)
+        return identity.WorkloadIdentityCredential(tenant_id=t, client_id=c, token_file_path=f), \
+            "WorkloadIdentityCredential"
+    if method == "github":
+        t, c = _require(env, "AZURE_TENANT_ID", "AZURE_CLIENT_ID", method=method)
+        return identity.ClientAssertionCredential(t, c, github_oidc_assertion(env)), \
+            "ClientAssertionCredential (GitHub Actions OIDC)"
+    if method == "azure-pipelines":
+        sc, c, t, tok = _require(env, "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", "AZURESUBSCRIPTION_CLIENT_ID",
+                                 "AZURESUBSCRIPTION_TENANT_ID", "SYSTEM_ACCESSTOKEN", method=method)
+        return (identity.AzurePipelinesCredential(tenant_id=t, client_id=c, service_connection_id=sc,
+                                                  system_access_token=tok), "AzurePipelinesCredential")
+    if method == "azure-cli":
+        return identity.AzureCliCredential(), "AzureCliCredential"
+    raise ConfigError(f"PPMI_AUTH={method!r} is not known; use one of {', '.join(METHODS)}")
+
+
+def detect_method(env: Mapping[str, str]) -> str:
+    """The method ``auto`` resolves to (see the module docstring)."""
+    if env.get("PPMI_ACCESS_TOKEN"):
+        return "static"
+    if env.get("ACTIONS_ID_TOKEN_REQUEST_URL") and env.get("AZURE_CLIENT_ID") and env.get("AZURE_TENANT_ID"):
+        return "github"
+    if env.get("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID") and env.get("SYSTEM_ACCESSTOKEN"):
+        return "azure-pipelines"
+    return "default"
+
+
+def token_provider(url: str, *, method: str | None = None, environ: Mapping[str, str] | None = None,
+                   credential: Any = None) -> TokenProvider:
+    """The provider for resource ``url`` (scope ``https://HOST/.default``).
+
+    Args:
+        url: the environment (or Graph / ARM) base URL the token is for.
+        method: one of :data:`METHODS`; default ``PPMI_AUTH`` or ``auto``.
+        environ: environment mapping (default ``os.environ``).
+        credential: an azure-identity ``TokenCredential`` to use as it is (overrides ``method``).
+    Raises:
+        ConfigError: no usable credentials (message says what to set).
+    """
+    env = os.environ if environ is None else environ
+    scope = scope_for(url)
+    if credential is not None:
+        return AzureIdentityToken(credential, scope, type(credential).__name__)
+    method = (method or env.get("PPMI_AUTH") or "auto").strip().lower()
+    if method not in METHODS:
+        raise ConfigError(f"PPMI_AUTH={method!r} is not known; use one of {', '.join(METHODS)}")
+    if method == "auto":
+        method = detect_method(env)
+    if method == "static":
+        if not env.get("PPMI_ACCESS_TOKEN"):
+            raise ConfigError("PPMI_AUTH=static needs PPMI_ACCESS_TOKEN; set it to an access token for "
+                              f"{scope}")
+        return StaticToken(env["PPMI_ACCESS_TOKEN"])
+    cred, label = azure_credential(method, env)
+    return AzureIdentityToken(cred, scope, label)

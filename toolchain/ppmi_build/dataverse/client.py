@@ -1,0 +1,494 @@
+"""A small Dataverse Web API client on httpx: OData headers, typed errors, retries, timeouts.
+
+What it does, and the source for each rule:
+
+* Headers on every request: ``Accept: application/json``, ``OData-MaxVersion: 4.0``, ``OData-Version: 4.0``,
+  ``Content-Type: application/json`` with a body, ``If-None-Match: null`` on reads ([WEBAPI-ERR] "HTTP headers",
+  domain-spec §4.3). ``Prefer: return=representation`` on create/update when the caller wants the row back (201/200
+  instead of 204 + ``OData-EntityId``, [WEBAPI-CREATE]). ``MSCRM.SolutionUniqueName`` on creates adds the new
+  component to a solution (domain-spec §4.3). Updates send ``If-Match: *`` so a PATCH never creates a row by
+  upsert.
+* Errors: the body ``{"error": {"code", "message"}}`` ([WEBAPI-ERR], domain-spec §4.4) becomes a
+  :class:`DataverseError` (an :class:`~ppmi_build.errors.ServiceError`, exit code 3) carrying the HTTP status,
+  the Dataverse code and a hint (:data:`HINTS`, e.g. ``0x80040216`` = the artifact is not signed, domain-spec §4.7).
+  401/403 become :class:`DataverseAuthError`, never retried.
+* Retries ([API-LIMITS], domain-spec §4.5): 429 waits exactly ``Retry-After`` seconds (refused above
+  ``max_retry_after``); 502/503/504 and connection failures (reset, refused, timeout, server gone) wait a bounded
+  exponential back-off with jitter (``base * 2**n`` capped at ``backoff_max``, the second half random). At most
+  ``max_retries`` retries, then :class:`DataverseError` / :class:`~ppmi_build.errors.ServiceError` (exit 3).
+* A create that may have reached the server before the connection failed is retried with the same client-chosen
+  primary key; if the retry answers 412 ``0x80040237`` (a record with that key already exists), the row is read
+  back and returned: a create is never duplicated and never lost.
+* Every request has a timeout (connect 10 s; read/write ``timeout``, default 120 s for 16 MB uploads).
+* ``http://`` is refused except for loopback hosts (127.0.0.0/8, ::1, localhost): tokens travel only over TLS.
+* The access token is taken from the :class:`~ppmi_build.dataverse.auth.TokenProvider` on every attempt and never
+  appears in messages or logs (messages pass through :func:`~ppmi_build.errors.redact`).
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.utils
+import ipaddress
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import AuthError, ConfigError, ServiceError, redact
+from .auth import TokenProvider
+
+log = logging.getLogger("ppmi_build.dataverse")
+
+API_VERSIONS = ("v9.2", "v9.1", "v9.0")
+RETRY_STATUSES = (502, 503, 504)
+DUPLICATE_KEY = "0x80040237"
+
+#: Dataverse error code -> what it means here and the fix (domain-spec §4.4-4.7, §6)
+HINTS: dict[str, str] = {
+    "0x80040216": "the artifact is not signed with a certificate (Authenticode for a .dll, NuGet signature for a "
+                  ".nupkg): sign it with `ppmi-build sign`, run `ppmi-build register` again, then bind",
+    "0x80040217": "the row does not exist (deleted, or another environment); run `ppmi-build register` first",
+    "0x80040237": "a row with this key already exists",
+    "0x80072322": "service protection limit: too many requests in 5 minutes; wait and run again",
+    "0x80072321": "service protection limit: too much execution time in 5 minutes; wait and run again",
+    "0x80072326": "service protection limit: too many concurrent requests; run fewer jobs at once",
+    "0x80060888": "the request used a column this table does not have; check the Dataverse version",
+    "0x80044331": "a value is longer than the column allows",
+}
+#: message fragment -> hint, for errors Dataverse reports without a useful code
+MESSAGE_HINTS: tuple[tuple[str, str], ...] = (
+    ("public key token", "standalone plug-in assemblies must be strong-named: build with a .snk key "
+                         "(`ppmi-build snk`) or register a plug-in package instead"),
+    ("cannot be changed", "a plug-in package keeps the version it was created with; ppmi-build sends only the new "
+                          "content, so do not change the version by hand"),
+    ("part of plugin package", "this assembly belongs to a plug-in package: register the .nupkg instead"),
+    ("fullnames must be unique", "another assembly with the same name, culture, key and major.minor is registered"),
+    ("16 MB", "plug-in assemblies and packages are limited to 16 MB"),
+)
+STATUS_HINTS = {
+    401: "the access token was refused: check PPMI_ACCESS_TOKEN / PPMI_AUTH and that the token is for this "
+         "environment URL",
+    403: "the identity has no access: add it as an application user with a security role in this environment",
+    404: "not found: check the environment URL and the Web API version",
+    413: "the request is too large",
+}
+
+
+class DataverseError(ServiceError):
+    """A Dataverse Web API error after retries (exit code 3).
+
+    Attributes:
+        status: HTTP status (None for connection failures).
+        code: Dataverse error code (``0x80040216``) or None.
+        hint: what it means and how to fix it, or "".
+        server_message: the ``error.message`` text (redacted).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None, hint: str = "",
+                 server_message: str = ""):
+        full = f"{message}; {hint}" if hint else message
+        super().__init__(full, status=status, code=code)
+        self.hint = hint
+        self.server_message = server_message
+
+
+class DataverseAuthError(DataverseError, AuthError):
+    """401/403 from Dataverse (never retried)."""
+
+
+@dataclass
+class RetryPolicy:
+    """Retry settings. ``from_env`` reads ``PPMI_HTTP_RETRIES``, ``PPMI_HTTP_BACKOFF`` (base seconds),
+    ``PPMI_HTTP_BACKOFF_MAX``, ``PPMI_HTTP_MAX_RETRY_AFTER`` and ``PPMI_HTTP_TIMEOUT`` (read/write seconds)."""
+
+    max_retries: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0
+    timeout: float = 120.0
+    connect_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
+        env = os.environ if environ is None else environ
+        p = cls()
+        for var, attr, conv in (("PPMI_HTTP_RETRIES", "max_retries", int), ("PPMI_HTTP_BACKOFF", "backoff_base", float),
+                                ("PPMI_HTTP_BACKOFF_MAX", "backoff_max", float),
+                                ("PPMI_HTTP_MAX_RETRY_AFTER", "max_retry_after", float),
+                                ("PPMI_HTTP_TIMEOUT", "timeout", float)):
+            if env.get(var):
+                try:
+                    value = conv(env[var])
+                except ValueError:
+                    raise ConfigError(f"{var}={env[var]!r} is not a number") from None
+                if value < 0:
+                    raise ConfigError(f"{var} must not be negative")
+                setattr(p, attr, value)
+        return p
+
+    def backoff(self, attempt: int) -> float:
+        """Wait before retry number ``attempt`` (0-based): half fixed, half random ("equal jitter")."""
+        d = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        return d / 2 + random.uniform(0, d / 2)
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, what: str = "environment url") -> str:
+    """Validate a service URL: https, or http only for loopback. Returns it without a trailing slash.
+
+    Raises:
+        ConfigError: relative URL, other scheme, or http to a non-loopback host.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"{what} {url!r} is not an absolute https URL; use https://ORG.crm.dynamics.com")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(f"{what} {url!r} uses http:// to a non-loopback host; use https:// (plain http is only "
+                          "allowed for a local emulator on 127.0.0.1 / localhost)")
+    return url.strip().rstrip("/")
+
+
+def odata_literal(value: str) -> str:
+    """An OData string literal: ``'it''s'`` (single quotes doubled, OData URL conventions §5.1.1.6.1)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def encode_body(fields: Mapping[str, Any], *, content: bytes | None = None) -> bytes:
+    """JSON body bytes for ``fields`` plus an optional ``"content"`` column holding ``content`` in base64.
+
+    The base64 text is written straight into the body in 3 MiB steps (no intermediate str copies), so a 16 MB
+    artifact costs about its base64 size once in memory.
+    """
+    head = json.dumps(dict(fields), separators=(",", ":")).encode()
+    if content is None:
+        return head
+    body = bytearray(head[:-1])
+    if len(head) > 2:
+        body += b","
+    body += b'"content":"'
+    step = 3 * 1024 * 1024  # multiple of 3: chunks concatenate to the same base64 text
+    view = memoryview(content)
+    for i in range(0, len(view), step):
+        body += binascii.b2a_base64(view[i:i + step], newline=False)
+    body += b'"}'
+    return bytes(body)
+
+
+class DataverseClient:
+    """Web API client for one environment.
+
+    Args:
+        url: environment URL (``https://contoso.crm.dynamics.com``; a URL already ending in ``/api/data/v9.x`` is
+            kept as it is).
+        tokens: token provider (:func:`ppmi_build.dataverse.auth.token_provider`).
+        api_version: ``v9.2`` (default) or ``v9.0``/``v9.1``.
+        retry: :class:`RetryPolicy` (default: from the environment).
+        solution: default ``MSCRM.SolutionUniqueName`` for creates.
+        on_retry: called with a one-line message before each retry wait (progress on stderr).
+        sleep: injectable for tests.
+        transport: an httpx transport (tests).
+    Raises:
+        ConfigError: bad URL (see :func:`check_url`).
+    """
+
+    def __init__(self, url: str, tokens: TokenProvider, *, api_version: str = "v9.2", retry: RetryPolicy | None = None,
+                 solution: str | None = None, on_retry: Callable[[str], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None):
+        base = check_url(url)
+        if api_version not in API_VERSIONS:
+            raise ConfigError(f"Web API version {api_version!r} is not supported; use v9.2 or v9.0")
+        m = re.search(r"/api/data/(v9\.\d+)$", base)
+        self.api_url = base if m else f"{base}/api/data/{api_version}"
+        self.url = base[: m.start()] if m else base
+        self.tokens = tokens
+        self.retry = retry or RetryPolicy.from_env()
+        self.solution = solution
+        self.on_retry = on_retry
+        self._sleep = sleep
+        self.requests_sent = 0
+        self.retries = 0
+        timeout = httpx.Timeout(self.retry.timeout, connect=self.retry.connect_timeout)
+        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
+                                  headers={"Accept": "application/json", "OData-MaxVersion": "4.0",
+                                           "OData-Version": "4.0", "User-Agent": "ppmi-build"})
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DataverseClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<DataverseClient {self.api_url}>"
+
+    # --- core ------------------------------------------------------------------------------------------------
+    def _url(self, path: str) -> str:
+        return f"{self.api_url}/{path.lstrip('/')}"
+
+    def _notify(self, msg: str) -> None:
+        log.info("%s", msg)
+        if self.on_retry:
+            self.on_retry(msg)
+
+    def _send(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+              body: bytes | None = None, headers: Mapping[str, str] | None = None) -> tuple[httpx.Response, bool]:
+        """Send with retries. Returns (final response, ambiguous) where ``ambiguous`` is True when an earlier
+        attempt may have reached the server (connection lost after sending, 502/504)."""
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs.setdefault("Content-Type", "application/json; charset=utf-8")
+        label = f"{method} {path.split('?')[0]}"
+        ambiguous = False
+        attempt = 0
+        while True:
+            token = self.tokens.token()
+            hdrs["Authorization"] = f"Bearer {token}"
+            self.requests_sent += 1
+            started = time.monotonic()
+            try:
+                resp = self._http.request(method, self._url(path), params=params, content=body, headers=hdrs)
+            except httpx.TransportError as e:
+                if not isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
+                    ambiguous = True  # the request may have been processed
+                reason = type(e).__name__
+                if attempt >= self.retry.max_retries:
+                    raise DataverseError(
+                        f"{label} to {self.url} failed after {attempt + 1} attempts: {reason}",
+                        hint="check the network and the environment URL, then run again") from None
+                wait = self.retry.backoff(attempt)
+                self._notify(f"{label}: {reason}; retry {attempt + 1}/{self.retry.max_retries} in {wait:.1f} s")
+                self._sleep(wait)
+                attempt += 1
+                self.retries += 1
+                continue
+            finally:
+                hdrs.pop("Authorization", None)
+            log.debug("%s -> %s (%.2f s)", label, resp.status_code, time.monotonic() - started)
+            status = resp.status_code
+            if status == 429 or status in RETRY_STATUSES:
+                if status in (502, 504):
+                    ambiguous = True
+                retry_after = _retry_after(resp)
+                if status == 429 and retry_after is not None and retry_after > self.retry.max_retry_after:
+                    raise self._error(resp, label, extra=f"throttled for {retry_after:.0f} s (more than "
+                                                         f"{self.retry.max_retry_after:.0f} s)")
+                if attempt >= self.retry.max_retries:
+                    raise self._error(resp, label, extra=f"after {attempt + 1} attempts")
+                wait = retry_after if retry_after is not None else self.retry.backoff(attempt)
+                self._notify(f"{label}: HTTP {status}; retry {attempt + 1}/{self.retry.max_retries} in {wait:.1f} s"
+                             + (" (Retry-After)" if retry_after is not None else ""))
+                resp.close()
+                self._sleep(wait)
+                attempt += 1
+                self.retries += 1
+                continue
+            return resp, ambiguous
+
+    def _error(self, resp: httpx.Response, label: str, *, extra: str = "") -> DataverseError:
+        code, server_msg = parse_error(resp)
+        token_values = []
+        try:
+            token_values.append(self.tokens.token())
+        except Exception:  # pragma: no cover - the provider already worked for this request
+            pass
+        server_msg = redact(server_msg, *token_values)
+        hint = HINTS.get(code or "", "")
+        if not hint:
+            low = server_msg.lower()
+            hint = next((h for frag, h in MESSAGE_HINTS if frag.lower() in low), "")
+        if not hint:
+            hint = STATUS_HINTS.get(resp.status_code, "")
+        what = f"{label} -> HTTP {resp.status_code}"
+        if code and code not in ("0x0", ""):
+            what += f" {code}"
+        if server_msg:
+            what += f": {server_msg}"
+        if extra:
+            what += f" ({extra})"
+        cls = DataverseAuthError if resp.status_code in (401, 403) else DataverseError
+        return cls(what, status=resp.status_code, code=code or None, hint=hint, server_message=server_msg)
+
+    def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200, 201, 204)) -> httpx.Response:
+        """Send one request (with retries) and return the response; any status outside ``ok`` raises
+        :class:`DataverseError`."""
+        resp, _ = self._send(method, path, params=params, body=body, headers=headers)
+        if resp.status_code not in ok:
+            raise self._error(resp, f"{method} {path.split('?')[0]}")
+        return resp
+
+    # --- OData helpers ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _params(select: list[str] | tuple[str, ...] | None = None, filter: str | None = None,
+                top: int | None = None, orderby: str | None = None) -> dict[str, str]:
+        p: dict[str, str] = {}
+        if select:
+            p["$select"] = ",".join(select)
+        if filter:
+            p["$filter"] = filter
+        if top is not None:
+            p["$top"] = str(top)
+        if orderby:
+            p["$orderby"] = orderby
+        return p
+
+    def query(self, entity_set: str, *, select: list[str] | tuple[str, ...] | None = None, filter: str | None = None,
+              top: int | None = None, orderby: str | None = None) -> list[dict[str, Any]]:
+        """``GET {entity_set}?$select&$filter&$top`` -> the ``value`` rows (follows ``@odata.nextLink``)."""
+        rows: list[dict[str, Any]] = []
+        resp = self.request("GET", entity_set, params=self._params(select, filter, top, orderby),
+                            headers={"If-None-Match": "null"})
+        while True:
+            data = _json(resp)
+            rows.extend(data.get("value", []))
+            nxt = data.get("@odata.nextLink")
+            if not nxt or (top is not None and len(rows) >= top):
+                return rows
+            rel = nxt[len(self.api_url):] if nxt.startswith(self.api_url) else nxt
+            resp = self.request("GET", rel, headers={"If-None-Match": "null"})
+
+    def retrieve(self, entity_set: str, id: str, *, select: list[str] | tuple[str, ...] | None = None
+                 ) -> dict[str, Any] | None:
+        """``GET {entity_set}({id})?$select`` -> the row, or None when it does not exist (404)."""
+        resp, _ = self._send("GET", f"{entity_set}({id})", params=self._params(select),
+                             headers={"If-None-Match": "null"})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._error(resp, f"GET {entity_set}({id})")
+        return _json(resp)
+
+    def create(self, entity_set: str, body: Mapping[str, Any] | bytes, *, id_column: str, id: str,
+               select: list[str] | tuple[str, ...] | None = None, solution: str | None = None) -> dict[str, Any]:
+        """``POST {entity_set}`` with a client-chosen primary key (``id_column`` = ``id`` must be in ``body``) and
+        ``Prefer: return=representation``; returns the created row (``$select`` columns).
+
+        A retried create whose first attempt did reach the server is detected (412 ``0x80040237`` after an
+        ambiguous failure) and answered by reading the row back.
+        """
+        data = body if isinstance(body, bytes) else encode_body(body)
+        headers = {"Prefer": "return=representation"}
+        sol = solution if solution is not None else self.solution
+        if sol:
+            headers["MSCRM.SolutionUniqueName"] = sol
+        params = self._params(select)
+        resp, ambiguous = self._send("POST", entity_set, params=params, body=data, headers=headers)
+        if resp.status_code in (200, 201):
+            return _json(resp)
+        if resp.status_code == 204:  # server ignored Prefer
+            return self.retrieve(entity_set, id, select=select) or {id_column: id}
+        if ambiguous and resp.status_code == 412 and parse_error(resp)[0] == DUPLICATE_KEY:
+            row = self.retrieve(entity_set, id, select=select)
+            if row is not None:
+                self._notify(f"POST {entity_set}: the first attempt had been saved; using row {id}")
+                return row
+        raise self._error(resp, f"POST {entity_set}")
+
+    def update(self, entity_set: str, id: str, body: Mapping[str, Any] | bytes, *,
+               select: list[str] | tuple[str, ...] | None = None) -> dict[str, Any] | None:
+        """``PATCH {entity_set}({id})`` with ``If-Match: *`` (never an upsert). With ``select`` the updated row is
+        returned (``Prefer: return=representation``, 200), else None (204)."""
+        data = body if isinstance(body, bytes) else encode_body(body)
+        headers = {"If-Match": "*"}
+        if select:
+            headers["Prefer"] = "return=representation"
+        resp = self.request("PATCH", f"{entity_set}({id})", params=self._params(select), body=data, headers=headers)
+        return _json(resp) if resp.status_code == 200 and resp.content else None
+
+    def delete(self, entity_set: str, id: str) -> bool:
+        """``DELETE {entity_set}({id})``; False when it did not exist."""
+        resp, _ = self._send("DELETE", f"{entity_set}({id})")
+        if resp.status_code == 404:
+            return False
+        if resp.status_code not in (200, 204):
+            raise self._error(resp, f"DELETE {entity_set}({id})")
+        return True
+
+    def who_am_i(self) -> dict[str, Any]:
+        """``GET WhoAmI`` -> ``{UserId, BusinessUnitId, OrganizationId}`` (a cheap connectivity/auth check)."""
+        return _json(self.request("GET", "WhoAmI"))
+
+
+def _json(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        data = resp.json()
+    except ValueError:
+        raise ServiceError(f"{resp.request.method} {resp.request.url.path} answered HTTP {resp.status_code} with a "
+                           "body that is not JSON", status=resp.status_code) from None
+    if not isinstance(data, dict):
+        raise ServiceError(f"{resp.request.url.path} answered with unexpected JSON", status=resp.status_code)
+    return data
+
+
+def parse_error(resp: httpx.Response) -> tuple[str | None, str]:
+    """(code, message) from an OData error body; (None, reason phrase or "") when the body is not one."""
+    try:
+        data = resp.json()
+        err = data.get("error") if isinstance(data, dict) else None
+        if isinstance(err, dict):
+            code = err.get("code")
+            msg = err.get("message") or ""
+            return (str(code) if code else None), " ".join(str(msg).split())[:500]
+    except (ValueError, UnicodeDecodeError):
+        pass
+    text = " ".join(resp.text.split())[:200] if resp.content and len(resp.content) < 4096 else ""
+    return None, text or resp.reason_phrase
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    """Seconds from ``Retry-After`` (delta-seconds or HTTP-date, RFC 9110 §10.2.3), or None."""
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def connect(env: Any, *, environ: Mapping[str, str] | None = None, on_retry: Callable[[str], None] | None = None,
+            credential: Any = None, api_version: str = "v9.2") -> DataverseClient:
+    """A client for a configured environment (``config.EnvironmentSettings``: ``url``, ``solution``), with the
+    token provider from :func:`ppmi_build.dataverse.auth.token_provider` and the retry policy from ``PPMI_HTTP_*``.
+
+    Raises:
+        ConfigError: no url, bad url, or no credentials.
+    """
+    from .auth import token_provider
+
+    if not getattr(env, "url", None):
+        name = getattr(env, "name", "?")
+        raise ConfigError(f"environment {name!r} has no url; set [environments.{name}] url in ppmi.toml or "
+                          f"PPMI_ENV_{str(name).upper()}_URL")
+    url = check_url(env.url)
+    tokens = token_provider(url, environ=environ, credential=credential)
+    return DataverseClient(url, tokens, api_version=api_version, retry=RetryPolicy.from_env(environ),
+                           solution=getattr(env, "solution", None) or None, on_retry=on_retry)

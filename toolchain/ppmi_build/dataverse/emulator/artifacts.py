@@ -1,0 +1,55 @@
+"""The emulator's own, minimal "is it signed?" checks, playing Dataverse's refusal ``0x80040216`` (domain-spec §4.7).
+
+Deliberately independent of ppmi-build's signer and verifier: the emulator only looks for the presence of a
+signature, as the bind precondition needs.
+
+* PE/COFF: the Certificate Table is data directory entry 4 of the optional header (Microsoft PE Format,
+  "Optional Header Data Directories"; Authenticode_PE.docx). It is signed when that entry is non-empty, points
+  inside the file and starts a ``WIN_CERTIFICATE`` whose ``dwLength`` is at least 8 (header size).
+* NuGet: a signed package has a ``.signature.p7s`` zip entry (NuGet signed-packages reference, signing-spec).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+
+SIGNATURE_ENTRY = ".signature.p7s"
+
+
+def pe_is_signed(data: bytes) -> bool:
+    """True when the PE image ``data`` has a non-empty certificate table holding a WIN_CERTIFICATE."""
+    try:
+        if data[:2] != b"MZ":
+            return False
+        (e_lfanew,) = struct.unpack_from("<I", data, 0x3C)
+        if data[e_lfanew:e_lfanew + 4] != b"PE\0\0":
+            return False
+        opt = e_lfanew + 4 + 20  # signature + COFF file header
+        (magic,) = struct.unpack_from("<H", data, opt)
+        if magic == 0x10B:  # PE32: data directories start at offset 96 of the optional header
+            dirs = opt + 96
+        elif magic == 0x20B:  # PE32+: offset 112
+            dirs = opt + 112
+        else:
+            return False
+        (count,) = struct.unpack_from("<I", data, dirs - 4)  # NumberOfRvaAndSizes
+        if count < 5:
+            return False
+        offset, size = struct.unpack_from("<II", data, dirs + 4 * 8)  # entry 4: file offset, not an RVA
+        if size < 8 or offset == 0 or offset + size > len(data):
+            return False
+        (length,) = struct.unpack_from("<I", data, offset)
+        return 8 <= length <= size
+    except struct.error:
+        return False
+
+
+def nupkg_is_signed(data: bytes) -> bool:
+    """True when the package zip ``data`` has a ``.signature.p7s`` entry."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return SIGNATURE_ENTRY in zf.namelist()
+    except zipfile.BadZipFile:
+        return False

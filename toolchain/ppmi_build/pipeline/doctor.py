@@ -1,0 +1,307 @@
+"""``ppmi-build doctor``: what is installed and usable, and what is wrong with the configuration.
+
+Checks, each ``{"name", "category", "status", "detail"}`` with ``status`` one of ``ok`` / ``warn`` /
+``fail`` / ``skipped`` (DESIGN.md §3 ``doctor`` -> ``checks``):
+
+* ``tools``: dotnet, signtool, nuget, osslsigncode, Mono ``sn``, openssl — found on PATH and their version.
+  None is required by the built-in signer, so a missing tool is a warning (dotnet is needed by ``build``).
+* ``config``: ``ppmi.toml`` found; tenant, application, object IDs are GUIDs; ``fic_target`` has its ID;
+  record version (2 recommended, domain-spec §1.2); each environment has a URL and an environment ID.
+* ``certificate``: the signing certificate opens; code-signing EKU; RSA >= 2048; self-signed (development
+  only, domain-spec §5); expiry: ``fail`` when expired or not yet valid, ``warn`` within
+  :data:`EXPIRY_WARN_DAYS` (30) days.
+* ``environment:<name>``: the FIC the certificate needs exists on the identity (exact, case-sensitive match;
+  a case-only difference is reported, domain-spec §1.7) and the ``managedidentities`` record's ``version``.
+
+The exit code is 1 when a check failed, 0 otherwise (warnings do not fail).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PpmiError
+
+OK, WARN, FAIL, SKIPPED = "ok", "warn", "fail", "skipped"
+#: Warn this many days before the signing certificate expires (issue #6).
+EXPIRY_WARN_DAYS = 30
+
+#: tool -> (argv for its version, what needs it)
+TOOLS: dict[str, tuple[list[str], str]] = {
+    "dotnet": (["dotnet", "--version"], "`ppmi-build build` (dotnet build/pack)"),
+    "signtool": (["signtool", "/?"], "--backend signtool (Windows)"),
+    "nuget": (["nuget", "help"], "--backend nuget"),
+    "osslsigncode": (["osslsigncode", "--version"], "--backend osslsigncode and independent verification"),
+    "sn": (["sn", "-h"], "strong-name checks (Mono sn)"),
+    "openssl": (["openssl", "version"], "independent signature checks"),
+}
+
+
+@dataclass
+class Check:
+    name: str
+    category: str
+    status: str
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "category": self.category, "status": self.status, "detail": self.detail}
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, name: str, category: str, status: str, detail: str = "") -> Check:
+        c = Check(name, category, status, " ".join(str(detail).split()))
+        self.checks.append(c)
+        return c
+
+    @property
+    def failed(self) -> bool:
+        return any(c.status == FAIL for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        counts = {s: sum(1 for c in self.checks if c.status == s) for s in (OK, WARN, FAIL, SKIPPED)}
+        return {"ok": not self.failed, "summary": counts, "checks": [c.to_json() for c in self.checks]}
+
+    def human(self) -> str:
+        marks = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL", SKIPPED: "skip"}
+        width = max((len(c.name) for c in self.checks), default=10)
+        lines = [f"{marks[c.status]}  {c.name.ljust(width)}  {c.detail}" for c in self.checks]
+        s = self.to_json()["summary"]
+        lines.append(f"{s[OK]} ok, {s[WARN]} warnings, {s[FAIL]} failed, {s[SKIPPED]} skipped")
+        return "\n".join(lines)
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:120]
+    return ""
+
+
+def check_tools(report: DoctorReport, *, which: Callable[[str], str | None] = shutil.which,
+                run: Callable[..., Any] = subprocess.run) -> None:
+    """Find each tool of :data:`TOOLS` on PATH and read its version line (5 s timeout each)."""
+    for name, (argv, needed_for) in TOOLS.items():
+        path = which(argv[0])
+        if path is None:
+            if name == "signtool" and not sys.platform.startswith("win"):
+                report.add(f"tool:{name}", "tools", SKIPPED, "Windows only; the built-in signer replaces it")
+            else:
+                report.add(f"tool:{name}", "tools", WARN, f"not found on PATH; needed for {needed_for}")
+            continue
+        try:
+            res = run([path, *argv[1:]], capture_output=True, text=True, timeout=5, stdin=subprocess.DEVNULL)
+            version = _first_line(res.stdout) or _first_line(res.stderr)
+        except (OSError, subprocess.SubprocessError) as e:
+            report.add(f"tool:{name}", "tools", WARN, f"{path} does not run: {e}")
+            continue
+        report.add(f"tool:{name}", "tools", OK, f"{path}: {version}" if version else path)
+
+
+def _guid(value: str | None, label: str) -> tuple[str, str]:
+    from ..identity.guids import parse_guid
+
+    if not value:
+        return FAIL, f"{label} is not set"
+    try:
+        return OK, parse_guid(value, label).value
+    except PpmiError as e:
+        return FAIL, e.message
+
+
+def check_config(report: DoctorReport, settings: Any) -> None:
+    """Configuration problems (DESIGN.md §4), one check per setting that matters."""
+    if settings.config_file is None:
+        report.add("config:file", "config", WARN, f"no ppmi.toml in {settings.root} or its parents; "
+                                                  "run `ppmi-build init` or use PPMI_* variables")
+    else:
+        report.add("config:file", "config", OK, str(settings.config_file))
+    ident = settings.identity
+    for key, label in (("tenant_id", "tenant ID"), ("application_id", "application ID")):
+        status, detail = _guid(getattr(ident, key), label)
+        if status == FAIL and not getattr(ident, key):
+            detail += f"; set [identity] {key} or PPMI_{key.upper()}"
+        report.add(f"config:identity.{key}", "config", status, detail)
+    if ident.fic_target == "app":
+        status, detail = _guid(ident.application_object_id, "application object ID")
+        if status == FAIL and not ident.application_object_id:
+            detail += " (needed to manage FICs of the app registration through Graph)"
+        report.add("config:identity.application_object_id", "config", status, detail)
+    else:
+        from ..identity.entra import _UAMI_RE
+
+        rid = ident.uami_resource_id or ""
+        ok = bool(_UAMI_RE.match(rid.rstrip("/")))
+        report.add("config:identity.uami_resource_id", "config", OK if ok else FAIL,
+                   rid if ok else f"{rid or 'not set'}: not a userAssignedIdentities resource ID")
+    if ident.version == 2:
+        report.add("config:identity.version", "config", OK, "2 (recommended)")
+    else:
+        report.add("config:identity.version", "config", WARN,
+                   f"{ident.version}: version {ident.version} is {'deprecated' if ident.version == 0 else 'CN-based'}"
+                   "; move to 2 with `ppmi-build upgrade --env NAME --to 2`")
+    if not settings.environments:
+        report.add("config:environments", "config", WARN, "no [environments.NAME] configured")
+    for name, env in sorted(settings.environments.items()):
+        problems = []
+        if not env.url:
+            problems.append("url is not set")
+        elif not (env.url.startswith("https://") or env.url.startswith("http://127.0.0.1")
+                  or env.url.startswith("http://localhost")):
+            problems.append(f"url {env.url} is not https")
+        status, detail = _guid(env.environment_id, "environment ID")
+        if status == FAIL:
+            problems.append(detail)
+        report.add(f"config:environments.{name}", "config", FAIL if problems else OK,
+                   "; ".join(problems) if problems else f"{env.url} (environment {detail})")
+
+
+def check_certificate(report: DoctorReport, settings: Any, *, now: _dt.datetime | None = None,
+                      environ: dict[str, str] | None = None) -> Any:
+    """Open the signing certificate and check it. Returns the leaf certificate or None."""
+    from ..signing.keys import PasswordSource, load_certificates, load_pfx_from_env
+
+    env = os.environ if environ is None else environ
+    now = now or _dt.datetime.now(_dt.UTC)
+    path = settings.signing.certificate
+    try:
+        if path:
+            resolved = settings.resolve_path(path)
+            certs = load_certificates(resolved, PasswordSource(env=settings.signing.password_env, interactive=False))
+            label = str(resolved)
+        elif env.get("PPMI_PFX_BASE64"):
+            certs = load_pfx_from_env(PasswordSource(env=settings.signing.password_env, interactive=False)).chain
+            label = "$PPMI_PFX_BASE64"
+        else:
+            report.add("certificate", "certificate", WARN, "no signing certificate configured; set [signing] "
+                                                           "certificate or PPMI_CERT (or PPMI_PFX_BASE64 in CI)")
+            return None
+    except PpmiError as e:
+        report.add("certificate", "certificate", FAIL, e.message)
+        return None
+    cert = certs[0]
+    from ..identity.certificates import describe
+
+    d = describe(cert)
+    report.add("certificate", "certificate", OK, f"{label}: {d['subject']} (SHA-1 {d['thumbprint_sha1']})")
+    days = (cert.not_valid_after_utc - now).total_seconds() / 86400
+    if cert.not_valid_before_utc > now:
+        report.add("certificate:validity", "certificate", FAIL, f"not valid before {d['not_before']}")
+    elif days < 0:
+        report.add("certificate:validity", "certificate", FAIL,
+                   f"expired on {d['not_after']}; make or buy a new one and run `ppmi-build rotate`")
+    elif days < EXPIRY_WARN_DAYS:
+        report.add("certificate:validity", "certificate", WARN,
+                   f"expires in {int(days)} days ({d['not_after']}); rotate now with "
+                   "`ppmi-build rotate --env NAME --new-cert PATH`")
+    else:
+        report.add("certificate:validity", "certificate", OK, f"valid until {d['not_after']} ({int(days)} days)")
+    report.add("certificate:code-signing", "certificate", OK if d["code_signing"] else FAIL,
+               "codeSigning EKU present" if d["code_signing"] else
+               "no codeSigning EKU (1.3.6.1.5.5.7.3.3); NuGet and Authenticode signing need it")
+    bits = cert.public_key().key_size if hasattr(cert.public_key(), "key_size") else 0
+    report.add("certificate:key", "certificate", OK if bits >= 2048 else FAIL,
+               d["key"] if bits >= 2048 else f"{d['key']}: NuGet needs RSA >= 2048 bits (NU3023)")
+    if d["self_signed"]:
+        report.add("certificate:self-signed", "certificate", WARN,
+                   "self-signed: fine for development, not supported by Dataverse for production")
+    return cert
+
+
+def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
+                       environ: dict[str, str] | None = None) -> None:
+    """Per environment: the FIC is on the identity, and the managed identity record's version."""
+    from ..identity import entra
+    from .release import EnvironmentTarget, desired_fic, read_record_version
+
+    if not settings.environments:
+        return
+    client = None
+    try:
+        client = entra.client_from_settings(settings.identity, environ=environ,
+                                            retry=entra.RetryPolicy(attempts=2, backoff_s=0.2))
+        existing = client.list()
+    except PpmiError as e:
+        existing = None
+        fic_problem = e.message
+    for name in sorted(settings.environments):
+        try:
+            target = EnvironmentTarget.load(settings, name)
+        except PpmiError as e:
+            report.add(f"environment:{name}", "environment", SKIPPED, e.message)
+            continue
+        if cert is None:
+            report.add(f"environment:{name}:fic", "environment", SKIPPED, "no usable signing certificate")
+        elif existing is None:
+            report.add(f"environment:{name}:fic", "environment", WARN, f"cannot list FICs: {fic_problem}")
+        else:
+            try:
+                want = desired_fic(target, cert)
+            except PpmiError as e:
+                report.add(f"environment:{name}:fic", "environment", FAIL, e.message)
+            else:
+                m = entra.match_fic(existing, want)
+                if m.exact:
+                    report.add(f"environment:{name}:fic", "environment", OK,
+                               f"FIC {m.exact.name!r} on {client.target} matches (v{target.version})")
+                elif m.case_only:
+                    report.add(f"environment:{name}:fic", "environment", FAIL,
+                               entra.case_only_message(want, m.case_only))
+                else:
+                    report.add(f"environment:{name}:fic", "environment", FAIL,
+                               f"no FIC with subject {want.subject} on {client.target}; run "
+                               f"`ppmi-build release --env {name}`")
+        try:
+            version, record_id = read_record_version(target, environ=environ)
+        except PpmiError as e:
+            report.add(f"environment:{name}:record", "environment", WARN, f"cannot read the record: {e.message}")
+            continue
+        if record_id is None:
+            report.add(f"environment:{name}:record", "environment", WARN,
+                       "no managedidentities record yet; `ppmi-build release` creates it")
+        elif version == 2:
+            report.add(f"environment:{name}:record", "environment", OK, f"managedidentities({record_id}) version 2")
+        else:
+            report.add(f"environment:{name}:record", "environment", WARN,
+                       f"managedidentities({record_id}) version {version if version is not None else 'null (v0)'}; "
+                       f"run `ppmi-build upgrade --env {name} --to 2`")
+    if client is not None:
+        client.close()
+
+
+def run_doctor(start: Path | str | None = None, *, environ: dict[str, str] | None = None,
+               now: _dt.datetime | None = None, which: Callable[[str], str | None] = shutil.which,
+               online: bool = True) -> DoctorReport:
+    """Run every check. Never raises for a problem it can report; a broken ``ppmi.toml`` is a ``fail`` check.
+
+    Args:
+        start: project folder (default: current folder, searching parents for ``ppmi.toml``).
+        environ: environment variables (default ``os.environ``).
+        now: clock for the expiry check (UTC).
+        online: False skips the Graph/ARM/Dataverse checks.
+    """
+    from ..config import load_settings
+
+    report = DoctorReport()
+    check_tools(report, which=which)
+    try:
+        settings = load_settings(start, environ=environ)
+    except PpmiError as e:
+        report.add("config:file", "config", FAIL, e.message)
+        return report
+    check_config(report, settings)
+    cert = check_certificate(report, settings, now=now, environ=environ)
+    if online:
+        check_environments(report, settings, cert, environ=environ)
+    return report

@@ -1,0 +1,582 @@
+"""``ppmi-build release --env NAME [--plan] [ARTIFACT]``: the whole chain as one safe, repeatable step.
+
+Order of the steps (issue #6, DESIGN.md §1), each recorded as an action (:mod:`.plan`):
+
+1. ``build`` — ``dotnet build``/``pack`` (:func:`ppmi_build.project.dotnet.build`); skipped when an ARTIFACT is
+   given ("an ARTIFACT given on the command line skips the build and is signed, registered and bound as it is").
+2. ``sign`` — Authenticode (``.dll``) or NuGet author signature (``.nupkg``) with the configured certificate, in
+   place; ``unchanged`` when the file already carries a valid signature by that certificate.
+3. ``verify`` — the signature verifies and its signer is the configured certificate.
+4. ``fic`` — compute issuer/subject/audience for the record version (:func:`ppmi_build.identity.fic.compute_fic`)
+   and make sure that FIC exists on the app registration (Graph) or UAMI (ARM): exact, case-sensitive match;
+   the 20-FIC cap counted first (domain-spec §1.7).
+5. ``register`` — create or update the ``pluginassembly``/``pluginpackage`` row (unchanged content is not sent).
+6. ``bind`` — upsert the ``managedidentities`` row (``version`` always sent) and bind it to the component.
+7. ``verify`` (Dataverse) — read back: the component holds exactly the signed bytes, it is bound to the record,
+   the record's ``version`` is the configured one, and the FIC computed from the signer of the content Dataverse
+   holds exists on the identity.
+
+Safety: the FIC is ensured *before* anything in Dataverse changes, so an environment is never bound to an
+artifact whose FIC is missing; every step is idempotent, so a failed run can simply be re-run. ``--plan`` reads
+only (GET requests, no local writes) and records ``planned`` for every change it would make.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ..errors import CheckFailed, ConfigError, PpmiError
+from ..identity import entra
+from . import plan as P
+from .plan import Plan
+
+#: CI secret holding the base64 PFX (DESIGN.md §4); when set it is the signing certificate.
+PFX_BASE64_ENV = "PPMI_PFX_BASE64"
+
+
+# --- configuration of one environment -----------------------------------------------------------------
+
+
+@dataclass
+class EnvironmentTarget:
+    """Everything a pipeline step needs to know about one ``[environments.NAME]`` (DESIGN.md §4).
+
+    Attributes:
+        settings: the merged :class:`ppmi_build.config.Settings`.
+        name: environment name (``--env``).
+        url: Dataverse environment URL.
+        environment_id: Power Platform environment ID (lower-case hyphenated GUID).
+        tenant_id / application_id: Entra tenant and client ID of the app registration or UAMI.
+        version: managed identity record version (FIC format) from ``[identity] version``.
+        cloud: ``public`` / ``usgov`` / ``china`` / ``usnat`` / ``ussec``.
+        solution: ``MSCRM.SolutionUniqueName`` for created components, or None.
+    """
+
+    settings: Any
+    name: str
+    env: Any
+    url: str
+    environment_id: str
+    tenant_id: str
+    application_id: str
+    version: int
+    cloud: str
+    solution: str | None
+
+    @classmethod
+    def load(cls, settings: Any, name: str) -> EnvironmentTarget:
+        """Validate the settings a release needs. Raises ConfigError/GuidError naming the setting to fix."""
+        from ..identity.guids import normalize_guid
+
+        env = settings.environment(name)
+        upper = name.upper().replace("-", "_")
+        if not env.url:
+            raise ConfigError(f"environment {name!r} has no url; set [environments.{name}] url or PPMI_ENV_{upper}_URL")
+        if not env.environment_id:
+            raise ConfigError(f"environment {name!r} has no environment_id; set [environments.{name}] environment_id "
+                              f"or PPMI_ENV_{upper}_ENVIRONMENT_ID (Power Platform admin center > Environment details)")
+        ident = settings.identity
+        for key, var in (("tenant_id", "PPMI_TENANT_ID"), ("application_id", "PPMI_APPLICATION_ID")):
+            if not getattr(ident, key):
+                raise ConfigError(f"[identity] {key} is not set; set it in ppmi.toml or {var}")
+        return cls(settings=settings, name=name, env=env, url=env.url,
+                   environment_id=normalize_guid(env.environment_id, "environment ID"),
+                   tenant_id=normalize_guid(ident.tenant_id, "tenant ID"),
+                   application_id=normalize_guid(ident.application_id, "application ID"),
+                   version=int(ident.version), cloud=ident.cloud or "public", solution=env.solution or None)
+
+
+def load_signing_key(settings: Any, cert_path: Path | str | None = None, *, password: Any = None,
+                     environ: dict[str, str] | None = None) -> Any:
+    """The signing key: ``cert_path`` when given, else the base64 PFX in ``PPMI_PFX_BASE64`` (CI), else
+    ``[signing] certificate`` / ``PPMI_CERT``.
+
+    Args:
+        password: a :class:`ppmi_build.signing.keys.PasswordSource`; default ``[signing] password_env``
+            (then ``PPMI_PFX_PASSWORD``).
+    Raises:
+        ConfigError: nothing configured. InputFileError/PasswordError/CertificateError from the loader.
+    """
+    from ..signing.keys import PasswordSource, load_key_source, load_pfx_from_env
+
+    env = os.environ if environ is None else environ
+    password = password or PasswordSource(env=settings.signing.password_env)
+    if cert_path is not None:  # a command-line path: relative to the current folder
+        return load_key_source(cert_path, password)
+    if env.get(PFX_BASE64_ENV):
+        return load_pfx_from_env(password)
+    if settings.signing.certificate:
+        return load_key_source(settings.resolve_path(settings.signing.certificate), password)
+    raise ConfigError("no signing certificate: set [signing] certificate in ppmi.toml, PPMI_CERT, or "
+                      f"{PFX_BASE64_ENV} (base64 PFX, for CI)")
+
+
+def cert_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def desired_fic(target: EnvironmentTarget, cert: x509.Certificate, *, version: int | None = None) -> entra.Fic:
+    """The FIC ``cert`` needs in ``target``'s environment for record ``version`` (default: configured)."""
+    from ..identity.dn import dotnet_name
+    from ..identity.fic import compute_fic
+
+    v = target.version if version is None else int(version)
+    values = compute_fic(cert, tenant_id=target.tenant_id, environment_id=target.environment_id, version=v,
+                         cloud=target.cloud)
+    desc = entra.fic_description(target.name, target.environment_id, dotnet_name(cert.subject), cert_sha256(cert), v)
+    return entra.desired_fic(values, desc)
+
+
+def fic_client(target: EnvironmentTarget, environ: dict[str, str] | None = None) -> entra.FicClient:
+    return entra.client_from_settings(target.settings.identity, environ=environ,
+                                      retry=_entra_retry(environ))
+
+
+def _entra_retry(environ: dict[str, str] | None) -> entra.RetryPolicy:
+    env = os.environ if environ is None else environ
+    try:
+        base = float(env.get("PPMI_HTTP_BACKOFF") or 0.5)
+    except ValueError:
+        raise ConfigError(f"PPMI_HTTP_BACKOFF={env.get('PPMI_HTTP_BACKOFF')!r} is not a number") from None
+    return entra.RetryPolicy(backoff_s=base)
+
+
+def dataverse_client(target: EnvironmentTarget, environ: dict[str, str] | None = None,
+                     on_retry: Callable[[str], None] | None = None) -> Any:
+    from ..dataverse.client import connect
+
+    return connect(target.env, environ=environ, on_retry=on_retry)
+
+
+def identity_spec(target: EnvironmentTarget, version: int | None = None) -> Any:
+    from ..dataverse.managed_identity import IdentitySpec
+
+    ident = target.settings.identity
+    return IdentitySpec(application_id=target.application_id, tenant_id=target.tenant_id,
+                        version=target.version if version is None else int(version),
+                        managed_identity_id=ident.managed_identity_id or None)
+
+
+def read_record_version(target: EnvironmentTarget, *, environ: dict[str, str] | None = None
+                        ) -> tuple[int | None, str | None]:
+    """``(version, managedidentityid)`` of the environment's ``managedidentities`` record: the fixed
+    ``[identity] managed_identity_id`` if set, else the one row for this application and tenant (None, None when
+    there is none). ``version`` null is returned as 0 (v0, domain-spec §2.5).
+
+    Raises:
+        CheckFailed: several records for the application (set ``managed_identity_id``).
+        DataverseError / ConfigError: service or credential problems.
+    """
+    from ..dataverse.managed_identity import MI_SELECT
+
+    with dataverse_client(target, environ) as dv:
+        fixed = target.settings.identity.managed_identity_id
+        if fixed:
+            row = dv.retrieve("managedidentities", fixed, select=MI_SELECT)
+            rows = [row] if row else []
+        else:
+            rows = dv.query("managedidentities", select=MI_SELECT,
+                            filter=f"applicationid eq {target.application_id} and credentialsource eq 2")
+    if not rows:
+        return None, None
+    if len(rows) > 1:
+        ids = ", ".join(r["managedidentityid"] for r in rows)
+        raise CheckFailed(f"{len(rows)} managedidentities records use application {target.application_id} ({ids}); "
+                          "set [identity] managed_identity_id to the one the plug-in is bound to")
+    row = rows[0]
+    return int(row.get("version") or 0), row["managedidentityid"]
+
+
+# --- artifact helpers ----------------------------------------------------------------------------------
+
+
+def trust_anchor(key: Any) -> list[x509.Certificate]:
+    """Trust anchor for checking our own signatures: the top of the key's chain (as ``sign_file`` does)."""
+    return [key.certificate_chain()[-1]]
+
+
+def signature_state(path: Path, key: Any) -> tuple[str, Any]:
+    """``("same" | "other" | "invalid" | "unsigned", VerifyResult)`` of ``path`` relative to ``key``'s certificate."""
+    from ..signing.api import verify_file
+
+    result = verify_file(path, trusted_roots=trust_anchor(key))
+    if not result.signed:
+        return "unsigned", result
+    leaf = key.certificate_chain()[0]
+    signer = result.signer_certificate
+    if signer is None or cert_sha256(signer) != cert_sha256(leaf):
+        return "other", result
+    return ("same" if result.valid else "invalid"), result
+
+
+def signer_of_bytes(data: bytes, kind: str) -> x509.Certificate:
+    """Signer certificate of artifact bytes (``kind`` ``assembly``/``package``), via a private temp file."""
+    from ..signing.api import signer_certificate
+
+    suffix = ".nupkg" if kind == "package" else ".dll"
+    fd, name = tempfile.mkstemp(prefix="ppmi-held-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return signer_certificate(name)
+    finally:
+        os.unlink(name)
+
+
+def held_content(dv: Any, entity_set: str, row_id: str) -> bytes | None:
+    """The ``content`` column Dataverse holds for a component row, decoded (None when empty)."""
+    row = dv.retrieve(entity_set, row_id, select=["content"])
+    text = (row or {}).get("content")
+    if not text:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# --- the steps (shared by release, rotate and upgrade) -----------------------------------------------------
+
+
+class Run:
+    """State of one pipeline run: the plan, the environment, the clients (closed by :meth:`close`)."""
+
+    def __init__(self, plan: Plan, target: EnvironmentTarget, environ: dict[str, str] | None):
+        self.plan = plan
+        self.target = target
+        self.environ = environ
+        self._fic: entra.FicClient | None = None
+        self._dv: Any = None
+
+    @property
+    def fic(self) -> entra.FicClient:
+        if self._fic is None:
+            self._fic = fic_client(self.target, self.environ)
+        return self._fic
+
+    @property
+    def dv(self) -> Any:
+        if self._dv is None:
+            self._dv = dataverse_client(self.target, self.environ, on_retry=self.plan.progress)
+        return self._dv
+
+    def close(self) -> None:
+        if self._fic is not None:
+            self._fic.close()
+        if self._dv is not None:
+            self._dv.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- build ----------------------------------------------------------------------------------------------
+
+    def artifact_path(self, artifact: Path | str | None) -> Path | None:
+        """The ARTIFACT, or the build output (built now; in plan mode nothing is built and None is returned)."""
+        plan, settings = self.plan, self.target.settings
+        if artifact is not None:
+            path = Path(artifact)
+            plan.add("build", str(path), P.UNCHANGED, detail="ARTIFACT given: build skipped")
+            return path
+        if not plan.apply:
+            plan.add("build", str(settings.plugin.project or settings.root), P.PLANNED,
+                     detail="dotnet build/pack (not run in --plan)")
+            return None
+        from ..project.dotnet import build
+
+        with plan.step("build", str(settings.plugin.project or settings.root), "building with dotnet"):
+            result = build(settings.root, kind=settings.plugin.kind,
+                           on_output=lambda line: plan.progress(f"  {line}"), environ=self.environ)
+        primary = result.primary.path
+        plan.add("build", str(primary), P.CREATED, detail=f"{result.kind}, sha256 {result.primary.sha256}")
+        return Path(primary)
+
+    # -- sign + verify --------------------------------------------------------------------------------------
+
+    def sign(self, path: Path, key: Any) -> None:
+        """Sign ``path`` in place with ``key`` unless it already carries a valid signature by that certificate;
+        then verify. In plan mode only report."""
+        from ..identity.certificates import describe
+        from ..signing.api import sign_file
+
+        plan, settings = self.plan, self.target.settings
+        leaf = key.certificate_chain()[0]
+        who = describe(leaf)["subject"]
+        with plan.step("sign", path.name, f"checking the signature of {path.name}"):
+            state, _ = signature_state(path, key)
+            if state == "same":
+                plan.add("sign", path.name, P.UNCHANGED, detail=f"already signed by {who}")
+                plan.add("verify", path.name, P.UNCHANGED, detail=f"valid signature by {who}")
+                return
+            if not plan.apply:
+                plan.add("sign", path.name, P.PLANNED,
+                         detail=f"sign with {who}" + (" (replacing another signature)" if state != "unsigned"
+                                                      else ""))
+                plan.add("verify", path.name, P.PLANNED, detail="verify the new signature")
+                return
+            plan.progress(f"  signing {path.name} with {who}")
+            result = sign_file(path, key, timestamp_urls=settings.signing.timestamp_urls,
+                               digest=settings.signing.digest or "sha256", overwrite=True)
+            plan.add("sign", path.name, P.UPDATED if state != "unsigned" else P.CREATED,
+                     detail=f"signed by {who}" + (", timestamped" if result.timestamped else "")
+                     + (" (replaced another signature)" if state != "unsigned" else ""),
+                     sha256=result.sha256_after)
+        with plan.step("verify", path.name, f"verifying {path.name}"):
+            state, vr = signature_state(path, key)
+            if state != "same":
+                from ..errors import SignatureInvalid
+
+                raise SignatureInvalid(f"{path.name} does not verify after signing ({'; '.join(vr.problems)})")
+            plan.add("verify", path.name, P.UNCHANGED, detail=f"valid signature by {who}")
+
+    # -- FIC ------------------------------------------------------------------------------------------------
+
+    def ensure_fic(self, cert: x509.Certificate, *, version: int | None = None,
+                   keep: tuple[entra.Fic, ...] = ()) -> entra.EnsureResult:
+        """Make sure the FIC for ``cert`` exists on the identity (planned in plan mode); cap counted first."""
+        plan = self.plan
+        want = desired_fic(self.target, cert, version=version)
+        with plan.step("fic", want.name, f"checking FIC {want.name} on {self.fic_target_label()}"):
+            res = entra.ensure_fic(self.fic, want, apply=plan.apply, keep=keep)
+        for n in res.notes:
+            plan.note(n)
+        plan.add("fic", f"{self.fic.target}: {res.fic.name}", res.status,
+                 detail=f"subject {res.fic.subject}", issuer=res.fic.issuer, subject=res.fic.subject,
+                 audience=res.fic.audience, id=res.fic.id)
+        if res.fic.id:
+            plan.set_id("fic", res.fic.id)
+        return res
+
+    def fic_target_label(self) -> str:
+        ident = self.target.settings.identity
+        return (f"app registration {ident.application_object_id}" if ident.fic_target == "app"
+                else f"managed identity {ident.uami_resource_id}")
+
+    # -- Dataverse ------------------------------------------------------------------------------------------
+
+    def load_artifact(self, path: Path) -> Any:
+        from ..dataverse.registration import load_artifact
+
+        return load_artifact(path, kind=None)
+
+    def register(self, artifact: Any) -> Any:
+        from ..dataverse.actions import ActionLog
+        from ..dataverse.registration import register
+
+        plan = self.plan
+        log = ActionLog()
+        with plan.step("register", f"{artifact.table} {artifact.unique_name}",
+                       f"registering {artifact.path.name} in {self.target.url}"):
+            try:
+                reg = register(self.dv, artifact, solution=self.target.solution, plan=not plan.apply, log=log)
+            finally:
+                self._merge(log)
+        failed = [a for a in log.actions if a.status == "failed"]
+        if failed:
+            raise CheckFailed(f"Dataverse does not hold what was registered: {failed[0].target}: {failed[0].detail}")
+        return reg
+
+    def bind(self, component: Any, *, version: int | None = None) -> Any:
+        """Upsert the ``managedidentities`` row and bind it to ``component`` (a ``managed_identity.Target``)."""
+        from ..dataverse.actions import ActionLog
+        from ..dataverse.managed_identity import bind
+
+        plan = self.plan
+        log = ActionLog()
+        with plan.step("bind", component.label, f"binding {component.label} to the managed identity"):
+            try:
+                bind(self.dv, component, identity_spec(self.target, version), plan=not plan.apply, log=log)
+            finally:
+                self._merge(log)
+        failed = [a for a in log.actions if a.status == "failed"]
+        if failed:
+            raise CheckFailed(f"Dataverse does not hold the binding: {failed[0].target}: {failed[0].detail}")
+        return log
+
+    def _merge(self, log: Any) -> None:
+        self.plan.extend(log.actions)
+        for k, v in log.ids.items():
+            self.plan.ids[k] = v
+
+    def find_component_by_name(self) -> Any:
+        """The component row for ``[plugin] name`` (used by ``--plan`` when nothing is built yet), or None."""
+        from ..dataverse.client import odata_literal
+        from ..dataverse.managed_identity import Target
+        from ..dataverse.registration import ASSEMBLY_SELECT, PACKAGE_SELECT
+
+        settings = self.target.settings
+        name = settings.plugin.name
+        if not name:
+            return None
+        if settings.plugin.kind == "package":
+            rows = self.dv.query("pluginpackages", select=PACKAGE_SELECT, filter=f"uniquename eq {odata_literal(name)}")
+            return Target.from_row("pluginpackage", rows[0]) if rows else None
+        rows = self.dv.query("pluginassemblies", select=ASSEMBLY_SELECT, filter=f"name eq {odata_literal(name)}")
+        rows = [r for r in rows if not r.get("_packageid_value")]
+        return Target.from_row("pluginassembly", rows[0]) if rows else None
+
+    def verify_dataverse(self, component: Any, *, expected: bytes | None, version: int | None = None,
+                         record: bool = True) -> dict[str, Any]:
+        """Read back and check what Dataverse holds (step 7). Returns the facts; raises CheckFailed on a mismatch.
+
+        Checks: the component's content is ``expected`` (when given) and signed; the component is bound; the
+        bound record's ``version`` is ``version`` (default: configured) and its application/tenant are ours; the
+        FIC computed from the signer of the held content, for the held version, exists on the identity.
+        """
+        from ..dataverse.managed_identity import read_back
+
+        plan = self.plan
+        want_version = self.target.version if version is None else int(version)
+        with plan.step("verify", f"{component.label} in {self.target.url}",
+                       f"reading back {component.label} from Dataverse"):
+            held = read_back(self.dv, component)
+            problems: list[str] = []
+            content = held_content(self.dv, component.entity_set, component.id)
+            facts: dict[str, Any] = {"component": component.label, "component_id": component.id}
+            if content is None:
+                problems.append("the component has no content")
+            else:
+                facts["content_sha256"] = hashlib.sha256(content).hexdigest()
+                if expected is not None and content != expected:
+                    problems.append(f"content sha256 {facts['content_sha256']} is not the signed artifact's "
+                                    f"{hashlib.sha256(expected).hexdigest()}")
+            mi = held.get("managedidentity")
+            bound = (held.get("component") or {}).get("_managedidentityid_value")
+            facts["managedidentityid"] = bound
+            if not bound or mi is None:
+                problems.append("the component is not bound to a managedidentities record")
+                held_version = None
+            else:
+                held_version = int(mi.get("version") or 0)
+                facts["record_version"] = mi.get("version")
+                if held_version != want_version:
+                    problems.append(f"managedidentities({bound}) version is {mi.get('version')}, expected "
+                                    f"{want_version}")
+                if str(mi.get("applicationid", "")).lower() != self.target.application_id:
+                    problems.append(f"managedidentities({bound}) applicationid is {mi.get('applicationid')}")
+                if str(mi.get("tenantid", "")).lower() != self.target.tenant_id:
+                    problems.append(f"managedidentities({bound}) tenantid is {mi.get('tenantid')}")
+            if content is not None:
+                try:
+                    signer = signer_of_bytes(content, "package" if component.kind == "pluginpackage" else "assembly")
+                except PpmiError as e:
+                    problems.append(f"the content Dataverse holds is not signed: {e.message}")
+                else:
+                    facts["signer_sha256"] = cert_sha256(signer)
+                    want = desired_fic(self.target, signer, version=held_version if held_version is not None
+                                       else want_version)
+                    m = entra.match_fic(self.fic.list(), want)
+                    facts["fic_subject"] = want.subject
+                    if m.exact is None:
+                        extra = f"; {entra.case_only_message(want, m.case_only)}" if m.case_only else ""
+                        problems.append(f"no FIC on {self.fic.target} matches the signer of the held content "
+                                        f"(subject {want.subject}){extra}")
+                    else:
+                        facts["fic"] = m.exact.name
+            if problems:
+                raise CheckFailed(f"{component.label} in {self.target.url}: " + "; ".join(problems))
+        if record:
+            plan.add("verify", f"{component.label} in {self.target.url}", P.UNCHANGED,
+                     detail=f"bound to managedidentities({facts.get('managedidentityid')}) version "
+                            f"{facts.get('record_version')}, signer sha256 {facts.get('signer_sha256')} matches FIC "
+                            f"{facts.get('fic')}")
+        plan.extra["verified"] = facts
+        return facts
+
+
+def _component_of(reg: Any) -> Any:
+    from ..dataverse.managed_identity import Target
+
+    if reg.row is None:
+        return None
+    return Target.from_row(reg.artifact.table, reg.row)
+
+
+def attach(err: PpmiError, plan: Plan) -> PpmiError:
+    """Attach the plan to an error so the CLI can still print the actions done before it."""
+    err.plan = plan  # type: ignore[attr-defined]
+    return err
+
+
+# --- release -------------------------------------------------------------------------------------------
+
+
+def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only: bool = False,
+                start: Path | str | None = None, environ: dict[str, str] | None = None,
+                progress: Callable[[str], None] | None = None, password: Any = None,
+                settings: Any = None) -> Plan:
+    """Run (or with ``plan_only`` plan) a release into environment ``env_name``.
+
+    Args:
+        env_name: ``[environments.NAME]``.
+        artifact: a ``.dll``/``.nupkg`` to release as it is (no build); default: build the project.
+        plan_only: read only; actions say ``planned`` for every change.
+        start: project folder (default: current folder / parents with ``ppmi.toml``).
+        environ: environment variables (default ``os.environ``).
+        progress: one line per step (stderr in the CLI).
+        password: PFX password source (default ``[signing] password_env``).
+    Returns:
+        the :class:`Plan` (``to_json()`` is the ``--json`` document).
+    Raises:
+        PpmiError subclasses; the partial plan is attached as ``err.plan``.
+    """
+    from ..config import load_settings
+
+    plan = Plan("release", env_name, apply=not plan_only, progress=progress)
+    try:
+        settings = settings or load_settings(start, environ=environ)
+        target = EnvironmentTarget.load(settings, env_name)
+        with Run(plan, target, environ) as run:
+            release_steps(run, artifact, password=password)
+    except PpmiError as e:
+        raise attach(e, plan) from None
+    return plan
+
+
+def release_steps(run: Run, artifact: Path | str | None, *, key: Any = None, password: Any = None) -> None:
+    """Steps 1–7 for one environment (see the module docstring)."""
+    plan, target = run.plan, run.target
+    with plan.step("certificate", "signing certificate", "loading the signing certificate"):
+        key = key or load_signing_key(target.settings, password=password, environ=run.environ)
+    cert = key.certificate_chain()[0]
+    path = run.artifact_path(artifact)
+    if path is not None:
+        run.sign(path, key)
+    else:
+        plan.add("sign", "build output", P.PLANNED, detail="sign after the build")
+    run.ensure_fic(cert)
+    if path is None:
+        # --plan without an ARTIFACT: show what Dataverse holds for [plugin] name
+        component = run.find_component_by_name()
+        if component is None:
+            plan.add("register", target.settings.plugin.name or "the plug-in", P.PLANNED,
+                     detail="create after the build")
+            plan.add("binding", "the plug-in -> managedidentity", P.PLANNED, detail="bind after registering")
+        else:
+            plan.add("register", component.label, P.PLANNED, id=component.id, detail="update content after the build")
+            run.bind(component)
+        return
+    art = run.load_artifact(path)
+    reg = run.register(art)
+    component = _component_of(reg)
+    if component is None:  # plan: not registered yet
+        plan.add("binding", f"{art.table} {art.unique_name} -> managedidentity", P.PLANNED,
+                 detail="bind after registering")
+        return
+    run.bind(component)
+    if plan.apply:
+        run.verify_dataverse(component, expected=art.data)

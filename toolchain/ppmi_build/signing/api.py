@@ -1,0 +1,383 @@
+"""Public signing API (CLI-independent), in the style of sigstore-python's ``sign``/``verify``.
+
+* :func:`sign_file` / :func:`sign_files` — Authenticode for ``.dll``/``.exe`` (built-in signer or an
+  external back-end), NuGet author signatures for ``.nupkg`` (``ppmi_build.signing.nuget``).
+* :func:`verify_file` — Authenticode (:mod:`ppmi_build.signing.verify`) or NuGet verification.
+* :func:`signer_certificate` — the signer of a signed artifact (``fic --artifact``).
+
+Signing is atomic (DESIGN.md rules; issue #2): the signed bytes go to a temp file beside the target
+(``.<name>.ppmi-tmp-XXXX``, same folder so ``os.replace`` is atomic), the temp file is verified
+cryptographically against the signing certificate — with the top of the key's own chain as the
+trust anchor, since a private or self-signed root does not chain to the Microsoft store — then
+fsynced and renamed over the target. On any failure the temp file is deleted and the original is
+left untouched. Success is never reported for an unverified file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import stat
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from cryptography import x509
+
+from ..errors import BadInput, InputFileError, PpmiError, SignatureInvalid
+from .keys import KeySource, check_signing_certificate, hash_algorithm
+from .results import SignResult, VerifyResult, kind_of
+
+TEMP_MARK = ".ppmi-tmp-"
+
+
+def _kind(path: Path | str) -> str:
+    return kind_of(path)
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def _check_source(path: Path) -> None:
+    if not path.exists():
+        raise InputFileError(f"{path} does not exist; check the path")
+    if path.is_dir():
+        raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file")
+    if not os.access(path, os.R_OK):
+        raise InputFileError(f"{path} is not readable (permission denied); fix its permissions")
+
+
+def _is_read_only(path: Path) -> bool:
+    st = path.stat()
+    # os.access alone is not enough when running as root (it ignores the mode bits)
+    return not os.access(path, os.W_OK) or not (st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_target(target: Path) -> None:
+    folder = target.parent
+    if not folder.is_dir():
+        raise InputFileError(f"output folder {folder} does not exist; create it first")
+    if target.exists():
+        if target.is_dir():
+            raise InputFileError(f"{target} is a directory; pass a file path to -o")
+        if _is_read_only(target):
+            raise InputFileError(
+                f"{target} is read-only; make it writable (chmod u+w {target.name}) or write elsewhere with -o OUT"
+            )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputFileError(f"cannot write in {folder} (permission denied); sign a copy elsewhere with -o OUT")
+
+
+def _new_temp(target: Path) -> tuple[int, Path]:
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
+    except OSError as e:
+        raise InputFileError(f"cannot create a temporary file in {target.parent}: {e.strerror}") from None
+    return fd, Path(name)
+
+
+def _mode_for(target: Path, source: Path) -> int:
+    ref = target if target.exists() else source
+    try:
+        return stat.S_IMODE(ref.stat().st_mode)
+    except OSError:  # pragma: no cover
+        return 0o644
+
+
+def atomic_write(target: Path, data: bytes | bytearray, *, mode: int | None = None) -> None:
+    """Write ``data`` to ``target`` via a temp file in the same folder, fsync and ``os.replace``.
+
+    Raises:
+        InputFileError: the folder is not writable / disk full; the target is left untouched.
+    """
+    target = Path(target)
+    _check_target(target)
+    fd, tmp = _new_temp(target)
+    try:
+        os.fchmod(fd, mode if mode is not None else _mode_for(target, target))
+        _write_all(fd, data, tmp)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        _unlink(tmp)
+        raise
+
+
+def _write_all(fd: int, data, tmp: Path) -> None:
+    mv = memoryview(data)
+    try:
+        while mv:
+            n = os.write(fd, mv)
+            mv = mv[n:]
+    except OSError as e:
+        raise InputFileError(f"cannot write {tmp.parent}: {e.strerror}") from None
+    finally:
+        mv.release()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return hashlib.sha256(b"").hexdigest()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return hashlib.sha256(m).hexdigest()
+
+
+def _resolve_target(path: Path, output: Path | None, many: bool) -> Path:
+    if output is None:
+        return path
+    output = Path(output)
+    if output.is_dir() or (many and not output.suffix):
+        return output / path.name
+    return output
+
+
+# --- verification of our own output ---------------------------------------------------------
+
+
+def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path) -> tuple[VerifyResult, str, str]:
+    """Verify the temp file against the key's own chain. Returns (result, sha256_after, anchor subject)."""
+    chain = key.certificate_chain()
+    anchor = chain[-1]
+    sha_holder: dict = {}
+
+    def _sha() -> None:
+        sha_holder["v"] = _sha256_file(tmp)
+
+    t = threading.Thread(target=_sha, name="sha256-after")
+    t.start()
+    try:
+        if kind == "package":
+            from . import nuget
+
+            result = nuget.verify_package(tmp, trusted_roots=[anchor], use_system_roots=False, check_tsa_chain=False)
+        else:
+            from .verify import verify_pe
+
+            result = verify_pe(tmp, trusted_roots=[anchor], use_system_roots=False, use_signify=False,
+                               check_tsa_chain=False)
+    finally:
+        t.join()
+    from ..identity.dn import dotnet_name
+
+    result.path = target
+    if result.valid and result.signer_certificate is not None and result.signer_certificate != chain[0]:
+        result.valid = False
+        result.problems.append("the output is signed by another certificate than the one given")
+    return result, sha_holder["v"], dotnet_name(anchor.subject)
+
+
+# --- signing --------------------------------------------------------------------------------
+
+
+def sign_file(
+    path: Path | str,
+    key: KeySource,
+    *,
+    output: Path | str | None = None,
+    timestamp_urls: Sequence[str] = (),
+    digest: str = "sha256",
+    program_name: str | None = None,
+    program_url: str | None = None,
+    backend: str = "python",
+    overwrite: bool = False,
+    sign_contents: bool = False,
+    trusted_roots: Sequence[x509.Certificate] = (),
+    _many: bool = False,
+) -> SignResult:
+    """Sign one artifact: Authenticode for ``.dll``/``.exe``, a NuGet author signature for ``.nupkg``.
+
+    Args:
+        path: the artifact.
+        key: signer (:func:`ppmi_build.signing.keys.load_key_source`).
+        output: write here instead of in place (a file, or an existing folder).
+        timestamp_urls: RFC 3161 TSAs, tried in order (fallbacks); empty = no timestamp.
+        digest: ``sha256`` (default), ``sha384`` or ``sha512``.
+        program_name / program_url: SpcSpOpusInfo description and URL (``signtool /d /du``).
+        backend: ``auto`` | ``python`` | ``osslsigncode`` | ``signtool`` | ``nuget`` | ``dotnet``.
+        overwrite: packages: replace an existing signature (NuGet needs it, NU3001); assemblies
+            are always re-signed (the old signature is replaced and that is reported).
+        sign_contents: packages: Authenticode-sign the assemblies inside first.
+        trusted_roots: unused for signing; accepted for API symmetry (verification after signing
+            trusts the key's own chain).
+    Returns:
+        :class:`SignResult` (``verified`` is always True: a failed check raises).
+    Raises:
+        InputFileError (missing input, read-only target), PEFormatError, PackageFormatError,
+        CertificateError (EKU, key size, validity), TimestampError, ToolNotFound, ToolFailed,
+        SignatureInvalid (the output failed verification; the original is untouched).
+    """
+    from ..identity.certificates import describe
+    from .backends import SignOptions, resolve_backend
+
+    path = Path(path)
+    kind = _kind(path)
+    digest = hash_algorithm(digest).name
+    be = resolve_backend(backend, kind)
+    _check_source(path)
+    target = _resolve_target(path, Path(output) if output is not None else None, _many)
+    _check_target(target)
+    leaf = key.certificate_chain()[0]
+    check_signing_certificate(leaf, label=key.description, nuget=(kind == "package"))
+
+    fd, tmp = _new_temp(target)
+    notes: list[str] = []
+    try:
+        os.fchmod(fd, _mode_for(target, path))
+        if be.name == "python" and kind == "assembly":
+            sha_before, outcome = _python_sign_assembly(path, fd, tmp, key, digest, program_name, program_url,
+                                                        timestamp_urls)
+            os.close(fd)
+            fd = -1
+        else:
+            os.close(fd)
+            fd = -1
+            sha_before = _sha256_file(path)
+            outcome = be.sign(path, tmp, key, SignOptions(timestamp_urls=tuple(timestamp_urls), digest=digest,
+                                                          program_name=program_name, program_url=program_url,
+                                                          overwrite=overwrite, sign_contents=sign_contents))
+        result, sha_after, anchor = _post_sign_verify(tmp, kind, key, target)
+        if not result.valid:
+            raise SignatureInvalid(
+                f"{path.name}: the signed output did not verify ({'; '.join(result.problems)}); "
+                "the original file is unchanged"
+            )
+        if outcome.get("timestamped") and not result.timestamp:
+            raise SignatureInvalid(f"{path.name}: the output carries no valid timestamp; the original is unchanged")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        _unlink(tmp)
+        raise
+    if outcome.get("replaced_signature"):
+        notes.append("replaced an existing signature")
+    notes.append(f"verified against the key's own chain (trust anchor {anchor})")
+    return SignResult(
+        path=target, kind=kind, sha256_before=sha_before, sha256_after=sha_after, signer=describe(leaf),
+        timestamped=bool(result.timestamp), verified=True,
+        replaced_signature=bool(outcome.get("replaced_signature")), backend=be.name, notes=notes,
+    )
+
+
+def _python_sign_assembly(path: Path, fd: int, tmp: Path, key: KeySource, digest: str, program_name, program_url,
+                          timestamp_urls) -> tuple[str, dict]:
+    """Built-in Authenticode path: one read, SHA-256 of the input in a helper thread (hashlib runs
+    without the GIL), sign in memory, one write to the temp file."""
+    from . import pe
+    from .authenticode import sign_pe_buffer
+
+    buf = pe.read_file(path)
+    sha_before = hashlib.sha256(buf).hexdigest()
+    outcome = sign_pe_buffer(buf, key, name=path.name, digest=digest, program_name=program_name,
+                             program_url=program_url, timestamp_urls=timestamp_urls)
+    _write_all(fd, buf, tmp)
+    return sha_before, {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped}
+
+
+def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:
+    """Sign several artifacts in one process (same options as :func:`sign_file`; ``output`` must be
+    a folder when there are several). Files are signed concurrently (hashing and I/O run without the
+    GIL); results come back in input order. Each file is atomic on its own; the first error is
+    raised after the running files finish, and files not yet started are skipped.
+
+    Raises:
+        BadInput: the same target twice, or ``output`` is not a folder for several files.
+        Any error of :func:`sign_file`.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise BadInput("no artifact given; pass one or more .dll, .exe or .nupkg files")
+    output = kw.get("output")
+    many = len(paths) > 1
+    if many and output is not None and not Path(output).is_dir():
+        raise BadInput(f"-o {output} must be an existing folder when signing several files")
+    targets = [_resolve_target(p, Path(output) if output is not None else None, many) for p in paths]
+    seen: set[Path] = set()
+    for t in targets:
+        r = t.resolve()
+        if r in seen:
+            raise BadInput(f"{t} is given twice; each artifact can be signed once per call")
+        seen.add(r)
+    if not many:
+        return [sign_file(paths[0], key, **kw)]
+    workers = workers or min(len(paths), max(2, os.cpu_count() or 2))
+    stop = threading.Event()
+
+    def one(p: Path) -> SignResult | None:
+        if stop.is_set():
+            return None
+        try:
+            return sign_file(p, key, _many=True, **kw)
+        except BaseException:
+            stop.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ppmi-sign") as pool:
+        futures = [pool.submit(one, p) for p in paths]
+        results: list[SignResult] = []
+        first_error: BaseException | None = None
+        for fut in futures:
+            try:
+                r = fut.result()
+            except PpmiError as e:
+                first_error = first_error or e
+                continue
+            if r is not None:
+                results.append(r)
+    if first_error is not None:
+        raise first_error
+    return results
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def verify_file(path: Path | str, *, trusted_roots: Sequence[x509.Certificate] = ()) -> VerifyResult:
+    """Verify an artifact's signature (Authenticode for PE files, NuGet for ``.nupkg``).
+
+    Raises:
+        InputFileError (missing), PEFormatError / PackageFormatError (not a signable file).
+    """
+    path = Path(path)
+    _check_source(path)
+    if _kind(path) == "package":
+        from . import nuget
+
+        return nuget.verify_package(path, trusted_roots=list(trusted_roots))
+    from .verify import verify_pe
+
+    return verify_pe(path, trusted_roots=list(trusted_roots))
+
+
+def signer_certificate(path: Path | str) -> x509.Certificate:
+    """The signer certificate of a signed ``.dll``/``.exe``/``.nupkg``.
+
+    Raises:
+        InputFileError, PEFormatError/PackageFormatError, BadInput (not signed).
+    """
+    path = Path(path)
+    _check_source(path)
+    if _kind(path) == "package":
+        from . import nuget
+
+        return nuget.signer_certificate(path)
+    from .verify import signer_certificate as pe_signer
+
+    return pe_signer(path)

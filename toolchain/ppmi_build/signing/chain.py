@@ -1,0 +1,87 @@
+"""Certificate path validation for code-signing and time-stamping certificates.
+
+Uses ``cryptography.x509.verification`` (RFC 5280 path building and signature checks) with custom
+extension policies instead of the Web PKI defaults: the end-entity must carry the wanted EKU
+(codeSigning 1.3.6.1.5.5.7.3.3 for signers, timeStamping 1.3.6.1.5.5.7.3.8 for TSAs, RFC 3161 §2.3)
+and CA certificates must carry basicConstraints (signing-spec §3.5 "cryptography ... ExtensionPolicy").
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+CODE_SIGNING = ExtendedKeyUsageOID.CODE_SIGNING
+TIME_STAMPING = ExtendedKeyUsageOID.TIME_STAMPING
+
+
+class ChainError(ValueError):
+    """The chain could not be built or validated; ``str()`` is a one-line reason."""
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    trusted: Sequence[x509.Certificate],
+    *,
+    eku: x509.ObjectIdentifier | None = CODE_SIGNING,
+    at: _dt.datetime | None = None,
+) -> list[x509.Certificate]:
+    """Build and validate a path from ``leaf`` to one of ``trusted`` (any trusted certificate is an
+    anchor: a root, an intermediate, or a self-signed leaf itself).
+
+    Args:
+        leaf: end-entity certificate.
+        intermediates: untrusted certificates that may complete the path (e.g. the SignedData's set).
+        trusted: trust anchors.
+        eku: EKU the leaf must carry (None: no EKU requirement).
+        at: validation time (default now, UTC); use the timestamp's genTime for timestamped signatures.
+    Returns:
+        The validated chain, leaf first, anchor last.
+    Raises:
+        ChainError: no trusted anchors, no path, expired certificate, missing EKU, bad signature.
+    """
+    from cryptography.x509 import verification as v
+
+    if not trusted:
+        raise ChainError("no trusted root certificates given")
+    at = at or _dt.datetime.now(_dt.timezone.utc)
+    if leaf in trusted:
+        # a trusted self-signed (or directly trusted) leaf: still check its time and EKU
+        if not (leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc):
+            raise ChainError(f"the certificate {leaf.subject.rfc4514_string()} is not valid at {at.isoformat()}")
+        if eku is not None and not _has_eku(leaf, eku):
+            raise ChainError(f"the certificate {leaf.subject.rfc4514_string()} lacks the {eku._name} EKU")
+        return [leaf]
+
+    def ee_check(policy, cert, ext) -> None:  # noqa: ANN001 - callback signature from cryptography
+        if eku is not None and (ext is None or eku not in ext):
+            raise ValueError(f"the certificate lacks the {eku._name} EKU")
+
+    ee = v.ExtensionPolicy.permit_all()
+    if eku is not None:
+        ee = ee.require_present(x509.ExtendedKeyUsage, v.Criticality.AGNOSTIC, ee_check)
+    ca = v.ExtensionPolicy.permit_all().require_present(x509.BasicConstraints, v.Criticality.AGNOSTIC, None)
+    builder = (
+        v.PolicyBuilder().store(v.Store(list(trusted))).time(at).extension_policies(ca_policy=ca, ee_policy=ee)
+    )
+    try:
+        verified = builder.build_client_verifier().verify(leaf, list(intermediates))
+    except v.VerificationError as e:
+        msg = str(e)
+        if "candidates exhausted" in msg:
+            msg = "no path to a trusted root (missing intermediate or untrusted root)"
+        raise ChainError(f"{leaf.subject.rfc4514_string()}: {msg}") from None
+    except ValueError as e:
+        raise ChainError(f"{leaf.subject.rfc4514_string()}: {e}") from None
+    return list(verified.chain)
+
+
+def _has_eku(cert: x509.Certificate, eku: x509.ObjectIdentifier) -> bool:
+    try:
+        return eku in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False

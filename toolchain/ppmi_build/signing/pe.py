@@ -1,0 +1,368 @@
+"""PE/COFF layout for Authenticode: headers, checksum, certificate table, authentihash.
+
+Sources (signing-spec §1.2-§1.3, §1.10):
+
+* PE format, "Optional Header" and "Optional Header Data Directories": CheckSum at optional header
+  +64; data directory 4 (Certificate Table) at optional header +128 (PE32, magic 0x10B) or +144
+  (PE32+, magic 0x20B); its VirtualAddress is a *file offset*
+  (https://learn.microsoft.com/windows/win32/debug/pe-format).
+* "The Attribute Certificate Table (Image Only)": a list of ``WIN_CERTIFICATE { DWORD dwLength;
+  WORD wRevision; WORD wCertificateType; BYTE bCertificate[] }`` entries, each 8-byte aligned;
+  Authenticode uses revision 0x0200 and type 0x0002 (PKCS_SIGNED_DATA). As osslsigncode
+  (``pe_append_pkcs7``) does, ``dwLength`` and the directory size include the zero padding.
+* The table must end the file: verifiers ignore (osslsigncode) or reject (signify) a signature
+  followed by other data (signing-spec §1.2).
+* Authentihash (Authenticode_PE.docx "Calculating the PE Image Hash"; the equivalent form used by
+  signify and osslsigncode, signing-spec §1.3): hash the whole file except the 4-byte CheckSum, the
+  8-byte certificate-table directory entry and the certificate table itself. Before signing, the
+  image is zero-padded to a multiple of 8 and that padding is hashed (osslsigncode ``pe.c``).
+* PE checksum: 16-bit sum of the little-endian words of the file with the CheckSum field taken as
+  zero, with end-around carry, plus the file length (osslsigncode ``pe_calc_checksum``; imagehlp
+  ``CheckSumMappedFile``). An odd trailing byte counts as a word with a zero high byte (imagehlp,
+  pefile); signed files are 8-byte aligned so this never matters for our output.
+
+The hashing works on memoryviews of one buffer (no copies), and the checksum uses the identity
+``2**16 ≡ 1 (mod 0xFFFF)``: the sum of the 16-bit words of a byte string equals, modulo 0xFFFF,
+the little-endian integer it encodes, so ``int.from_bytes`` over 1 MiB chunks does the work in C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PEFormatError
+
+PE32_MAGIC = 0x10B
+PE32PLUS_MAGIC = 0x20B
+WIN_CERT_REVISION_2_0 = 0x0200
+WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
+CERT_TABLE_INDEX = 4
+
+_CHUNK = 1 << 20  # even, so chunk boundaries fall on 16-bit word boundaries
+
+
+@dataclass
+class Section:
+    name: str
+    pointer_to_raw_data: int
+    size_of_raw_data: int
+
+
+@dataclass
+class PEImage:
+    """Parsed layout of a PE file (offsets are file offsets, sizes in bytes).
+
+    Attributes:
+        name: file name used in error messages.
+        size: file length.
+        pe32plus: True for PE32+ (optional header magic 0x20B), False for PE32 (0x10B).
+        checksum_offset: offset of the 4-byte optional header CheckSum.
+        cert_dir_offset: offset of the 8-byte data directory entry 4 (Certificate Table).
+        cert_table_offset / cert_table_size: the directory entry's values (0/0 when unsigned).
+        size_of_headers: optional header SizeOfHeaders.
+        sections: section headers with raw data.
+        image_end: end of the last section's raw data (at least size_of_headers).
+    """
+
+    name: str
+    size: int
+    pe32plus: bool
+    checksum_offset: int
+    cert_dir_offset: int
+    cert_table_offset: int
+    cert_table_size: int
+    size_of_headers: int
+    sections: list[Section] = field(default_factory=list)
+    image_end: int = 0
+
+    @property
+    def signed(self) -> bool:
+        """A certificate table is present (it may hold any kind of WIN_CERTIFICATE)."""
+        return self.cert_table_size != 0
+
+    @property
+    def hashed_end(self) -> int:
+        """End of the bytes covered by the authentihash (the start of the certificate table)."""
+        return self.cert_table_offset if self.signed else self.size
+
+
+def _u16(d, off: int) -> int:
+    return struct.unpack_from("<H", d, off)[0]
+
+
+def _u32(d, off: int) -> int:
+    return struct.unpack_from("<I", d, off)[0]
+
+
+def parse(data, name: str = "the file") -> PEImage:
+    """Parse the headers needed for Authenticode and validate the layout.
+
+    Args:
+        data: the whole file (bytes, bytearray, memoryview or mmap).
+        name: how to name the file in messages.
+    Returns:
+        :class:`PEImage`.
+    Raises:
+        PEFormatError: not a PE file, truncated, unsupported optional header, no certificate
+            directory entry, corrupt certificate-table entry, data after the certificate table.
+    """
+    size = len(data)
+    if size < 2 or bytes(data[:2]) != b"MZ":
+        raise PEFormatError(f"{name} is not a PE file (no MZ header); pass a .dll or .exe")
+    if size < 0x40:
+        raise PEFormatError(f"{name} is truncated ({size} bytes, shorter than a DOS header); rebuild it")
+    pe_off = _u32(data, 0x3C)
+    if pe_off + 24 > size:
+        raise PEFormatError(
+            f"{name} is truncated or not a PE file (PE header offset {pe_off} is past the end, "
+            f"{size} bytes); rebuild it"
+        )
+    if bytes(data[pe_off:pe_off + 4]) != b"PE\0\0":
+        raise PEFormatError(f"{name} is not a PE file (an MZ file without a PE signature); pass a .dll or .exe")
+    n_sections = _u16(data, pe_off + 6)
+    opt_size = _u16(data, pe_off + 20)
+    opt = pe_off + 24
+    if opt + 2 > size:
+        raise PEFormatError(f"{name} is truncated inside the optional header; rebuild it")
+    magic = _u16(data, opt)
+    if magic not in (PE32_MAGIC, PE32PLUS_MAGIC):
+        raise PEFormatError(
+            f"{name} has an unknown optional header magic 0x{magic:X}; only PE32 and PE32+ images can be signed"
+        )
+    plus = magic == PE32PLUS_MAGIC
+    n_rva_off = opt + (108 if plus else 92)
+    dir_base = opt + (112 if plus else 96)
+    cert_dir = dir_base + 8 * CERT_TABLE_INDEX
+    if opt_size < (dir_base - opt) + 8 * (CERT_TABLE_INDEX + 1):
+        raise PEFormatError(
+            f"{name}: the optional header ({opt_size} bytes) has no certificate table directory entry; "
+            "the image cannot carry an Authenticode signature"
+        )
+    if opt + opt_size > size:
+        raise PEFormatError(f"{name} is truncated inside the optional header; rebuild it")
+    if _u32(data, n_rva_off) <= CERT_TABLE_INDEX:
+        raise PEFormatError(
+            f"{name}: NumberOfRvaAndSizes is {_u32(data, n_rva_off)}, so there is no certificate table "
+            "directory entry; the image cannot carry an Authenticode signature"
+        )
+    size_of_headers = _u32(data, opt + 60)
+    sec_table = opt + opt_size
+    if sec_table + 40 * n_sections > size:
+        raise PEFormatError(f"{name} is truncated inside the section table; rebuild it")
+    sections = []
+    image_end = max(size_of_headers, sec_table + 40 * n_sections)
+    for i in range(n_sections):
+        s = sec_table + 40 * i
+        raw_size = _u32(data, s + 16)
+        raw_ptr = _u32(data, s + 20)
+        sname = bytes(data[s:s + 8]).rstrip(b"\0").decode("ascii", "replace")
+        if raw_size:
+            if raw_ptr + raw_size > size:
+                raise PEFormatError(
+                    f"{name} is truncated: section {sname or i} ends at byte {raw_ptr + raw_size} but the file has "
+                    f"{size} bytes; rebuild it"
+                )
+            sections.append(Section(sname, raw_ptr, raw_size))
+            image_end = max(image_end, raw_ptr + raw_size)
+    if image_end > size:
+        raise PEFormatError(f"{name} is truncated (headers end at byte {image_end}, file has {size}); rebuild it")
+    va, sz = struct.unpack_from("<II", data, cert_dir)
+    pe = PEImage(name, size, plus, opt + 64, cert_dir, va if sz else 0, sz, size_of_headers, sections, image_end)
+    if sz:
+        if va < image_end or va + sz > size or sz < 8:
+            raise PEFormatError(
+                f"{name} has a corrupt certificate table entry (offset {va}, size {sz}, file {size} bytes); "
+                "remove the signature with `ppmi-build unsign` or rebuild the file"
+            )
+        if va + sz != size:
+            raise PEFormatError(
+                f"{name} has data after the certificate table ({size - va - sz} bytes); verifiers reject such "
+                "files: rebuild the file (or remove the appended data) and sign again"
+            )
+        certificate_entries(data, pe)  # validates the WIN_CERTIFICATE list
+    return pe
+
+
+def certificate_entries(data, pe: PEImage) -> list[tuple[int, int, bytes]]:
+    """The WIN_CERTIFICATE entries of the certificate table as ``(wRevision, wCertificateType,
+    bCertificate)``; ``bCertificate`` still carries the padding zeros (DER parsers ignore them).
+
+    Raises:
+        PEFormatError: an entry length is shorter than 8 or runs past the table.
+    """
+    out = []
+    pos, end = pe.cert_table_offset, pe.cert_table_offset + pe.cert_table_size
+    while pos + 8 <= end:
+        length, rev, typ = struct.unpack_from("<IHH", data, pos)
+        if length < 8 or pos + length > end:
+            raise PEFormatError(
+                f"{pe.name} has a corrupt certificate table (entry at {pos} claims {length} bytes); "
+                "remove the signature with `ppmi-build unsign` or rebuild the file"
+            )
+        out.append((rev, typ, bytes(data[pos + 8:pos + length])))
+        pos += (length + 7) & ~7
+    return out
+
+
+def pkcs7_blob(data, pe: PEImage) -> bytes | None:
+    """DER bytes (padding stripped by length) of the first Authenticode PKCS#7 in the table, or None."""
+    for rev, typ, blob in certificate_entries(data, pe):
+        if typ == WIN_CERT_TYPE_PKCS_SIGNED_DATA:
+            return _der_prefix(blob)
+    return None
+
+
+def _der_prefix(blob: bytes) -> bytes:
+    """The leading DER TLV of ``blob`` (drops trailing padding)."""
+    if len(blob) < 2 or blob[0] != 0x30:
+        return blob
+    n = blob[1]
+    if n < 0x80:
+        return blob[: 2 + n]
+    k = n & 0x7F
+    length = int.from_bytes(blob[2:2 + k], "big")
+    return blob[: 2 + k + length]
+
+
+def hashed_ranges(pe: PEImage, end: int | None = None) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` byte ranges covered by the authentihash (signing-spec §1.3)."""
+    end = pe.hashed_end if end is None else end
+    ck, cd = pe.checksum_offset, pe.cert_dir_offset
+    return [(0, ck), (ck + 4, cd), (cd + 8, end)]
+
+
+def authentihash(data, pe: PEImage, hash_name: str = "sha256", *, end: int | None = None) -> bytes:
+    """The Authenticode PE image hash of ``data`` (whole file in memory; hashed without copies).
+
+    Args:
+        data: the file bytes (after padding, when computing the hash to sign).
+        pe: layout from :func:`parse` of the same bytes.
+        hash_name: ``sha256``, ``sha384``, ``sha512`` (or ``sha1``/``md5`` to read old signatures).
+        end: stop hashing here instead of at the certificate table / end of file.
+    Returns:
+        the raw digest.
+    """
+    h = hashlib.new(hash_name)
+    mv = memoryview(data)
+    for a, b in hashed_ranges(pe, end):
+        h.update(mv[a:b])
+    return h.digest()
+
+
+def authentihash_file(path: Path | str, hash_name: str = "sha256") -> bytes:
+    """Streamed authentihash of a file on disk (reads 1 MiB at a time; for verifiers).
+
+    Raises:
+        InputFileError via :func:`read_file`, PEFormatError via :func:`parse`.
+    """
+    import mmap
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            pe = parse(m, path.name)
+            h = hashlib.new(hash_name)
+            mv = memoryview(m)
+            try:
+                for a, b in hashed_ranges(pe):
+                    for o in range(a, b, _CHUNK * 4):
+                        h.update(mv[o:min(b, o + _CHUNK * 4)])
+            finally:
+                mv.release()
+            return h.digest()
+
+
+def wordsum(data) -> int:
+    """Sum of the little-endian 16-bit words of ``data``, modulo 0xFFFF (an odd final byte is a word
+    with high byte 0). Uses ``2**16 ≡ 1 (mod 0xFFFF)`` so ``int.from_bytes`` does the summing."""
+    mv = memoryview(data)
+    total = 0
+    fb = int.from_bytes
+    for o in range(0, len(mv), _CHUNK):
+        total += fb(mv[o:o + _CHUNK], "little")
+    return total % 0xFFFF
+
+
+def fold_checksum(word_sum_mod: int, nonzero: bool, length: int) -> int:
+    """Finish the PE checksum: the end-around-carry sum (``0xFFFF`` stands for a non-zero multiple of
+    0xFFFF, as osslsigncode's loop produces) plus the file length, as a 32-bit value."""
+    s = word_sum_mod % 0xFFFF
+    if s == 0 and nonzero:
+        s = 0xFFFF
+    return (s + length) & 0xFFFFFFFF
+
+
+def checksum(data, checksum_offset: int) -> int:
+    """PE CheckSum of ``data`` with the 4-byte field at ``checksum_offset`` taken as zero
+    (osslsigncode ``pe_calc_checksum``; imagehlp ``CheckSumMappedFile``)."""
+    mv = memoryview(data)
+    total = wordsum(mv)
+    stored = bytes(mv[checksum_offset:checksum_offset + 4])
+    if checksum_offset % 2 == 0:
+        total -= _u16(stored, 0) + _u16(stored, 2)
+    else:  # never for real images (the field is 4-aligned); exact but slow path
+        z = bytearray(mv)
+        z[checksum_offset:checksum_offset + 4] = b"\0\0\0\0"
+        total = wordsum(z)
+    return fold_checksum(total, True, len(mv))
+
+
+def win_certificate(pkcs7_der: bytes) -> bytes:
+    """A WIN_CERTIFICATE (revision 2.0, PKCS_SIGNED_DATA) holding ``pkcs7_der``, zero-padded to a
+    multiple of 8; ``dwLength`` includes the padding (osslsigncode ``pe_append_pkcs7``)."""
+    pad = -(len(pkcs7_der) + 8) % 8
+    return struct.pack("<IHH", 8 + len(pkcs7_der) + pad, WIN_CERT_REVISION_2_0,
+                       WIN_CERT_TYPE_PKCS_SIGNED_DATA) + pkcs7_der + b"\0" * pad
+
+
+def strip_signature(buf: bytearray, pe: PEImage) -> PEImage:
+    """Remove the certificate table from ``buf`` in place (truncate at the table, zero the directory
+    entry) and return the new layout. No-op for an unsigned image. The checksum is *not* updated."""
+    if not pe.signed:
+        return pe
+    del buf[pe.cert_table_offset:]
+    struct.pack_into("<II", buf, pe.cert_dir_offset, 0, 0)
+    return parse(buf, pe.name)
+
+
+def pad8(buf: bytearray) -> int:
+    """Zero-pad ``buf`` to a multiple of 8 bytes (the padding is hashed; signing-spec §1.2). Returns
+    the number of bytes added."""
+    n = -len(buf) % 8
+    if n:
+        buf.extend(b"\0" * n)
+    return n
+
+
+def read_file(path: Path | str) -> bytearray:
+    """Read a whole file into one bytearray, with one-line errors naming it.
+
+    Raises:
+        InputFileError: missing, a directory, unreadable.
+    """
+    from ..errors import InputFileError
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            buf = bytearray(size)
+            n = f.readinto(buf)
+            if n != size:  # file changed while reading
+                del buf[n:]
+            return buf
+    except FileNotFoundError:
+        raise InputFileError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file") from None
+    except PermissionError:
+        raise InputFileError(f"{path} is not readable (permission denied); fix its permissions") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror}") from None

@@ -1,0 +1,329 @@
+"""RFC 3161 time-stamp client (httpx), shared by the Authenticode and NuGet signers.
+
+Request (RFC 3161 §2.4.1): ``TimeStampReq { version 1, messageImprint { hashAlgorithm, H(signature) },
+nonce (64-bit random), certReq TRUE }`` POSTed as ``application/timestamp-query`` (§3.4). The
+imprint is over the SignerInfo signature value, as Authenticode (signing-spec §1.7,
+osslsigncode ``bio_encode_rfc3161_request``) and NuGet (``X509SignatureProvider``, signing-spec
+§2.3) both require.
+
+Response checks (RFC 3161 §2.4.2): PKIStatus granted or grantedWithMods; the token is a
+SignedData whose eContentType is id-ct-TSTInfo; TSTInfo nonce equals ours; messageImprint equals
+ours; the token's SignerInfo verifies over its signed attributes and its messageDigest matches the
+TSTInfo; the ESS signing-certificate(-v2) attribute, when present, names the signer certificate
+(RFC 5035, RFC 3161 §2.4.1); the signer certificate carries the *critical* id-kp-timeStamping EKU
+(§2.3); optionally its RSA key has at least ``min_rsa_bits`` (NuGet NU3023, signing-spec §2.3).
+
+Production TSAs are flaky (signing-spec §1.7): URLs are tried in order, each with bounded retries
+on network errors and HTTP 5xx; a response that fails validation moves on to the next URL.
+
+Attribute OIDs where the token goes: :data:`RFC3161_COUNTERSIGN_OID` (Authenticode unsigned
+attribute szOID_RFC3161_counterSign) and :data:`SIGNATURE_TIME_STAMP_TOKEN_OID` (CMS/NuGet
+id-aa-timeStampToken, RFC 3161 Appendix A).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from asn1crypto import cms as acms
+from asn1crypto import core, tsp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..errors import BadInput, TimestampError
+from . import cms
+
+#: Authenticode unsigned attribute holding an RFC 3161 TimeStampToken (signing-spec §1.7)
+RFC3161_COUNTERSIGN_OID = "1.3.6.1.4.1.311.3.3.1"
+#: id-aa-timeStampToken / signature-time-stamp-token (RFC 3161 Appendix A; NuGet, signing-spec §2.3)
+SIGNATURE_TIME_STAMP_TOKEN_OID = "1.2.840.113549.1.9.16.2.14"
+#: id-ct-TSTInfo (RFC 3161 §2.4.2)
+TST_INFO_OID = "1.2.840.113549.1.9.16.1.4"
+
+_SIGNING_CERTIFICATE_OID = "1.2.840.113549.1.9.16.2.12"  # RFC 2634 §5.4 (SHA-1 ESSCertID)
+_SIGNING_CERTIFICATE_V2_OID = "1.2.840.113549.1.9.16.2.47"  # RFC 5035 §3 (ESSCertIDv2)
+
+_USER_AGENT = "ppmi-build (RFC 3161 client)"
+
+
+@dataclass
+class TimestampInfo:
+    """What a timestamp token says and what is wrong with it.
+
+    Attributes:
+        gen_time: TSTInfo genTime (timezone-aware UTC), or None when unreadable.
+        tsa_certificate: the token's signer certificate, or None when not embedded.
+        problems: one line per problem; empty when the token is valid (and, when trusted roots
+            were given, chains to one of them).
+    """
+
+    gen_time: _dt.datetime | None
+    tsa_certificate: x509.Certificate | None
+    problems: list[str] = field(default_factory=list)
+
+
+class _Rejected(Exception):
+    """A TSA answer that fails validation (no retry on the same URL)."""
+
+
+def _digest_name(digest: str) -> str:
+    name = digest.lower().replace("-", "")
+    if name not in ("sha256", "sha384", "sha512"):
+        raise BadInput(f"unsupported timestamp digest {digest!r}; use sha256, sha384 or sha512")
+    return name
+
+
+def build_request(signature: bytes, digest: str = "sha256", nonce: int | None = None) -> tuple[bytes, int]:
+    """DER ``TimeStampReq`` over ``H(signature)`` (RFC 3161 §2.4.1). Returns ``(der, nonce)``."""
+    name = _digest_name(digest)
+    nonce = secrets.randbits(64) if nonce is None else nonce
+    req = tsp.TimeStampReq({
+        "version": "v1",
+        "message_imprint": {
+            "hash_algorithm": {"algorithm": name, "parameters": core.Null()},
+            "hashed_message": hashlib.new(name, signature).digest(),
+        },
+        "nonce": nonce,
+        "cert_req": True,
+    })
+    return req.dump(), nonce
+
+
+def _tst_info(token: acms.ContentInfo) -> tsp.TSTInfo:
+    if token["content_type"].native != "signed_data":
+        raise _Rejected("the token is not a CMS SignedData")
+    sd = token["content"]
+    eci = sd["encap_content_info"]
+    if eci["content_type"].dotted != TST_INFO_OID:
+        raise _Rejected(f"the token's content type is {eci['content_type'].dotted}, not id-ct-TSTInfo")
+    raw = _tst_info_bytes(token)
+    info = tsp.TSTInfo.load(raw)
+    info.native  # noqa: B018 - force a full parse so malformed tokens fail here
+    return info
+
+
+def _tst_info_bytes(token: acms.ContentInfo) -> bytes:
+    content = token["content"]["encap_content_info"]["content"]
+    return bytes(content) if isinstance(content, core.ParsableOctetString) else core.OctetString.load(
+        content.dump()).native
+
+
+def _check_token(
+    token: acms.ContentInfo,
+    signature: bytes,
+    *,
+    nonce: int | None,
+    digest: str | None,
+    min_rsa_bits: int | None,
+) -> tuple[tsp.TSTInfo, x509.Certificate]:
+    """Validate a TimeStampToken against the signature it timestamps. Raises _Rejected."""
+    try:
+        info = _tst_info(token)
+    except _Rejected:
+        raise
+    except Exception as e:  # asn1crypto raises ValueError/TypeError on malformed DER
+        raise _Rejected(f"the token's TSTInfo cannot be parsed ({type(e).__name__})") from None
+    imprint = info["message_imprint"]
+    alg = imprint["hash_algorithm"]["algorithm"].native
+    if digest is not None and alg != digest:
+        raise _Rejected(f"the TSA used {alg} for the message imprint; {digest} was requested")
+    try:
+        expected = hashlib.new(alg, signature).digest()
+    except (ValueError, TypeError):
+        raise _Rejected(f"unsupported imprint algorithm {alg}") from None
+    if imprint["hashed_message"].native != expected:
+        raise _Rejected("the message imprint does not match the signature (wrong data timestamped)")
+    if nonce is not None and info["nonce"].native != nonce:
+        raise _Rejected("the nonce in the response does not match the request (replayed or foreign response)")
+    if info["gen_time"].native is None:
+        raise _Rejected("the token has no genTime")
+
+    sd = token["content"]
+    infos = list(sd["signer_infos"])
+    if len(infos) != 1:
+        raise _Rejected(f"the token has {len(infos)} signer infos; expected 1")
+    si = infos[0]
+    cert = cms.find_signer_certificate(sd, si)
+    if cert is None:
+        raise _Rejected("the token does not include the TSA certificate (certReq was TRUE)")
+    try:
+        content_digest = hashlib.new(si["digest_algorithm"]["algorithm"].native, _tst_info_bytes(token)).digest()
+        cms.verify_signer_info(si, cert, content_digest)
+    except ValueError as e:
+        raise _Rejected(f"the token's signature is invalid: {e}") from None
+    _check_ess(si, cert)
+
+    try:
+        eku_ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        eku_ext = None
+    if eku_ext is None or ExtendedKeyUsageOID.TIME_STAMPING not in eku_ext.value:
+        raise _Rejected("the TSA certificate has no id-kp-timeStamping EKU (RFC 3161 §2.3)")
+    if not eku_ext.critical:
+        raise _Rejected("the TSA certificate's timeStamping EKU is not critical (RFC 3161 §2.3)")
+    if min_rsa_bits is not None:
+        pub = cert.public_key()
+        if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < min_rsa_bits:
+            size = f"RSA-{pub.key_size}" if isinstance(pub, rsa.RSAPublicKey) else type(pub).__name__
+            raise _Rejected(f"NU3023: the TSA certificate key ({size}) is shorter than RSA-{min_rsa_bits}")
+    return info, cert
+
+
+def _check_ess(si: acms.SignerInfo, cert: x509.Certificate) -> None:
+    """RFC 3161 §2.4.1 / RFC 5035: the ESS signing-certificate attribute must name the signer cert."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    v2 = cms.signed_attribute(si, _SIGNING_CERTIFICATE_V2_OID)
+    v1 = cms.signed_attribute(si, _SIGNING_CERTIFICATE_OID)
+    try:
+        if v2:
+            ids = tsp.SigningCertificateV2.load(v2[0].dump())["certs"]
+            first = ids[0]
+            alg = first["hash_algorithm"]["algorithm"].native  # DEFAULT sha256 (RFC 5035 §4), applied by asn1crypto
+            if first["cert_hash"].native != hashlib.new(alg, der).digest():
+                raise _Rejected("the token's signing-certificate-v2 attribute names another certificate")
+        elif v1:
+            first = tsp.SigningCertificate.load(v1[0].dump())["certs"][0]
+            if first["cert_hash"].native != hashlib.sha1(der).digest():
+                raise _Rejected("the token's signing-certificate attribute names another certificate")
+    except _Rejected:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise _Rejected(f"the token's signing-certificate attribute cannot be parsed ({type(e).__name__})") from None
+
+
+def _parse_response(body: bytes, signature: bytes, nonce: int, digest: str,
+                    min_rsa_bits: int | None) -> acms.ContentInfo:
+    try:
+        resp = tsp.TimeStampResp.load(body)
+        status = resp["status"]["status"].native
+    except Exception:
+        raise _Rejected("the answer is not an RFC 3161 TimeStampResp") from None
+    if status not in ("granted", "granted_with_mods"):
+        text = resp["status"]["status_string"].native if resp["status"]["status_string"] else None
+        fail = resp["status"]["fail_info"].native if resp["status"]["fail_info"] else None
+        detail = "; ".join(str(x) for x in (text, fail) if x)
+        raise _Rejected(f"the TSA refused the request: status {status}{' (' + detail + ')' if detail else ''}")
+    token = resp["time_stamp_token"]
+    if token is None or token.contents is None:
+        raise _Rejected("the answer grants the request but carries no time-stamp token")
+    token = acms.ContentInfo.load(token.dump())
+    _check_token(token, signature, nonce=nonce, digest=digest, min_rsa_bits=min_rsa_bits)
+    return token
+
+
+def request_timestamp(
+    signature: bytes,
+    urls: Sequence[str],
+    *,
+    digest: str = "sha256",
+    timeout: float = 15,
+    retries: int = 2,
+    min_rsa_bits: int | None = None,
+) -> acms.ContentInfo:
+    """Get a validated RFC 3161 TimeStampToken for ``signature``.
+
+    Args:
+        signature: the SignerInfo signature value (encryptedDigest) to timestamp.
+        urls: TSA URLs, tried in order (fallbacks).
+        digest: imprint hash, ``sha256`` | ``sha384`` | ``sha512``.
+        timeout: seconds per HTTP request.
+        retries: extra attempts per URL after a network error or HTTP 5xx (backoff 0.25 s, 0.5 s, ...).
+        min_rsa_bits: reject a TSA certificate whose key is not RSA of at least this size (NuGet: 2048).
+    Returns:
+        The TimeStampToken, an :class:`asn1crypto.cms.ContentInfo` (signedData over TSTInfo).
+    Raises:
+        BadInput: no URL given or an unsupported digest.
+        TimestampError: every URL failed; the message lists each URL and why.
+    """
+    import httpx
+
+    name = _digest_name(digest)
+    if not urls:
+        raise BadInput("no timestamp URL given; pass --timestamp-url URL")
+    failures: list[str] = []
+    with httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": _USER_AGENT}) as client:
+        for url in urls:
+            reason = "no attempt made"
+            for attempt in range(max(0, retries) + 1):
+                if attempt:
+                    time.sleep(0.25 * 2 ** (attempt - 1))
+                query, nonce = build_request(signature, name)
+                try:
+                    r = client.post(url, content=query, headers={"Content-Type": "application/timestamp-query"})
+                except httpx.InvalidURL:
+                    reason = "not a valid URL"
+                    break
+                except httpx.UnsupportedProtocol:
+                    reason = "not an http(s) URL"
+                    break
+                except httpx.HTTPError as e:
+                    reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                    continue
+                if r.status_code >= 500 or r.status_code == 429:
+                    reason = f"HTTP {r.status_code}"
+                    continue
+                if r.status_code != 200:
+                    reason = f"HTTP {r.status_code}"
+                    break
+                try:
+                    return _parse_response(r.content, signature, nonce, name, min_rsa_bits)
+                except _Rejected as e:
+                    reason = str(e)
+                    break
+            failures.append(f"{url}: {reason}")
+    raise TimestampError(
+        "timestamping failed at every server (" + "; ".join(failures) + "); "
+        "check the --timestamp-url values or add a fallback URL"
+    )
+
+
+def inspect_timestamp(
+    token: acms.ContentInfo,
+    signature: bytes,
+    trusted_roots: list[x509.Certificate] | None,
+) -> TimestampInfo:
+    """Check an embedded TimeStampToken against the signature it counter-signs.
+
+    Checks the same things as :func:`request_timestamp` except the nonce; with ``trusted_roots``
+    also that the TSA certificate chains to one of them (timeStamping EKU, validity at genTime;
+    intermediates taken from the token). ``trusted_roots=None`` skips the chain check.
+
+    Returns:
+        :class:`TimestampInfo`; ``problems`` is empty when everything checks out.
+    """
+    problems: list[str] = []
+    gen_time = None
+    tsa_cert = None
+    try:
+        info = _tst_info(token)
+        gen_time = info["gen_time"].native
+        tsa_cert = cms.find_signer_certificate(token["content"], token["content"]["signer_infos"][0])
+    except Exception as e:
+        problems.append(f"timestamp: the token cannot be parsed ({e})")
+        return TimestampInfo(gen_time, tsa_cert, problems)
+    try:
+        _check_token(token, signature, nonce=None, digest=None, min_rsa_bits=None)
+    except _Rejected as e:
+        problems.append(f"timestamp: {e}")
+    if trusted_roots is not None and tsa_cert is not None and not problems:
+        from .chain import TIME_STAMPING, ChainError, verify_chain
+
+        others = [c for c in cms.certificates_of(token["content"]) if c != tsa_cert]
+        try:
+            verify_chain(tsa_cert, others, trusted_roots, eku=TIME_STAMPING, at=gen_time)
+        except ChainError as e:
+            problems.append(f"timestamp: the TSA certificate is not trusted: {e}")
+    return TimestampInfo(gen_time, tsa_cert, problems)
+
+
+def token_attribute(token: acms.ContentInfo, oid: str = RFC3161_COUNTERSIGN_OID) -> acms.CMSAttribute:
+    """The unsigned attribute that carries ``token`` (Authenticode by default; pass
+    :data:`SIGNATURE_TIME_STAMP_TOKEN_OID` for CMS/NuGet)."""
+    return cms.attribute(oid, token.dump())

