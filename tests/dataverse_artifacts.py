@@ -53,7 +53,10 @@ namespace {ns}
 COMMON_CS = """
 using System.Reflection;
 [assembly: AssemblyVersion("2.0.0.0")]
-namespace Contoso.Pkg.Common { public static class Text { public static string Upper(string s) { return s.ToUpperInvariant(); } } }
+namespace Contoso.Pkg.Common
+{
+    public static class Text { public static string Upper(string s) { return s.ToUpperInvariant(); } }
+}
 """
 
 #: plug-in type names defined in PLUGIN_CS (concrete classes implementing IPlugin)
@@ -107,8 +110,20 @@ def add_p7s(pki, src: Path, out: Path) -> Path:
     return out
 
 
+_BUILT: dict[int, DvArtifacts] = {}
+
+
 @pytest.fixture(scope="session")
 def dv(tmp_path_factory, pki, pfx_password, snk_file) -> DvArtifacts:
+    # Each test module imports this fixture, which gives it one fixture definition per module: build once per
+    # session anyway.
+    key = id(tmp_path_factory)
+    if key not in _BUILT:
+        _BUILT[key] = _build(tmp_path_factory, pki, pfx_password, snk_file)
+    return _BUILT[key]
+
+
+def _build(tmp_path_factory, pki, pfx_password, snk_file) -> DvArtifacts:
     from tests.nupkg_builder import build_nupkg
 
     d = tmp_path_factory.mktemp("dv")

@@ -13,6 +13,7 @@ import os
 import random
 import uuid
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 NUSPEC = """<?xml version="1.0" encoding="utf-8"?>
@@ -69,7 +70,7 @@ def build_nupkg(
     *,
     package_id: str = "Contoso.Plugins",
     version: str = "1.0.0",
-    dlls: list[Path] = (),  # type: ignore[assignment]
+    dlls: Sequence[Path] = (),
     many: int = 0,
     payload_bytes: int = 0,
     zip64: bool = False,

@@ -37,7 +37,8 @@ def make_pe32plus(path: Path, *, text_size: int = 0x200, extra: bytes = b"") -> 
     size_of_image = text_rva + (text_size + SECT_ALIGN - 1) // SECT_ALIGN * SECT_ALIGN
 
     opt = bytearray()
-    opt += struct.pack("<HBBIIIII", 0x20B, 14, 0, text_size, 0, 0, text_rva, text_rva)  # ..., AddressOfEntryPoint, BaseOfCode
+    # Magic, linker version, SizeOfCode, SizeOf(Un)InitializedData, AddressOfEntryPoint, BaseOfCode
+    opt += struct.pack("<HBBIIIII", 0x20B, 14, 0, text_size, 0, 0, text_rva, text_rva)
     opt += struct.pack("<Q", 0x180000000)  # ImageBase
     opt += struct.pack("<II", SECT_ALIGN, FILE_ALIGN)
     opt += struct.pack("<HHHHHH", 6, 0, 0, 0, 6, 0)  # OS / image / subsystem versions

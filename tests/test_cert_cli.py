@@ -339,3 +339,27 @@ def test_fic_artifact_unsigned_or_missing(cli, plain_dll, tmp_path):
     assert "sign" in _one_error_line(r)
     r = cli("fic", "--artifact", tmp_path / "missing.dll", "--tenant-id", TENANT, "--environment-id", ENV_ID)
     assert r.exit_code == 2 and "missing.dll" in _one_error_line(r)
+
+
+def test_cert_new_failure_keeps_old_files_and_leaves_no_temp(cli, tmp_path, password_env):
+    # The .cer target is a folder, so the second write fails after the .pfx was written:
+    # the old .pfx must come back and no temporary file may stay behind.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "contoso-dev.pfx").write_bytes(b"OLD PFX")
+    (out / "contoso-dev.cer").mkdir()
+    r = cli("cert", "new", "--subject", "CN=Contoso Dev", "--out", out, "--key-size", "2048", "--force")
+    assert r.exit_code == 2
+    assert "contoso-dev.cer" in _one_error_line(r)
+    assert (out / "contoso-dev.pfx").read_bytes() == b"OLD PFX"
+    assert sorted(p.name for p in out.iterdir()) == ["contoso-dev.cer", "contoso-dev.pfx"]
+
+
+def test_atomic_write_into_missing_folder(tmp_path):
+    from ppmi_build.errors import InputFileError
+    from ppmi_build.identity.certificates import atomic_write
+
+    with pytest.raises(InputFileError, match="does not exist"):
+        atomic_write(tmp_path / "missing" / "x.cer", b"data")
+    target = atomic_write(tmp_path / "x.pfx", b"secret", mode=0o600)
+    assert target.read_bytes() == b"secret" and stat.S_IMODE(target.stat().st_mode) == 0o600

@@ -5,6 +5,7 @@ codes, domain-spec §2 and §4) and from independent tools: ``osslsigncode`` sig
 public key token, the plug-in type names are the classes written in ``tests/dataverse_artifacts.py``.
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from tests.emulator_fixture / tests.dataverse_artifacts)
 from __future__ import annotations
 
 import base64

@@ -436,3 +436,13 @@ def test_sha256_of_der_not_pem(pki):
     assert values.subject.endswith("/h/" + hashlib.sha256(pki.self_signed.cer.read_bytes()).hexdigest())
     assert not values.subject.endswith(hashlib.sha256(pki.self_signed.pem.read_bytes()).hexdigest())
     assert pki.self_signed.cert.public_bytes(serialization.Encoding.DER) == pki.self_signed.cer.read_bytes()
+
+
+def test_dn_hash_replaces_lone_surrogates_like_dotnet_utf8():
+    # A BMPString may hold a lone surrogate; .NET Encoding.UTF8.GetBytes writes U+FFFD (EF BF BD) for it.
+    from ppmi_build.identity.dn import dotnet_name
+
+    dn = dotnet_name(bytes.fromhex("300D310B300906035504031E02D800"))
+    assert dn == "CN=\ud800"
+    expected = base64.urlsafe_b64encode(hashlib.sha256(b"CN=\xef\xbf\xbd").digest()).decode().rstrip("=")
+    assert dn_hash(dn) == expected

@@ -60,7 +60,7 @@ def test_parse_pe32plus(tmp_path):
     assert pe.checksum(data, layout.checksum_offset) == ref.generate_checksum()
 
 
-@pytest.mark.parametrize("size", [8, 11, 100, 4097, 1 << 20 | 6, (3 << 20) + 1])
+@pytest.mark.parametrize("size", [8, 11, 100, 4097, (1 << 20) + 6])
 def test_wordsum_equals_the_literal_checksum_loop(size):
     data = os.urandom(size)
     ck = 4

@@ -73,7 +73,7 @@ def build(directory: Path | None, configuration: str, kind: str | None, timeout_
         result = dotnet.build(directory, configuration, kind=kind, on_output=progress, timeout_s=timeout_s)
     except dotnet.BuildFailed as err:
         progress.done()
-        click.echo(f"build failed: {dotnet.summarize(err.diagnostics)}", err=True)
+        click.echo(f"build failed: {dotnet.summarize(err.diagnostics, root=Path.cwd())}", err=True)
         click.echo(f"error: {err.message}", err=True)
         if as_json:
             click.echo(json.dumps({"error": {"message": err.message, "code": err.code, "exit_code": err.exit_code},

@@ -36,27 +36,14 @@ def _package_name(settings, artifact: Path) -> str | None:
 
 
 def _last_build_output(settings) -> Path:
+    """The primary artifact of the project's last ``ppmi-build build`` (``project.dotnet.last_build``)."""
     try:
-        from ..project import dotnet  # written by the project engineer; optional here
-    except ImportError:
-        dotnet = None
-    helper = None
-    for attr in ("last_artifact", "last_artifacts"):
-        helper = getattr(dotnet, attr, None) if dotnet else None
-        if helper:
-            break
-    if helper is not None:
-        try:
-            found = helper(settings)
-        except PpmiError:
-            raise
-        except Exception:
-            found = None
-        if isinstance(found, (list, tuple)):
-            wanted = ".nupkg" if settings.plugin.kind == "package" else ".dll"
-            found = next((Path(f) for f in found if str(f).lower().endswith(wanted)), None)
-        if found:
-            return Path(found)
+        from ..project.dotnet import last_build
+    except ImportError:  # pragma: no cover - the project module ships with ppmi-build
+        last_build = None
+    data = last_build(settings.root) if last_build else None
+    if data and data.get("primary"):
+        return Path(data["primary"])
     raise BadInput("no ARTIFACT given and no build output found; run `ppmi-build build` or pass the signed "
                    ".dll/.nupkg path")
 

@@ -43,7 +43,8 @@ def snk_token(file: Path, as_json: bool) -> None:
     try:
         data = file.read_bytes()
     except FileNotFoundError:
-        raise InputFileError(f"{file} does not exist; pass a .snk, a public key file or a strong-named assembly") from None
+        raise InputFileError(f"{file} does not exist; pass a .snk, a public key file or a strong-named "
+                             "assembly") from None
     except OSError as e:
         raise InputFileError(f"cannot read {file}: {e.strerror}") from None
     if data[:2] == b"MZ":

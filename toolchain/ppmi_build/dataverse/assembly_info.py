@@ -98,11 +98,46 @@ def read_assembly(data: bytes, *, label: str = "assembly", plugin_bases: Iterabl
     Raises:
         BadInput: not a PE file, or not a .NET assembly (no CLI header or no Assembly table row).
     """
-    return _scan(data, label, set(plugin_bases))[0]
+    return _parse(data, label).identity(set(plugin_bases))
 
 
-def _scan(data: bytes, label: str, known: set[str]) -> tuple[AssemblyIdentity, set[str]]:
-    """(identity, every type of this assembly that implements IPlugin, abstract ones included)."""
+@dataclass
+class _Parsed:
+    """What one dnfile pass extracts; plug-in resolution runs on this without re-parsing."""
+
+    name: str
+    version: str
+    culture: str
+    token: str | None
+    defs: list[tuple[str, bool, bool]]  # (full name, abstract, interface) per TypeDef
+    bases: dict[str, str | None]  # full name -> base type full name (TypeDef.Extends)
+    direct: dict[str, set[str]]  # full name -> interfaces listed in InterfaceImpl
+
+    def implementers(self, known: set[str]) -> set[str]:
+        """Types of this assembly implementing IPlugin: directly (InterfaceImpl, ECMA-335 §II.22.23), through a
+        base class of this assembly (TypeDef.Extends), or through a base class listed in ``known``."""
+        found: set[str] = {IPLUGIN, *known}
+        changed = True
+        while changed:  # fixpoint: a base class may come later in the table
+            changed = False
+            for full, _abstract, interface in self.defs:
+                if interface or full in found:
+                    continue
+                base = self.bases.get(full)
+                if self.direct.get(full, set()) & found or (base and base in found):
+                    found.add(full)
+                    changed = True
+        return {full for full, _a, _i in self.defs if full in found}
+
+    def identity(self, known: set[str]) -> AssemblyIdentity:
+        impl = self.implementers(known)
+        concrete = tuple(sorted(full for full, abstract, interface in self.defs
+                                if full in impl and not abstract and not interface))
+        return AssemblyIdentity(name=self.name, version=self.version, culture=self.culture,
+                                public_key_token=self.token, plugin_types=concrete)
+
+
+def _parse(data: bytes, label: str) -> _Parsed:
     import dnfile
 
     try:
@@ -117,61 +152,35 @@ def _scan(data: bytes, label: str, known: set[str]) -> tuple[AssemblyIdentity, s
             raise BadInput(f"{label} is not a .NET assembly (no CLI metadata / Assembly table); "
                            "give the plug-in library built for net462")
         row = tables.Assembly[0]
-        name = _text(row.Name)
-        version = f"{row.MajorVersion}.{row.MinorVersion}.{row.BuildNumber}.{row.RevisionNumber}"
-        culture = _text(row.Culture) or "neutral"
         key = _blob(row.PublicKey)
-        token = public_key_token(key) if key else None
-        defs, implementers = _implementers(tables, known)
-    finally:
-        pe.close()
-    concrete = tuple(sorted(full for full, abstract, interface in defs
-                            if full in implementers and not abstract and not interface))
-    ident = AssemblyIdentity(name=name, version=version, culture=culture, public_key_token=token,
-                             plugin_types=concrete)
-    return ident, {full for full, _a, _i in defs if full in implementers}
-
-
-def _implementers(tables, known: set[str]) -> tuple[list[tuple[str, bool, bool]], set[str]]:
-    """TypeDefs as (full name, abstract, interface) and the set of names implementing IPlugin: directly
-    (InterfaceImpl table, ECMA-335 §II.22.23), through a base class of this assembly (TypeDef.Extends), or
-    through a base class listed in ``known``."""
-    if tables.TypeDef is None:
-        return [], set()
-    implementers: set[str] = {IPLUGIN, *known}
-    defs: list[tuple[str, bool, bool]] = []
-    bases: dict[str, str | None] = {}
-    for td in tables.TypeDef:
-        full = _full(_text(td.TypeNamespace), _text(td.TypeName))
-        base = None
-        ext = getattr(td, "Extends", None)
-        # a null coded index (row_index 0) means "no base type" (ECMA-335 §II.24.2.6)
-        if ext is not None and getattr(ext, "row_index", 0) and getattr(ext, "row", None) is not None:
-            base = _full(_text(getattr(ext.row, "TypeNamespace", "")), _text(getattr(ext.row, "TypeName", "")))
-        flags = td.Flags
-        defs.append((full, bool(getattr(flags, "tdAbstract", False)), bool(getattr(flags, "tdInterface", False))))
-        bases[full] = base
-    direct: dict[str, set[str]] = {}
-    if tables.InterfaceImpl is not None:
-        for ii in tables.InterfaceImpl:
+        parsed = _Parsed(
+            name=_text(row.Name),
+            version=f"{row.MajorVersion}.{row.MinorVersion}.{row.BuildNumber}.{row.RevisionNumber}",
+            culture=_text(row.Culture) or "neutral",
+            token=public_key_token(key) if key else None,
+            defs=[], bases={}, direct={})
+        for td in tables.TypeDef or []:
+            full = _full(_text(td.TypeNamespace), _text(td.TypeName))
+            base = None
+            ext = getattr(td, "Extends", None)
+            # a null coded index (row_index 0) means "no base type" (ECMA-335 §II.24.2.6)
+            if ext is not None and getattr(ext, "row_index", 0) and getattr(ext, "row", None) is not None:
+                base = _full(_text(getattr(ext.row, "TypeNamespace", "")), _text(getattr(ext.row, "TypeName", "")))
+            flags = td.Flags
+            parsed.defs.append((full, bool(getattr(flags, "tdAbstract", False)),
+                                bool(getattr(flags, "tdInterface", False))))
+            parsed.bases[full] = base
+        for ii in tables.InterfaceImpl or []:
             cls = getattr(ii.Class, "row", None)
             itf = getattr(ii.Interface, "row", None)
             if cls is None or itf is None:
                 continue
             cname = _full(_text(cls.TypeNamespace), _text(cls.TypeName))
             iname = _full(_text(getattr(itf, "TypeNamespace", "")), _text(getattr(itf, "TypeName", "")))
-            direct.setdefault(cname, set()).add(iname)
-    changed = True
-    while changed:  # fixpoint: a base class may come later in the table
-        changed = False
-        for full, _abstract, interface in defs:
-            if interface or full in implementers:
-                continue
-            base = bases.get(full)
-            if direct.get(full, set()) & implementers or (base and base in implementers):
-                implementers.add(full)
-                changed = True
-    return defs, implementers
+            parsed.direct.setdefault(cname, set()).add(iname)
+    finally:
+        pe.close()
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -227,20 +236,22 @@ def read_package(data: bytes, *, label: str = "package") -> PackageInfo:
         dll_names = [n for n in names if n.lower().startswith("lib/") and n.lower().endswith(".dll")]
         blobs = {n: zf.read(n) for n in dll_names}
         signed = ".signature.p7s" in names
+    parsed: dict[str, _Parsed] = {}
+    for n, b in blobs.items():
+        try:
+            parsed[n] = _parse(b, f"{label}!{n}")
+        except BadInput as e:
+            raise PackageFormatError(e.message) from None
     # plug-in base classes may live in another assembly of the package: iterate to a fixpoint
     known: set[str] = set()
-    assemblies: dict[str, AssemblyIdentity] = {}
-    for _ in range(4):
-        before = set(known)
-        for n, b in blobs.items():
-            try:
-                ident, implementers = _scan(b, f"{label}!{n}", known)
-            except BadInput as e:
-                raise PackageFormatError(e.message) from None
-            assemblies[n] = ident
-            known |= implementers
-        if known == before:
+    while True:
+        grown = set(known)
+        for p in parsed.values():
+            grown |= p.implementers(known)
+        if grown == known:
             break
+        known = grown
+    assemblies = {n: p.identity(known) for n, p in parsed.items()}
     return PackageInfo(id=pkg_id, version=version, assemblies=assemblies, signed=signed)
 
 

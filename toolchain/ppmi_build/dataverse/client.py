@@ -80,6 +80,9 @@ STATUS_HINTS = {
     403: "the identity has no access: add it as an application user with a security role in this environment",
     404: "not found: check the environment URL and the Web API version",
     413: "the request is too large",
+    502: "Dataverse (or a gateway) is unavailable; run again later",
+    503: "Dataverse is unavailable or throttling; run again later",
+    504: "Dataverse did not answer in time; run again later",
 }
 
 
@@ -171,25 +174,41 @@ def odata_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def encode_body(fields: Mapping[str, Any], *, content: bytes | None = None) -> bytes:
-    """JSON body bytes for ``fields`` plus an optional ``"content"`` column holding ``content`` in base64.
+class Body:
+    """A JSON request body whose ``"content"`` column is base64-encoded while it is being sent.
 
-    The base64 text is written straight into the body in 3 MiB steps (no intermediate str copies), so a 16 MB
-    artifact costs about its base64 size once in memory.
+    The base64 text is produced in 3 MiB steps as httpx writes the request (``Content-Length`` is known in advance),
+    so a 16 MB artifact never exists as a 22 MB JSON string in memory. Iterable any number of times (retries).
+    ``bytes(body)`` gives the whole body.
     """
-    head = json.dumps(dict(fields), separators=(",", ":")).encode()
+
+    STEP = 3 * 1024 * 1024  # multiple of 3: base64 of consecutive steps concatenates to the base64 of the whole
+
+    def __init__(self, fields: Mapping[str, Any], content: bytes):
+        head = json.dumps(dict(fields), separators=(",", ":")).encode()
+        self._prefix = head[:-1] + (b"," if len(head) > 2 else b"") + b'"content":"'
+        self._content = content
+        self._suffix = b'"}'
+
+    def __len__(self) -> int:
+        return len(self._prefix) + 4 * ((len(self._content) + 2) // 3) + len(self._suffix)
+
+    def __iter__(self):
+        yield self._prefix
+        view = memoryview(self._content)
+        for i in range(0, len(view), self.STEP):
+            yield binascii.b2a_base64(view[i:i + self.STEP], newline=False)
+        yield self._suffix
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self)
+
+
+def encode_body(fields: Mapping[str, Any], *, content: bytes | None = None) -> bytes | Body:
+    """The JSON body for ``fields``; with ``content``, a streamed :class:`Body` that adds ``"content"`` (base64)."""
     if content is None:
-        return head
-    body = bytearray(head[:-1])
-    if len(head) > 2:
-        body += b","
-    body += b'"content":"'
-    step = 3 * 1024 * 1024  # multiple of 3: chunks concatenate to the same base64 text
-    view = memoryview(content)
-    for i in range(0, len(view), step):
-        body += binascii.b2a_base64(view[i:i + step], newline=False)
-    body += b'"}'
-    return bytes(body)
+        return json.dumps(dict(fields), separators=(",", ":")).encode()
+    return Body(fields, content)
 
 
 class DataverseClient:
@@ -253,12 +272,15 @@ class DataverseClient:
             self.on_retry(msg)
 
     def _send(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-              body: bytes | None = None, headers: Mapping[str, str] | None = None) -> tuple[httpx.Response, bool]:
+              body: bytes | Body | None = None, headers: Mapping[str, str] | None = None
+              ) -> tuple[httpx.Response, bool]:
         """Send with retries. Returns (final response, ambiguous) where ``ambiguous`` is True when an earlier
         attempt may have reached the server (connection lost after sending, 502/504)."""
         hdrs = dict(headers or {})
         if body is not None:
             hdrs.setdefault("Content-Type", "application/json; charset=utf-8")
+        if isinstance(body, Body):
+            hdrs["Content-Length"] = str(len(body))  # streamed, not chunked
         label = f"{method} {path.split('?')[0]}"
         ambiguous = False
         attempt = 0
@@ -330,7 +352,8 @@ class DataverseClient:
         cls = DataverseAuthError if resp.status_code in (401, 403) else DataverseError
         return cls(what, status=resp.status_code, code=code or None, hint=hint, server_message=server_msg)
 
-    def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None, body: bytes | None = None,
+    def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                body: bytes | Body | None = None,
                 headers: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200, 201, 204)) -> httpx.Response:
         """Send one request (with retries) and return the response; any status outside ``ok`` raises
         :class:`DataverseError`."""
@@ -380,7 +403,7 @@ class DataverseClient:
             raise self._error(resp, f"GET {entity_set}({id})")
         return _json(resp)
 
-    def create(self, entity_set: str, body: Mapping[str, Any] | bytes, *, id_column: str, id: str,
+    def create(self, entity_set: str, body: Mapping[str, Any] | bytes | Body, *, id_column: str, id: str,
                select: list[str] | tuple[str, ...] | None = None, solution: str | None = None) -> dict[str, Any]:
         """``POST {entity_set}`` with a client-chosen primary key (``id_column`` = ``id`` must be in ``body``) and
         ``Prefer: return=representation``; returns the created row (``$select`` columns).
@@ -388,7 +411,7 @@ class DataverseClient:
         A retried create whose first attempt did reach the server is detected (412 ``0x80040237`` after an
         ambiguous failure) and answered by reading the row back.
         """
-        data = body if isinstance(body, bytes) else encode_body(body)
+        data = body if isinstance(body, (bytes, Body)) else encode_body(body)
         headers = {"Prefer": "return=representation"}
         sol = solution if solution is not None else self.solution
         if sol:
@@ -406,11 +429,11 @@ class DataverseClient:
                 return row
         raise self._error(resp, f"POST {entity_set}")
 
-    def update(self, entity_set: str, id: str, body: Mapping[str, Any] | bytes, *,
+    def update(self, entity_set: str, id: str, body: Mapping[str, Any] | bytes | Body, *,
                select: list[str] | tuple[str, ...] | None = None) -> dict[str, Any] | None:
         """``PATCH {entity_set}({id})`` with ``If-Match: *`` (never an upsert). With ``select`` the updated row is
         returned (``Prefer: return=representation``, 200), else None (204)."""
-        data = body if isinstance(body, bytes) else encode_body(body)
+        data = body if isinstance(body, (bytes, Body)) else encode_body(body)
         headers = {"If-Match": "*"}
         if select:
             headers["Prefer"] = "return=representation"

@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 
 from ..errors import BadInput
@@ -569,13 +568,3 @@ def parse_dotnet_dn(text: str, *, reverse: bool = True) -> x509.Name:
 def encode_dotnet_dn(text: str, *, reverse: bool = True) -> bytes:
     """DER of :func:`parse_dotnet_dn` (the bytes ``X500DistinguishedName.RawData`` has on Unix)."""
     return parse_dotnet_dn(text, reverse=reverse).public_bytes()
-
-
-def names_equal(a: x509.Name | bytes, b: x509.Name | bytes) -> bool:
-    """True when both Names have the same DER."""
-    return _der_of(a) == _der_of(b)
-
-
-def der_of_certificate(cert: x509.Certificate) -> bytes:
-    """DER encoding of ``cert`` (what ``X509Certificate2.RawData`` holds)."""
-    return cert.public_bytes(serialization.Encoding.DER)

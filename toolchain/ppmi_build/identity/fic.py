@@ -136,9 +136,15 @@ def self_signed_subject(prefix: str, sha256: str) -> str:
     return f"{prefix}/h/{h}"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dn_hash(dn: str) -> str:
-    """v2 DN hash: base64url(SHA-256(UTF-8(dn))) without padding, 43 characters ([MS-V2])."""
-    return b64url(hashlib.sha256(dn.encode("utf-8")).digest())
+    """v2 DN hash: base64url(SHA-256(UTF-8(dn))) without padding, 43 characters ([MS-V2]).
+
+    ``Encoding.UTF8.GetBytes`` replaces a lone UTF-16 surrogate (possible in a BMPString) with
+    U+FFFD; so do we, instead of failing."""
+    return b64url(hashlib.sha256(_LONE_SURROGATE.sub("\ufffd", dn).encode("utf-8")).digest())
 
 
 def v2_trusted_subject(prefix: str, issuer_dn: str, subject_dn: str) -> str:

@@ -142,7 +142,8 @@ def private_key_from_snk(snk: bytes) -> rsa.RSAPrivateKey:
     if btype != PRIVATEKEYBLOB:
         raise SnkFormatError("the file holds only a public key; a .snk key pair (PRIVATEKEYBLOB) is needed")
     if len(snk) != _expected_len(btype, bits):
-        raise SnkFormatError(f"the .snk is {len(snk)} bytes, expected {_expected_len(btype, bits)} for a {bits}-bit key")
+        raise SnkFormatError(f"the .snk is {len(snk)} bytes, expected {_expected_len(btype, bits)} "
+                             f"for a {bits}-bit key")
     off = _HEADER.size
     fields = []
     for size in (bits // 8, bits // 16, bits // 16, bits // 16, bits // 16, bits // 16, bits // 8):
@@ -173,7 +174,8 @@ def public_key_blob(data: bytes) -> bytes:
     # A complete strong-name public key blob starts with SigAlgId/HashAlgId/cbPublicKey.
     if len(data) >= _SN_HEADER.size + _HEADER.size:
         sig_alg, hash_alg, cb = _SN_HEADER.unpack_from(data)
-        if sig_alg in (CALG_RSA_SIGN, CALG_RSA_KEYX) and cb == len(data) - _SN_HEADER.size and data[12] == PUBLICKEYBLOB:
+        full = cb == len(data) - _SN_HEADER.size and data[_SN_HEADER.size] == PUBLICKEYBLOB
+        if sig_alg in (CALG_RSA_SIGN, CALG_RSA_KEYX) and full:
             btype, _alg, _magic, bits, _e = _parse_header(data[_SN_HEADER.size:], "the public key")
             if len(data) - _SN_HEADER.size != _expected_len(btype, bits):
                 raise SnkFormatError("the strong-name public key blob has the wrong length for its key size")

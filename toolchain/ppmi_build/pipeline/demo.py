@@ -92,7 +92,7 @@ def run_demo(
                        timestamp_urls=timestamp_urls)
 
     progress("3/5 verifying the signature (trusting the development certificate only)")
-    verified = verify_file(target, trusted_roots=[workdir / "demo-signing.pem"])
+    verified = verify_file(target, trusted_roots=[cert])
 
     progress("4/5 computing the federated identity credential (managed identity version 2)")
     fic = compute_fic(cert, tenant_id=EXAMPLE_TENANT_ID, environment_id=EXAMPLE_ENVIRONMENT_ID, version=2)

@@ -258,6 +258,8 @@ class Run:
         self.environ = environ
         self._fic: entra.FicClient | None = None
         self._dv: Any = None
+        #: --plan: the artifact would be (re-)signed first, so its content would change
+        self.sign_pending = False
 
     @property
     def fic(self) -> entra.FicClient:
@@ -323,6 +325,7 @@ class Run:
                 plan.add("verify", path.name, P.UNCHANGED, detail=f"valid signature by {who}")
                 return
             if not plan.apply:
+                self.sign_pending = True
                 plan.add("sign", path.name, P.PLANNED,
                          detail=f"sign with {who}" + (" (replacing another signature)" if state != "unsigned"
                                                       else ""))
@@ -335,13 +338,11 @@ class Run:
                      detail=f"signed by {who}" + (", timestamped" if result.timestamped else "")
                      + (" (replaced another signature)" if state != "unsigned" else ""),
                      sha256=result.sha256_after)
-        with plan.step("verify", path.name, f"verifying {path.name}"):
-            state, vr = signature_state(path, key)
-            if state != "same":
-                from ..errors import SignatureInvalid
-
-                raise SignatureInvalid(f"{path.name} does not verify after signing ({'; '.join(vr.problems)})")
-            plan.add("verify", path.name, P.UNCHANGED, detail=f"valid signature by {who}")
+        # sign_file verifies its output before it replaces the file (a failure raises SignatureInvalid and
+        # leaves the original untouched), against the key's own chain: that is the verify step.
+        anchor = next((n for n in result.notes if n.startswith("verified")), "verified")
+        plan.add("verify", path.name, P.UNCHANGED if result.verified else P.FAILED,
+                 detail=f"valid signature by {who}; {anchor}")
 
     # -- FIC ------------------------------------------------------------------------------------------------
 
@@ -360,6 +361,14 @@ class Run:
         if res.fic.id:
             plan.set_id("fic", res.fic.id)
         return res
+
+    def preflight_fic(self, cert: x509.Certificate, *, version: int | None = None,
+                      keep: tuple[entra.Fic, ...] = ()) -> entra.EnsureResult:
+        """Read-only FIC check before anything changes (locally or remotely): refuses early when the cap
+        would be exceeded, so a refused run leaves the artifact and every service untouched."""
+        want = desired_fic(self.target, cert, version=version)
+        with self.plan.step("fic", want.name, f"checking the FICs on {self.fic_target_label()}"):
+            return entra.ensure_fic(self.fic, want, apply=False, keep=keep)
 
     def fic_target_label(self) -> str:
         ident = self.target.settings.identity
@@ -382,7 +391,8 @@ class Run:
         with plan.step("register", f"{artifact.table} {artifact.unique_name}",
                        f"registering {artifact.path.name} in {self.target.url}"):
             try:
-                reg = register(self.dv, artifact, solution=self.target.solution, plan=not plan.apply, log=log)
+                reg = register(self.dv, artifact, solution=self.target.solution, plan=not plan.apply, log=log,
+                               force=not plan.apply and self.sign_pending)
             finally:
                 self._merge(log)
         failed = [a for a in log.actions if a.status == "failed"]
@@ -498,6 +508,24 @@ class Run:
         return facts
 
 
+def plan_unregistered_binding(run: Run, label: str) -> None:
+    """Plan entries for the identity record and binding of a component that is not registered yet."""
+    from ..dataverse.managed_identity import MI_SELECT
+
+    spec = identity_spec(run.target)
+    row = run.dv.retrieve("managedidentities", spec.managed_identity_id, select=MI_SELECT) \
+        if spec.managed_identity_id else None
+    if row is None:
+        run.plan.add("managedidentity", f"{label} Identity", P.PLANNED, id=spec.managed_identity_id,
+                     detail=f"create with applicationid {spec.application_id}, version {spec.version}")
+    else:
+        status = P.UNCHANGED if int(row.get("version") or 0) == spec.version else P.PLANNED
+        run.plan.add("managedidentity", row.get("name") or label, status, id=row["managedidentityid"],
+                     detail=f"version {row.get('version')} -> {spec.version}" if status == P.PLANNED else
+                     f"version {spec.version}")
+    run.plan.add("binding", f"{label} -> managedidentity", P.PLANNED, detail="bind after registering")
+
+
 def _component_of(reg: Any) -> Any:
     from ..dataverse.managed_identity import Target
 
@@ -553,6 +581,7 @@ def release_steps(run: Run, artifact: Path | str | None, *, key: Any = None, pas
     with plan.step("certificate", "signing certificate", "loading the signing certificate"):
         key = key or load_signing_key(target.settings, password=password, environ=run.environ)
     cert = key.certificate_chain()[0]
+    run.preflight_fic(cert)
     path = run.artifact_path(artifact)
     if path is not None:
         run.sign(path, key)
@@ -565,7 +594,7 @@ def release_steps(run: Run, artifact: Path | str | None, *, key: Any = None, pas
         if component is None:
             plan.add("register", target.settings.plugin.name or "the plug-in", P.PLANNED,
                      detail="create after the build")
-            plan.add("binding", "the plug-in -> managedidentity", P.PLANNED, detail="bind after registering")
+            plan_unregistered_binding(run, target.settings.plugin.name or "the plug-in")
         else:
             plan.add("register", component.label, P.PLANNED, id=component.id, detail="update content after the build")
             run.bind(component)
@@ -574,8 +603,7 @@ def release_steps(run: Run, artifact: Path | str | None, *, key: Any = None, pas
     reg = run.register(art)
     component = _component_of(reg)
     if component is None:  # plan: not registered yet
-        plan.add("binding", f"{art.table} {art.unique_name} -> managedidentity", P.PLANNED,
-                 detail="bind after registering")
+        plan_unregistered_binding(run, f"{art.table} {art.unique_name}")
         return
     run.bind(component)
     if plan.apply:

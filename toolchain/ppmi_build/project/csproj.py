@@ -73,7 +73,7 @@ def _tokenize(text: str) -> list[_Span]:
         lt = text.find("<", pos)
         if lt < 0:
             break
-        for kind, rx in _MARKUP:
+        for kind, rx in _MARKUP:  # noqa: B007 - `kind` is used after the loop
             m = rx.match(text, lt)
             if m:
                 break
@@ -141,7 +141,8 @@ class Project:
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as e:
-            raise ProjectError(f"{path} is not {encoding} text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+            raise ProjectError(f"{path} is not {encoding} text ({e.reason} at byte {e.start}); "
+                               "save it as UTF-8") from None
         return cls(text, path=path, encoding=encoding, bom=bom)
 
     @classmethod

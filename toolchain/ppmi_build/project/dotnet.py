@@ -148,8 +148,10 @@ def summarize(diagnostics: list[Diagnostic], *, root: Path | None = None, limit:
     """
     errors = [d for d in diagnostics if d.severity == "error"]
     warnings = [d for d in diagnostics if d.severity == "warning"]
-    head = f"{len(errors)} error{'s' if len(errors) != 1 else ''}, {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
-    lines = [head]
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    lines = [f"{plural(len(errors), 'error')}, {plural(len(warnings), 'warning')}"]
     shown = 0
     for group in (errors, warnings):
         by_file: dict[str, list[Diagnostic]] = {}
@@ -323,7 +325,8 @@ def resolve_project(target: Path | str | None = None) -> tuple[Path, Path, str |
         if settings.plugin.project:
             csproj = settings.resolve_path(settings.plugin.project)
             if not csproj.is_file():
-                raise ProjectError(f"{cfg}: [plugin] project = {settings.plugin.project!r} does not exist; fix the path")
+                raise ProjectError(f"{cfg}: [plugin] project = {settings.plugin.project!r} does not exist; "
+                                   "fix the path")
             return csproj.resolve(), target.resolve(), settings.plugin.kind
         kind: str | None = settings.plugin.kind
     else:
@@ -344,8 +347,13 @@ def resolve_project(target: Path | str | None = None) -> tuple[Path, Path, str |
 OutputCallback = Callable[[str], None]
 
 
+#: Secrets a build never needs; kept out of dotnet's environment (MSBuild logs the environment at
+#: diagnostic verbosity, and project targets can read it).
+SCRUBBED_ENV = ("PPMI_PFX_PASSWORD", "PPMI_PFX_BASE64", "PPMI_ACCESS_TOKEN")
+
+
 def _child_env(environ: dict[str, str] | None) -> dict[str, str]:
-    env = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in SCRUBBED_ENV}
     env.update({
         "DOTNET_CLI_UI_LANGUAGE": "en",  # diagnostics are parsed: keep them in English
         "DOTNET_NOLOGO": "1",
@@ -358,7 +366,13 @@ def _child_env(environ: dict[str, str] | None) -> dict[str, str]:
 
 def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], on_output: OutputCallback | None,
          timeout_s: float | None) -> tuple[int, list[str]]:
-    """Run ``cmd`` streaming merged stdout/stderr line by line; returns (exit code, lines)."""
+    """Run ``cmd`` streaming merged stdout/stderr line by line; returns (exit code, lines).
+
+    The child gets its own process group, so a timeout or Ctrl-C stops dotnet and the MSBuild
+    nodes and compilers it started.
+    """
+    import threading
+
     lines: list[str] = []
     try:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -368,7 +382,16 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], on_output: OutputCal
         raise ToolNotFound(f"{cmd[0]} could not be started; {INSTALL_HINT}") from None
     except PermissionError:
         raise ToolNotFound(f"{cmd[0]} is not executable; {INSTALL_HINT}") from None
-    deadline = time.monotonic() + timeout_s if timeout_s else None
+    timed_out = threading.Event()
+
+    def on_timeout() -> None:
+        timed_out.set()
+        _kill(proc)
+
+    watchdog = threading.Timer(timeout_s, on_timeout) if timeout_s else None
+    if watchdog:
+        watchdog.daemon = True
+        watchdog.start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -376,20 +399,21 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], on_output: OutputCal
             lines.append(line)
             if on_output:
                 on_output(line)
-            if deadline and time.monotonic() > deadline:
-                raise TimeoutError
-        remaining = (deadline - time.monotonic()) if deadline else None
-        code = proc.wait(timeout=max(remaining, 0.1) if remaining is not None else None)
-    except (TimeoutError, subprocess.TimeoutExpired):
-        _kill(proc)
-        raise ToolFailed(f"`{' '.join(cmd[:2])}` did not finish within {timeout_s:.0f} s; it was stopped") from None
+        code = proc.wait()
     except BaseException:
         _kill(proc)
         raise
+    finally:
+        if watchdog:
+            watchdog.cancel()
+    if timed_out.is_set():
+        raise ToolFailed(f"`dotnet {cmd[1]}` did not finish within {timeout_s:g} s and was stopped; "
+                         "raise --timeout or look at the output above")
     return code, lines
 
 
 def _kill(proc: subprocess.Popen) -> None:
+    """Stop the whole process group of ``proc`` (TERM, then KILL after 5 s)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
@@ -571,17 +595,23 @@ def build(target: Path | str | None = None, configuration: str = "Release", *, k
                 more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
                 msg = f"dotnet {verb} failed with {len(errors)} error(s): {first}{more}; fix them and build again"
             else:
-                msg = f"dotnet {verb} exited with code {code} without an error line; run `dotnet {verb} {csproj}` to see why"
+                msg = (f"dotnet {verb} exited with code {code} without an error line; "
+                       f"run `dotnet {verb} {csproj}` to see why")
             raise BuildFailed(msg, diagnostics=list(diagnostics), returncode=code, command=cmd)
 
     notes: list[str] = []
     stale: list[Path] = []
+    def packages_in_output() -> list[Path]:
+        if not pkg_dir.is_dir():
+            return []
+        return [p for p in pkg_dir.glob("*.nupkg") if _nupkg_matches(p.name, package_id)]
+
     with _PackageStash(pkg_dir, package_id) as stash:
         run("build")
-        fresh_pkgs = [p for p in pkg_dir.glob("*.nupkg") if _nupkg_matches(p.name, package_id)] if pkg_dir.is_dir() else []
+        fresh_pkgs = packages_in_output()  # every older one was moved aside: these are from this run
         if kind == "package" and not fresh_pkgs and not packed_paths:
             run("pack", "--no-build")
-            fresh_pkgs = [p for p in pkg_dir.glob("*.nupkg") if _nupkg_matches(p.name, package_id)] if pkg_dir.is_dir() else []
+            fresh_pkgs = packages_in_output()
         stale = stash.restore(keep_new=True)
     packages = sorted({p.resolve() for p in fresh_pkgs} | {p.resolve() for p in packed_paths if p.exists()})
 

@@ -329,7 +329,8 @@ def scaffold(root: Path | str, name: str | None = None, *, kind: str = "package"
             try:
                 result.public_key_token = token_of_key_file(snk_data)
             except Exception as e:  # an unreadable key is the user's to fix; don't replace it silently
-                raise ProjectError(f"{existing} exists but is not a strong-name key ({e}); move it away or fix it") from None
+                raise ProjectError(f"{existing} exists but is not a strong-name key ({e}); "
+                                   "move it away or fix it") from None
         else:
             snk_data = generate_snk(snk_bits)
             result.public_key_token = token_of_key_file(snk_data)

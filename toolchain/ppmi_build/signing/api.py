@@ -18,11 +18,10 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import secrets
 import stat
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cryptography import x509
@@ -72,11 +71,18 @@ def _check_target(target: Path) -> None:
 
 
 def _new_temp(target: Path) -> tuple[int, Path]:
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", dir=target.parent)
-    except OSError as e:
-        raise InputFileError(f"cannot create a temporary file in {target.parent}: {e.strerror}") from None
-    return fd, Path(name)
+    """``.<name>.ppmi-tmp-XXXXXXXX`` beside ``target``, created exclusively with mode 0600 (like
+    ``tempfile.mkstemp``, without importing tempfile at start-up)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}{TEMP_MARK}{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise InputFileError(f"cannot create a temporary file in {target.parent}: {e.strerror}") from None
+        return fd, tmp
+    raise InputFileError(f"cannot create a temporary file in {target.parent}")  # pragma: no cover
 
 
 def _mode_for(target: Path, source: Path) -> int:
@@ -241,8 +247,6 @@ def sign_file(
         if be.name == "python" and kind == "assembly":
             sha_before, outcome = _python_sign_assembly(path, fd, tmp, key, digest, program_name, program_url,
                                                         timestamp_urls)
-            os.close(fd)
-            fd = -1
         else:
             os.close(fd)
             fd = -1
@@ -250,7 +254,27 @@ def sign_file(
             outcome = be.sign(path, tmp, key, SignOptions(timestamp_urls=tuple(timestamp_urls), digest=digest,
                                                           program_name=program_name, program_url=program_url,
                                                           overwrite=overwrite, sign_contents=sign_contents))
-        result, sha_after, anchor = _post_sign_verify(tmp, kind, key, target)
+            os.chmod(tmp, _mode_for(target, path))  # a tool may have re-created the file
+            fd = os.open(tmp, os.O_RDONLY)
+        # flush the temp file to disk while it is being verified (fsync waits without the GIL)
+        synced: dict = {}
+
+        def _sync(fd_: int = fd) -> None:
+            try:
+                os.fsync(fd_)
+            except OSError as e:  # pragma: no cover - disk errors
+                synced["error"] = e
+
+        syncer = threading.Thread(target=_sync, name="fsync")
+        syncer.start()
+        try:
+            result, sha_after, anchor = _post_sign_verify(tmp, kind, key, target)
+        finally:
+            syncer.join()
+        os.close(fd)
+        fd = -1
+        if "error" in synced:  # pragma: no cover
+            raise InputFileError(f"cannot write {target.parent}: {synced['error'].strerror}")
         if not result.valid:
             raise SignatureInvalid(
                 f"{path.name}: the signed output did not verify ({'; '.join(result.problems)}); "
@@ -258,8 +282,6 @@ def sign_file(
             )
         if outcome.get("timestamped") and not result.timestamp:
             raise SignatureInvalid(f"{path.name}: the output carries no valid timestamp; the original is unchanged")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         if fd >= 0:
@@ -278,17 +300,16 @@ def sign_file(
 
 def _python_sign_assembly(path: Path, fd: int, tmp: Path, key: KeySource, digest: str, program_name, program_url,
                           timestamp_urls) -> tuple[str, dict]:
-    """Built-in Authenticode path: one read, SHA-256 of the input in a helper thread (hashlib runs
-    without the GIL), sign in memory, one write to the temp file."""
+    """Built-in Authenticode path: one read, SHA-256 of the input computed alongside the
+    authentihash (helper threads; hashlib runs without the GIL), sign in memory, one write."""
     from . import pe
     from .authenticode import sign_pe_buffer
 
     buf = pe.read_file(path)
-    sha_before = hashlib.sha256(buf).hexdigest()
     outcome = sign_pe_buffer(buf, key, name=path.name, digest=digest, program_name=program_name,
-                             program_url=program_url, timestamp_urls=timestamp_urls)
+                             program_url=program_url, timestamp_urls=timestamp_urls, input_sha256=True)
     _write_all(fd, buf, tmp)
-    return sha_before, {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped}
+    return outcome.input_sha256, {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped}
 
 
 def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:
@@ -317,6 +338,8 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         seen.add(r)
     if not many:
         return [sign_file(paths[0], key, **kw)]
+    from concurrent.futures import ThreadPoolExecutor
+
     workers = workers or min(len(paths), max(2, os.cpu_count() or 2))
     stop = threading.Event()
 

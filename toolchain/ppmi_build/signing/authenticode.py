@@ -220,6 +220,8 @@ class SignOutcome:
         authentihash: the signed PE image hash (raw bytes).
         padding: zero bytes added before the certificate table.
         checksum: the new PE CheckSum.
+        input_sha256: hex SHA-256 of the input bytes (when asked for).
+        hashed_ranges / digest: the byte ranges and algorithm of the authentihash.
     """
 
     replaced_signature: bool
@@ -228,18 +230,23 @@ class SignOutcome:
     padding: int
     checksum: int
     notes: list[str] = field(default_factory=list)
+    input_sha256: str | None = None
+    hashed_ranges: list[tuple[int, int]] = field(default_factory=list)
+    digest: str = "sha256"
 
 
 def sign_pe_buffer(buf: bytearray, key: KeySource, *, name: str = "the file", digest: str = "sha256",
                    program_name: str | None = None, program_url: str | None = None,
                    timestamp_urls: Sequence[str] = (), timestamp_digest: str | None = None,
-                   timestamp_timeout: float = 15, timestamp_retries: int = 2) -> SignOutcome:
+                   timestamp_timeout: float = 15, timestamp_retries: int = 2,
+                   input_sha256: bool = False) -> SignOutcome:
     """Sign the PE held in ``buf`` in place: strip an existing certificate table, pad to 8 bytes,
     hash, sign, append the WIN_CERTIFICATE, point data directory 4 at it and recompute the
     checksum (signing-spec §1.2-§1.3, §1.10).
 
-    The authentihash (SHA-2, C code without the GIL) runs in a helper thread while this thread sums
-    the checksum words, so the two passes over the image overlap.
+    The authentihash (and, with ``input_sha256``, the SHA-256 of the input bytes) run in helper
+    threads (hashlib releases the GIL) while this thread sums the checksum words, so the passes
+    over the 16 MiB image overlap on several cores.
 
     Raises:
         PEFormatError: not a PE / truncated / trailing data after the table / corrupt table.
@@ -248,30 +255,37 @@ def sign_pe_buffer(buf: bytearray, key: KeySource, *, name: str = "the file", di
     alg_name = hash_algorithm(digest).name
     layout = pe.parse(buf, name)
     replaced = layout.signed
-    layout = pe.strip_signature(buf, layout)
-    padding = pe.pad8(buf)
-    if padding:
+    results: dict = {}
+    if layout.signed or len(buf) % 8:
+        if input_sha256:  # the buffer is about to change: hash the input first
+            results["input_sha256"] = hashlib.sha256(buf).hexdigest()
+        layout = pe.strip_signature(buf, layout)
+        padding = pe.pad8(buf)
         layout = pe.parse(buf, name)
-    ck = layout.checksum_offset
-    struct.pack_into("<I", buf, ck, 0)  # excluded from the hash; zero so it adds nothing to the sum
+    else:
+        padding = 0
+    ck, cd = layout.checksum_offset, layout.cert_dir_offset
 
-    result: dict = {}
-
-    def _hash() -> None:
+    def _run(key_name: str, fn) -> None:
         try:
-            result["hash"] = pe.authentihash(buf, layout, alg_name)
+            results[key_name] = fn()
         except BaseException as e:  # pragma: no cover - re-raised below
-            result["error"] = e
+            results["error"] = e
 
-    worker = threading.Thread(target=_hash, name="authentihash")
-    worker.start()
+    workers = [threading.Thread(target=_run, args=("hash", lambda: pe.authentihash(buf, layout, alg_name)))]
+    if input_sha256 and "input_sha256" not in results:
+        workers.append(threading.Thread(target=_run, args=("input_sha256",
+                                                           lambda: hashlib.sha256(buf).hexdigest())))
+    for w in workers:
+        w.start()
     try:
-        image_sum = pe.wordsum(buf)
+        image_sum = pe.wordsum(buf)  # the buffer is not modified until the helpers are done
     finally:
-        worker.join()
-    if "error" in result:
-        raise result["error"]
-    digest_value = result["hash"]
+        for w in workers:
+            w.join()
+    if "error" in results:
+        raise results["error"]
+    digest_value = results["hash"]
 
     blob = build_signature(digest_value, key, digest=alg_name, program_name=program_name,
                            program_url=program_url, timestamp_urls=timestamp_urls,
@@ -279,16 +293,23 @@ def sign_pe_buffer(buf: bytearray, key: KeySource, *, name: str = "the file", di
                            timestamp_retries=timestamp_retries)
     wincert = pe.win_certificate(blob)
     offset = len(buf)
+    old_fields = bytes(buf[ck:ck + 4]), bytes(buf[cd:cd + 8])
     dir_entry = struct.pack("<II", offset, len(wincert))
-    buf[layout.cert_dir_offset:layout.cert_dir_offset + 8] = dir_entry
+    buf[cd:cd + 8] = dir_entry
     buf += wincert
-    if layout.cert_dir_offset % 2 == 0:
-        total = image_sum + pe.wordsum(dir_entry) + pe.wordsum(wincert)
+    if ck % 2 == 0 and cd % 2 == 0:
+        # checksum words of the final file: image - old CheckSum/dir entry + new dir entry + table
+        total = (image_sum - pe.wordsum(old_fields[0]) - pe.wordsum(old_fields[1])
+                 + pe.wordsum(dir_entry) + pe.wordsum(wincert))
         new_checksum = pe.fold_checksum(total, True, len(buf))
-    else:  # pragma: no cover - data directories are 4-aligned in every real image
+    else:  # pragma: no cover - these fields are 4-aligned in every real image
         new_checksum = pe.checksum(buf, ck)
     struct.pack_into("<I", buf, ck, new_checksum)
-    return SignOutcome(replaced, bool(timestamp_urls), digest_value, padding, new_checksum)
+    out = SignOutcome(replaced, bool(timestamp_urls), digest_value, padding, new_checksum)
+    out.input_sha256 = results.get("input_sha256")
+    out.hashed_ranges = pe.hashed_ranges(layout)
+    out.digest = alg_name
+    return out
 
 
 def sign_pe(src: Path | str, dst: Path | str, key: KeySource, **options) -> SignOutcome:
@@ -391,8 +412,7 @@ def parse_signature(der: bytes, name: str = "the file") -> ParsedSignature:
         if eci["content_type"].dotted != SPC_INDIRECT_DATA_OID:
             raise ValueError(f"content type {eci['content_type'].dotted} is not SPC_INDIRECT_DATA")
         content = eci["content"]
-        idc_der = content.dump() if not isinstance(content, core.Any) else content.dump()
-        # [0] EXPLICIT wrapper is not part of .dump() for a parsed field; normalise to the SEQUENCE TLV
+        idc_der = cms.der(content)  # may or may not include the [0] EXPLICIT wrapper; normalise below
         idc = SpcIndirectDataContent.load(_inner_sequence(idc_der))
         infos = list(sd["signer_infos"])
         if len(infos) != 1:
@@ -410,7 +430,7 @@ def parse_signature(der: bytes, name: str = "the file") -> ParsedSignature:
             signer_certificate=cms.find_signer_certificate(sd, si),
         )
         for value in cms.signed_attribute(si, SPC_SP_OPUS_INFO_OID):
-            opus = SpcSpOpusInfo.load(value.dump())
+            opus = SpcSpOpusInfo.load(cms.der(value))
             name_field, info_field = opus["program_name"], opus["more_info"]
             if not isinstance(name_field, core.Void):
                 parsed.program_name = name_field.chosen.native
@@ -420,11 +440,11 @@ def parse_signature(der: bytes, name: str = "the file") -> ParsedSignature:
             oid = attr["type"].dotted
             for value in attr["values"]:
                 if oid == RFC3161_COUNTERSIGN_OID:
-                    parsed.timestamp_tokens.append(acms.ContentInfo.load(value.dump()))
+                    parsed.timestamp_tokens.append(acms.ContentInfo.load(cms.der(value)))
                 elif oid == PKCS9_COUNTERSIGNATURE_OID:
                     parsed.legacy_countersignature = True
                 elif oid == SPC_NESTED_SIGNATURE_OID:
-                    parsed.nested.append(value.dump())
+                    parsed.nested.append(cms.der(value))
         return parsed
     except PEFormatError:
         raise

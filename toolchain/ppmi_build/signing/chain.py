@@ -48,7 +48,7 @@ def verify_chain(
 
     if not trusted:
         raise ChainError("no trusted root certificates given")
-    at = at or _dt.datetime.now(_dt.timezone.utc)
+    at = at or _dt.datetime.now(_dt.UTC)
     if leaf in trusted:
         # a trusted self-signed (or directly trusted) leaf: still check its time and EKU
         if not (leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc):

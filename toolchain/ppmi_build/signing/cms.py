@@ -11,18 +11,21 @@ Authenticode (signing-spec §1.4, §1.6) and NuGet author signatures (signing-sp
   is computed over their ``SET OF`` (tag 0x31) encoding, not the ``[0] IMPLICIT`` form that is
   stored in the SignerInfo (RFC 5652 §5.4; signing-spec §0 items 2-3).
 * digest AlgorithmIdentifiers carry an explicit NULL (as SignTool; jsign ``AuthenticodeSigner``).
-* ``certificates`` holds the signer certificate and its intermediates; no CRLs (signify rejects
-  SignedData with CRLs: signing-spec §1.4).
+* ``certificates`` holds the signer certificate and its intermediates, byte for byte as issued;
+  no CRLs (signify rejects SignedData with CRLs: signing-spec §1.4).
 * ``sid`` is IssuerAndSerialNumber (SignerInfo v1, SignedData v1: what SignTool writes and what
   signify can parse) or SubjectKeyIdentifier (SignerInfo v3 and SignedData v3, RFC 5652 §5.1/§5.3;
   what NuGet uses when the certificate has an SKI, signing-spec §2.3).
 
-The module does not register anything in asn1crypto's global OID maps (signify does so for the
-SPC types, and two registrations would clash): non-``data`` content and attribute values are
-carried as pre-encoded DER.
+The outer structures are assembled as DER bytes here (X.690 §8.1 definite lengths) rather than by
+asn1crypto containers, for two reasons: certificates and attribute values must keep their exact
+bytes, and asn1crypto re-encodes any parsed value whose length octets end in 0x80 (it mistakes
+them for an indefinite length), which breaks once signify has added names to asn1crypto's OID
+maps. Use :func:`der` to get the bytes of an asn1crypto value without that re-encoding. Nothing is
+registered in asn1crypto's global OID maps here.
 
-Also here, for verifiers: :func:`signed_attrs_for_signature`, :func:`find_signer_certificate`
-and :func:`verify_signer_info`.
+Also here, for verifiers: :func:`signed_attrs_for_signature`, :func:`find_signer_certificate`,
+:func:`signed_attribute` and :func:`verify_signer_info`.
 """
 
 from __future__ import annotations
@@ -31,9 +34,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from asn1crypto import algos, core
 from asn1crypto import cms as acms
-from asn1crypto import x509 as ax509
+from asn1crypto import core
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,8 +46,13 @@ from .keys import KeySource, hash_algorithm
 
 #: id-data (RFC 5652 §4)
 DATA_OID = "1.2.840.113549.1.7.1"
+#: id-signedData (RFC 5652 §5.1)
+SIGNED_DATA_OID = "1.2.840.113549.1.7.2"
 #: SPC_INDIRECT_DATA_OBJID (Authenticode_PE.docx; signing-spec §1.4)
 SPC_INDIRECT_DATA_OID = "1.3.6.1.4.1.311.2.1.4"
+#: contentType / messageDigest attribute types (RFC 5652 §11.1, §11.2)
+CONTENT_TYPE_ATTR_OID = "1.2.840.113549.1.9.3"
+MESSAGE_DIGEST_ATTR_OID = "1.2.840.113549.1.9.4"
 
 #: hash name -> OID (RFC 5754 §2)
 DIGEST_OIDS = {
@@ -54,15 +61,20 @@ DIGEST_OIDS = {
     "sha384": "2.16.840.1.101.3.4.2.2",
     "sha512": "2.16.840.1.101.3.4.2.3",
 }
-
-_SIGNATURE_ALGORITHMS = {"rsassa_pkcs1v15", "sha256_rsa", "sha384_rsa", "sha512_rsa"}
+#: signatureAlgorithm choices -> OID (RFC 8017 Appendix C; RFC 5754 §3.2)
+SIGNATURE_OIDS = {
+    "rsassa_pkcs1v15": "1.2.840.113549.1.1.1",  # rsaEncryption (what SignTool writes)
+    "sha256_rsa": "1.2.840.113549.1.1.11",
+    "sha384_rsa": "1.2.840.113549.1.1.12",
+    "sha512_rsa": "1.2.840.113549.1.1.13",
+}
 
 
 # --- DER helpers ----------------------------------------------------------------------------
 
 
 def _der_length(n: int) -> bytes:
-    """X.690 §8.1.3 definite length octets."""
+    """X.690 §8.1.3 definite length octets (short form below 128, else long form)."""
     if n < 0x80:
         return bytes([n])
     body = n.to_bytes((n.bit_length() + 7) // 8, "big")
@@ -74,10 +86,44 @@ def der_tlv(tag: int, contents: bytes) -> bytes:
     return bytes([tag]) + _der_length(len(contents)) + contents
 
 
-def _dump(value: Any) -> bytes:
+def read_tlv(data: bytes, pos: int = 0) -> tuple[int, int, int]:
+    """Parse the TLV at ``pos`` (single-byte tag, definite length). Returns ``(tag, contents_start,
+    end)``. Raises ValueError on truncated or indefinite-length input."""
+    if pos + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, first = data[pos], data[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    elif first == 0x80:
+        raise ValueError("indefinite length is not DER")
+    else:
+        k = first & 0x7F
+        start = pos + 2 + k
+        if start > len(data):
+            raise ValueError("truncated DER")
+        length = int.from_bytes(data[pos + 2:start], "big")
+    end = start + length
+    if end > len(data):
+        raise ValueError("truncated DER")
+    return tag, start, end
+
+
+def der(value: Any) -> bytes:
+    """DER bytes of ``value`` (bytes pass through). For asn1crypto values this returns the parsed
+    bytes unchanged (or encodes a freshly built value), without asn1crypto's forced re-encoding of
+    values whose length octets end in 0x80."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    return value.dump()
+    return core.Asn1Value.dump(value)
+
+
+def _oid(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).dump()
+
+
+def algorithm_identifier(oid: str, null_params: bool = True) -> bytes:
+    """``AlgorithmIdentifier { algorithm, parameters NULL }`` (RFC 5280 §4.1.1.2)."""
+    return der_tlv(0x30, _oid(oid) + (b"\x05\x00" if null_params else b""))
 
 
 def attribute(oid: str, *values: Any) -> acms.CMSAttribute:
@@ -88,65 +134,71 @@ def attribute(oid: str, *values: Any) -> acms.CMSAttribute:
         values: each an asn1crypto value or its DER bytes (a *complete* TLV).
     Returns:
         :class:`asn1crypto.cms.CMSAttribute` parsed from the DER, so it works whether or not the
-        type is registered in asn1crypto (or by signify).
+        type is registered in asn1crypto (or by signify). Get its bytes with :func:`der`.
     """
-    set_of = sorted(_dump(v) for v in values)  # SET OF order (X.690 §11.6)
-    der = der_tlv(0x30, core.ObjectIdentifier(oid).dump() + der_tlv(0x31, b"".join(set_of)))
-    return acms.CMSAttribute.load(der)
+    set_of = sorted(der(v) for v in values)  # SET OF order (X.690 §11.6)
+    return acms.CMSAttribute.load(der_tlv(0x30, _oid(oid) + der_tlv(0x31, b"".join(set_of))))
 
 
-def sorted_attributes(attrs: Iterable[acms.CMSAttribute]) -> list[acms.CMSAttribute]:
+def sorted_attributes(attrs: Iterable[Any]) -> list:
     """Sort attributes into DER ``SET OF`` order: ascending by their DER encodings compared as
-    octet strings, the shorter padded with zeros (X.690 §11.6; RFC 5652 §5.4 requires DER for the
-    signed attributes). Plain ``bytes`` comparison equals that rule except where one encoding is
-    a prefix of another, which cannot happen for distinct complete TLVs.
-    """
-    return sorted(attrs, key=lambda a: a.dump())
+    octet strings (X.690 §11.6; RFC 5652 §5.4 requires DER for the signed attributes). Plain
+    ``bytes`` comparison equals that rule for distinct complete TLVs."""
+    return sorted(attrs, key=der)
 
 
-def signed_attrs_der(attrs: Sequence[acms.CMSAttribute]) -> bytes:
+def signed_attrs_der(attrs: Sequence[Any]) -> bytes:
     """The bytes that are hashed and signed: ``SET OF Attribute`` with the universal SET tag 0x31
     (RFC 5652 §5.4: "the DER encoding of the SignedAttrs value", EXPLICIT SET OF tag)."""
-    return der_tlv(0x31, b"".join(a.dump() for a in attrs))
+    return der_tlv(0x31, b"".join(der(a) for a in attrs))
 
 
 def signed_attrs_for_signature(signer_info: acms.SignerInfo) -> bytes:
     """For verifiers: the stored ``[0] IMPLICIT`` signed attributes re-tagged as ``SET OF`` (0x31),
     byte for byte otherwise (RFC 5652 §5.4). Raises ValueError when there are none."""
     sa = signer_info["signed_attrs"]
-    if not sa or sa.contents is None:
+    if isinstance(sa, core.Void) or sa.contents is None:
         raise ValueError("SignerInfo has no signed attributes")
     return der_tlv(0x31, sa.contents)
 
 
-def _to_asn1_cert(cert: x509.Certificate | ax509.Certificate) -> ax509.Certificate:
-    if isinstance(cert, ax509.Certificate):
-        return cert
-    return ax509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+def _cert_der(cert: Any) -> bytes:
+    if isinstance(cert, x509.Certificate):
+        return cert.public_bytes(serialization.Encoding.DER)
+    return der(cert)
 
 
-def _digest_algorithm(name: str) -> algos.DigestAlgorithm:
-    # asn1crypto writes parameters NULL for the SHA-2 family, as SignTool does (jsign AuthenticodeSigner).
-    return algos.DigestAlgorithm({"algorithm": name, "parameters": core.Null()})
+def issuer_and_serial(cert_der: bytes) -> bytes:
+    """``IssuerAndSerialNumber ::= SEQUENCE { issuer Name, serialNumber INTEGER }`` with the issuer
+    and serial TLVs copied byte for byte from the certificate's tbsCertificate (RFC 5652 §10.2.4)."""
+    _, c_start, _ = read_tlv(cert_der, 0)  # Certificate
+    _, t_start, t_end = read_tlv(cert_der, c_start)  # tbsCertificate
+    pos = t_start
+    tag, _, end = read_tlv(cert_der, pos)
+    if tag == 0xA0:  # [0] EXPLICIT version
+        pos = end
+        tag, _, end = read_tlv(cert_der, pos)
+    serial = cert_der[pos:end]
+    _, _, pos = read_tlv(cert_der, end)  # signature AlgorithmIdentifier
+    _, _, issuer_end = read_tlv(cert_der, pos)
+    issuer = cert_der[pos:issuer_end]
+    return der_tlv(0x30, issuer + serial)
 
 
-def _encap_content_info(content_type: str, encap_content: Any, v3: bool) -> acms.ContentInfo:
-    # asn1crypto types encapContentInfo as ContentInfo for SignedData v1 (PKCS#7 1.5) and as
-    # EncapsulatedContentInfo for v3 (RFC 5652); the DER is the same.
-    cls = acms.EncapsulatedContentInfo if v3 else acms.ContentInfo
-    ct = acms.ContentType(content_type)
-    if ct.dotted == DATA_OID:
+def _encap_content_info(content_type_oid: str, encap_content: Any) -> bytes:
+    if content_type_oid == DATA_OID:
         if isinstance(encap_content, (bytes, bytearray, memoryview)):
             inner = bytes(encap_content)
         elif isinstance(encap_content, core.OctetString):
             inner = encap_content.native
         else:
             raise TypeError("encap_content for content type 'data' must be bytes or an OctetString")
-        return cls({"content_type": "data", "content": inner})
-    # eContent [0] EXPLICIT: the content TLV itself (Authenticode keeps SpcIndirectDataContent as
-    # a SEQUENCE, not an OCTET STRING; signing-spec §1.4)
-    der = der_tlv(0x30, core.ObjectIdentifier(ct.dotted).dump() + der_tlv(0xA0, _dump(encap_content)))
-    return cls.load(der)
+        content = der_tlv(0x04, inner)
+    else:
+        # Authenticode keeps SpcIndirectDataContent as a SEQUENCE, not an OCTET STRING (§1.4)
+        content = der(encap_content)
+    # EncapsulatedContentInfo ::= SEQUENCE { eContentType, eContent [0] EXPLICIT }
+    return der_tlv(0x30, _oid(content_type_oid) + der_tlv(0xA0, content))
 
 
 def build_signed_data(
@@ -172,8 +224,8 @@ def build_signed_data(
         message_digest: value of the messageDigest signed attribute, computed by the caller
             (Authenticode: hash of the SpcIndirectDataContent *contents* octets, RFC 2315 §9.3,
             signing-spec §1.5; NuGet: hash of the content bytes).
-        extra_signed_attrs: :class:`asn1crypto.cms.CMSAttribute` values besides contentType and
-            messageDigest (see :func:`attribute`).
+        extra_signed_attrs: :class:`asn1crypto.cms.CMSAttribute` values (or their DER) besides
+            contentType and messageDigest (see :func:`attribute`).
         key: the :class:`~ppmi_build.signing.keys.KeySource` that signs the digest.
         digest: ``sha256`` | ``sha384`` | ``sha512`` (digestAlgorithm and the hash of the signed
             attributes).
@@ -193,7 +245,7 @@ def build_signed_data(
     """
     if sid not in ("issuer_and_serial_number", "subject_key_identifier"):
         raise ValueError(f"unknown sid choice {sid!r}")
-    if signature_algorithm not in _SIGNATURE_ALGORITHMS:
+    if signature_algorithm not in SIGNATURE_OIDS:
         raise ValueError(f"unsupported signature algorithm {signature_algorithm!r}")
     alg = hash_algorithm(digest)
     digest_name = alg.name  # "sha256" ...
@@ -201,16 +253,16 @@ def build_signed_data(
     leaf = chain[0]
     if certificates is None:
         certificates = [c for c in chain if c.subject != c.issuer or c is leaf]
-    a_leaf = _to_asn1_cert(leaf)
+    leaf_der = leaf.public_bytes(serialization.Encoding.DER)
 
     ct_oid = acms.ContentType(content_type).dotted
-    attrs = [
-        attribute("1.2.840.113549.1.9.3", core.ObjectIdentifier(ct_oid)),  # contentType (RFC 5652 §11.1)
-        attribute("1.2.840.113549.1.9.4", core.OctetString(bytes(message_digest))),  # messageDigest (§11.2)
+    attrs = sorted_attributes([
+        attribute(CONTENT_TYPE_ATTR_OID, core.ObjectIdentifier(ct_oid)),
+        attribute(MESSAGE_DIGEST_ATTR_OID, core.OctetString(bytes(message_digest))),
         *extra_signed_attrs,
-    ]
-    attrs = sorted_attributes(attrs)
-    to_sign = signed_attrs_der(attrs)
+    ])
+    attrs_bytes = b"".join(der(a) for a in attrs)
+    to_sign = der_tlv(0x31, attrs_bytes)  # what is hashed and signed (RFC 5652 §5.4)
     signature = key.sign_digest(hashlib.new(digest_name, to_sign).digest(), alg)
 
     if sid == "subject_key_identifier":
@@ -218,36 +270,34 @@ def build_signed_data(
             ski = leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
         except x509.ExtensionNotFound:
             raise ValueError("the signing certificate has no SubjectKeyIdentifier extension") from None
-        signer_id = acms.SignerIdentifier(name="subject_key_identifier", value=ski)
-        version = "v3"
+        sid_der = der_tlv(0x80, ski)  # subjectKeyIdentifier [0] IMPLICIT SubjectKeyIdentifier
+        version = 3
     else:
-        signer_id = acms.SignerIdentifier(
-            name="issuer_and_serial_number",
-            value={"issuer": a_leaf.issuer, "serial_number": a_leaf.serial_number},
-        )
-        version = "v1"
+        sid_der = issuer_and_serial(leaf_der)
+        version = 1
+    version_der = der_tlv(0x02, bytes([version]))
+    digest_alg = algorithm_identifier(DIGEST_OIDS[digest_name])
 
-    signer_info: dict[str, Any] = {
-        "version": version,
-        "sid": signer_id,
-        "digest_algorithm": _digest_algorithm(digest_name),
-        "signed_attrs": acms.CMSAttributes(attrs),
-        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": signature_algorithm}),
-        "signature": signature,
-    }
+    # SignerInfo (RFC 5652 §5.3)
+    si = (version_der + sid_der + digest_alg
+          + der_tlv(0xA0, attrs_bytes)  # signedAttrs [0] IMPLICIT SET OF
+          + algorithm_identifier(SIGNATURE_OIDS[signature_algorithm])
+          + der_tlv(0x04, signature))
     if unsigned_attrs_for is not None:
-        unsigned = list(unsigned_attrs_for(signature) or [])
+        unsigned = sorted_attributes(unsigned_attrs_for(signature) or [])
         if unsigned:
-            signer_info["unsigned_attrs"] = acms.CMSAttributes(sorted_attributes(unsigned))
+            si += der_tlv(0xA1, b"".join(der(a) for a in unsigned))  # [1] IMPLICIT SET OF
+    signer_info = der_tlv(0x30, si)
 
-    signed_data = acms.SignedData({
-        "version": version,
-        "digest_algorithms": [_digest_algorithm(digest_name)],
-        "encap_content_info": _encap_content_info(content_type, encap_content, version == "v3"),
-        "certificates": [acms.CertificateChoices(name="certificate", value=_to_asn1_cert(c)) for c in certificates],
-        "signer_infos": [acms.SignerInfo(signer_info)],
-    })
-    return acms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    certs = sorted(_cert_der(c) for c in certificates)  # DER SET OF order
+    signed_data = der_tlv(0x30, (
+        version_der
+        + der_tlv(0x31, digest_alg)  # digestAlgorithms SET OF
+        + _encap_content_info(ct_oid, encap_content)
+        + der_tlv(0xA0, b"".join(certs))  # certificates [0] IMPLICIT CertificateSet
+        + der_tlv(0x31, signer_info)  # signerInfos SET OF
+    ))
+    return der_tlv(0x30, _oid(SIGNED_DATA_OID) + der_tlv(0xA0, signed_data))
 
 
 # --- verification helpers -------------------------------------------------------------------
@@ -256,9 +306,15 @@ def build_signed_data(
 def certificates_of(signed_data: acms.SignedData) -> list[x509.Certificate]:
     """The X.509 certificates embedded in a SignedData, as cryptography objects (others skipped)."""
     out = []
-    for choice in signed_data["certificates"] or []:
+    certs = signed_data["certificates"]
+    if isinstance(certs, core.Void):
+        return out
+    for choice in certs:
         if choice.name == "certificate":
-            out.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+            try:
+                out.append(x509.load_der_x509_certificate(der(choice.chosen)))
+            except ValueError:
+                continue
     return out
 
 
@@ -267,10 +323,11 @@ def find_signer_certificate(signed_data: acms.SignedData, signer_info: acms.Sign
     sid = signer_info["sid"]
     for cert in certificates_of(signed_data):
         if sid.name == "issuer_and_serial_number":
-            ias = sid.chosen
-            a = ax509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-            if a.serial_number == ias["serial_number"].native and a.issuer == ias["issuer"]:
-                return cert
+            try:
+                if issuer_and_serial(cert.public_bytes(serialization.Encoding.DER)) == der(sid.chosen):
+                    return cert
+            except ValueError:
+                continue
         else:
             try:
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
@@ -283,7 +340,10 @@ def find_signer_certificate(signed_data: acms.SignedData, signer_info: acms.Sign
 
 def signed_attribute(signer_info: acms.SignerInfo, oid: str) -> list:
     """Values (asn1crypto objects) of the signed attribute with dotted ``oid`` ([] when absent)."""
-    for a in signer_info["signed_attrs"] or []:
+    attrs = signer_info["signed_attrs"]
+    if isinstance(attrs, core.Void):
+        return []
+    for a in attrs:
         if a["type"].dotted == oid:
             return list(a["values"])
     return []
@@ -302,14 +362,14 @@ def verify_signer_info(signer_info: acms.SignerInfo, certificate: x509.Certifica
     """
     digest_name = signer_info["digest_algorithm"]["algorithm"].native
     try:
-        alg = hash_algorithm(digest_name) if digest_name != "sha1" else hashes.SHA1()
+        alg = hashes.SHA1() if digest_name == "sha1" else hash_algorithm(digest_name)
     except Exception:
         raise ValueError(f"unsupported digest algorithm {digest_name}") from None
     data = signed_attrs_for_signature(signer_info)
-    md = signed_attribute(signer_info, "1.2.840.113549.1.9.4")
+    md = signed_attribute(signer_info, MESSAGE_DIGEST_ATTR_OID)
     if len(md) != 1:
         raise ValueError("the signer info has no single messageDigest attribute")
-    if content_digest is not None and core.OctetString.load(md[0].dump()).native != content_digest:
+    if content_digest is not None and core.OctetString.load(der(md[0])).native != content_digest:
         raise ValueError("messageDigest does not match the content")
     digest = hashlib.new(alg.name, data).digest()
     sig = signer_info["signature"].native
@@ -333,4 +393,5 @@ def verify_signer_info(signer_info: acms.SignerInfo, certificate: x509.Certifica
         else:
             raise ValueError(f"unsupported signer key type {type(pub).__name__}")
     except InvalidSignature:
-        raise ValueError("the signature over the signed attributes does not verify with the signer certificate") from None
+        raise ValueError(
+            "the signature over the signed attributes does not verify with the signer certificate") from None

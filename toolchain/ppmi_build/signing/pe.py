@@ -210,7 +210,7 @@ def certificate_entries(data, pe: PEImage) -> list[tuple[int, int, bytes]]:
 
 def pkcs7_blob(data, pe: PEImage) -> bytes | None:
     """DER bytes (padding stripped by length) of the first Authenticode PKCS#7 in the table, or None."""
-    for rev, typ, blob in certificate_entries(data, pe):
+    for _rev, typ, blob in certificate_entries(data, pe):
         if typ == WIN_CERT_TYPE_PKCS_SIGNED_DATA:
             return _der_prefix(blob)
     return None

@@ -112,7 +112,7 @@ def _tst_info(token: acms.ContentInfo) -> tsp.TSTInfo:
 def _tst_info_bytes(token: acms.ContentInfo) -> bytes:
     content = token["content"]["encap_content_info"]["content"]
     return bytes(content) if isinstance(content, core.ParsableOctetString) else core.OctetString.load(
-        content.dump()).native
+        cms.der(content)).native
 
 
 def _check_token(
@@ -183,13 +183,13 @@ def _check_ess(si: acms.SignerInfo, cert: x509.Certificate) -> None:
     v1 = cms.signed_attribute(si, _SIGNING_CERTIFICATE_OID)
     try:
         if v2:
-            ids = tsp.SigningCertificateV2.load(v2[0].dump())["certs"]
+            ids = tsp.SigningCertificateV2.load(cms.der(v2[0]))["certs"]
             first = ids[0]
             alg = first["hash_algorithm"]["algorithm"].native  # DEFAULT sha256 (RFC 5035 §4), applied by asn1crypto
             if first["cert_hash"].native != hashlib.new(alg, der).digest():
                 raise _Rejected("the token's signing-certificate-v2 attribute names another certificate")
         elif v1:
-            first = tsp.SigningCertificate.load(v1[0].dump())["certs"][0]
+            first = tsp.SigningCertificate.load(cms.der(v1[0]))["certs"][0]
             if first["cert_hash"].native != hashlib.sha1(der).digest():
                 raise _Rejected("the token's signing-certificate attribute names another certificate")
     except _Rejected:
@@ -200,20 +200,33 @@ def _check_ess(si: acms.SignerInfo, cert: x509.Certificate) -> None:
 
 def _parse_response(body: bytes, signature: bytes, nonce: int, digest: str,
                     min_rsa_bits: int | None) -> acms.ContentInfo:
+    # TimeStampResp ::= SEQUENCE { status PKIStatusInfo, timeStampToken TimeStampToken OPTIONAL }
+    # (RFC 3161 §2.4.2); parsed by hand because asn1crypto's spec makes the token mandatory.
     try:
-        resp = tsp.TimeStampResp.load(body)
-        status = resp["status"]["status"].native
+        tag, start, end = cms.read_tlv(body, 0)
+        if tag != 0x30 or end != len(body):
+            raise ValueError("not a single SEQUENCE")
+        _, _, status_end = cms.read_tlv(body, start)
+        status_info = tsp.PKIStatusInfo.load(body[start:status_end])
+        status = status_info["status"].native
+        token_der = body[status_end:end]
     except Exception:
         raise _Rejected("the answer is not an RFC 3161 TimeStampResp") from None
     if status not in ("granted", "granted_with_mods"):
-        text = resp["status"]["status_string"].native if resp["status"]["status_string"] else None
-        fail = resp["status"]["fail_info"].native if resp["status"]["fail_info"] else None
-        detail = "; ".join(str(x) for x in (text, fail) if x)
+        try:
+            text = status_info.native.get("status_string")
+            fail = status_info.native.get("fail_info")
+        except Exception:
+            text = fail = None
+        detail = "; ".join(", ".join(sorted(x)) if isinstance(x, (set, list)) else str(x) for x in (text, fail) if x)
         raise _Rejected(f"the TSA refused the request: status {status}{' (' + detail + ')' if detail else ''}")
-    token = resp["time_stamp_token"]
-    if token is None or token.contents is None:
+    if not token_der:
         raise _Rejected("the answer grants the request but carries no time-stamp token")
-    token = acms.ContentInfo.load(token.dump())
+    try:
+        token = acms.ContentInfo.load(token_der)
+        token["content"]  # noqa: B018 - parse now
+    except Exception:
+        raise _Rejected("the time-stamp token cannot be parsed") from None
     _check_token(token, signature, nonce=nonce, digest=digest, min_rsa_bits=min_rsa_bits)
     return token
 
@@ -326,4 +339,4 @@ def inspect_timestamp(
 def token_attribute(token: acms.ContentInfo, oid: str = RFC3161_COUNTERSIGN_OID) -> acms.CMSAttribute:
     """The unsigned attribute that carries ``token`` (Authenticode by default; pass
     :data:`SIGNATURE_TIME_STAMP_TOKEN_OID` for CMS/NuGet)."""
-    return cms.attribute(oid, token.dump())
+    return cms.attribute(oid, cms.der(token))

@@ -1,0 +1,330 @@
+"""`ppmi-build sign` / `ppmi-build verify` command lines: output contract, every bad-input case
+(exit code, one-line message naming the input and the fix, target unchanged, no temp file left),
+secrets never shown or passed in argv, external back-ends, timestamp failures."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from tests.conftest import run_tool
+from tests.pki import PFX_PASSWORD
+
+pytestmark = pytest.mark.interop
+
+WRONG_PASSWORD = "Tr0ub4dor&3-not-the-password"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ppmi.toml from the repository
+    for var in ("PPMI_CERT", "PPMI_PFX_BASE64", "PPMI_TIMESTAMP_URLS", "PPMI_PFX_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def temp_leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if ".ppmi-tmp-" in p.name]
+
+
+def assert_secret_free(result, *secrets: str) -> None:
+    for s in secrets:
+        assert s not in result.stdout and s not in result.stderr
+
+
+def one_line_error(result) -> str:
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def ossl_ok(path: Path, pki) -> bool:
+    res = run_tool("osslsigncode", "verify", "-in", path, "-CAfile", pki.root.pem, "-TSA-CAfile", pki.root.pem)
+    return res.returncode == 0 and "Signature verification: ok" in res.stdout
+
+
+# --- success paths --------------------------------------------------------------------------
+
+
+def test_sign_json_contract_and_verify(cli, plain_dll, copy_of, pki, password_env, tsa):
+    dll = copy_of(plain_dll)
+    before = hashlib.sha256(dll.read_bytes()).hexdigest()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--timestamp-url", tsa.url, "--json")
+    assert r.exit_code == 0, r.stderr
+    (doc,) = json.loads(r.stdout)
+    assert {"path", "kind", "sha256_before", "sha256_after", "signer", "timestamped", "verified"} <= set(doc)
+    assert doc["kind"] == "assembly" and doc["verified"] is True and doc["timestamped"] is True
+    assert doc["sha256_before"] == before and doc["sha256_after"] == hashlib.sha256(dll.read_bytes()).hexdigest()
+    assert doc["signer"]["subject"] == "CN=Contoso Plug-in Signing, O=ppmi-build tests"
+    assert ossl_ok(dll, pki)
+    assert_secret_free(r, PFX_PASSWORD)
+
+    v = cli("verify", dll, "--trusted-root", pki.root.pem, "--json")
+    assert v.exit_code == 0, v.stdout + v.stderr
+    (vdoc,) = json.loads(v.stdout)
+    assert vdoc["valid"] and vdoc["signed"] and vdoc["timestamp"] and vdoc["problems"] == []
+    assert {"path", "kind", "signed", "valid", "signer", "timestamp", "problems"} <= set(vdoc)
+
+
+def test_sign_human_output_and_resign(cli, plain_dll, copy_of, pki, password_env):
+    dll = copy_of(plain_dll)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == (f"signed {dll} (assembly) with CN=Contoso Plug-in Signing, O=ppmi-build tests, "
+                                "not timestamped, verified")
+    r2 = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r2.exit_code == 0 and r2.stdout.strip().endswith("; replaced an existing signature")
+    assert ossl_ok(dll, pki)
+
+
+def test_several_files_into_an_output_folder(cli, plain_dll, strong_named_dll, tmp_path, pki, password_env):
+    out = tmp_path / "out"
+    out.mkdir()
+    a, b = shutil.copyfile(plain_dll, tmp_path / "a.dll"), shutil.copyfile(strong_named_dll, tmp_path / "b.dll")
+    originals = {p: p.read_bytes() for p in (a, b)}
+    r = cli("sign", a, b, "--cert", pki.leaf.pfx, "-o", out, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [Path(d["path"]) for d in json.loads(r.stdout)] == [out / "a.dll", out / "b.dll"]
+    for p, data in originals.items():
+        assert p.read_bytes() == data  # inputs untouched
+        assert ossl_ok(out / p.name, pki)
+    assert run_tool("sn", "-q", "-v", out / "b.dll").returncode == 0
+
+    bad = cli("sign", a, b, "--cert", pki.leaf.pfx, "-o", tmp_path / "single.dll")
+    assert bad.exit_code == 2 and "must be an existing folder" in one_line_error(bad)
+
+
+def test_pem_key_pfx_base64_and_config_defaults(cli, plain_dll, copy_of, pki, monkeypatch, tmp_path, tsa):
+    dll = copy_of(plain_dll)
+    r = cli("sign", dll, "--cert", pki.leaf.chain_pem, "--key", pki.leaf.keyfile)
+    assert r.exit_code == 0, r.stderr
+
+    monkeypatch.setenv("PPMI_PFX_BASE64", base64.b64encode(pki.leaf.pfx.read_bytes()).decode())
+    pw = tmp_path / "pw.txt"
+    pw.write_text(PFX_PASSWORD + "\n")
+    r = cli("sign", dll, "--password-file", pw, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert_secret_free(r, PFX_PASSWORD)
+    monkeypatch.delenv("PPMI_PFX_BASE64")
+
+    shutil.copyfile(pki.leaf.pfx, tmp_path / "signing.pfx")
+    (tmp_path / "ppmi.toml").write_text(
+        f'[signing]\ncertificate = "signing.pfx"\npassword_env = "MY_PFX_PW"\ntimestamp_urls = ["{tsa.url}"]\n')
+    monkeypatch.setenv("MY_PFX_PW", PFX_PASSWORD)
+    r = cli("sign", dll, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)[0]["timestamped"] is True
+    assert ossl_ok(dll, pki)
+
+
+def test_no_certificate_configured(cli, plain_dll, copy_of):
+    dll = copy_of(plain_dll)
+    r = cli("sign", dll)
+    assert r.exit_code == 2 and "no signing certificate; pass --cert PATH" in one_line_error(r)
+
+
+# --- bad input: exit 2, one line, file unchanged, no temp file --------------------------------
+
+
+def _pfx_without_key(pki, tmp_path) -> Path:
+    p = tmp_path / "cert-only.pfx"
+    p.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"x", None, pki.leaf.cert, None, serialization.BestAvailableEncryption(PFX_PASSWORD.encode())))
+    return p
+
+
+def _trailing(plain_dll, pki, tmp_path) -> Path:
+    out = tmp_path / "trailing.dll"
+    run_tool("osslsigncode", "sign", "-certs", pki.leaf.chain_pem, "-key", pki.leaf.keyfile,
+             "-in", plain_dll, "-out", out, check=True)
+    out.write_bytes(out.read_bytes() + b"appended installer payload")
+    return out
+
+
+CASES = {
+    # name: (how to build (target, cert, extra args, env), expected message fragments)
+    "wrong-password": ("wrong password for {cert}",),
+    "pfx-without-key": ("has no private key; export the PFX with its private key",),
+    "expired": ("the certificate expired on", "renew it"),
+    "not-yet-valid": ("the certificate is not valid until", "check the machine clock"),
+    "no-code-signing-eku": ("has no code-signing EKU", "use a code-signing certificate"),
+    "rsa-1024": ("RSA key is 1024 bits", "at least 2048"),
+    "not-pe": ("{name} is not a PE file (no MZ header); pass a .dll or .exe",),
+    "truncated": ("{name} is truncated", "rebuild it"),
+    "trailing-data": ("{name} has data after the certificate table (26 bytes)", "sign again"),
+    "missing-file": ("{target} does not exist; check the path",),
+    "read-only": ("{target} is read-only; make it writable",),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case, cli, plain_dll, pki, tmp_path, monkeypatch):
+    monkeypatch.setenv("PPMI_PFX_PASSWORD", PFX_PASSWORD)
+    cert = pki.leaf.pfx
+    target = tmp_path / "Contoso.Plugins.dll"
+    shutil.copyfile(plain_dll, target)
+    args: list = []
+    if case == "wrong-password":
+        monkeypatch.setenv("WRONG_PW", WRONG_PASSWORD)
+        args = ["--password-env", "WRONG_PW"]
+    elif case == "pfx-without-key":
+        cert = _pfx_without_key(pki, tmp_path)
+    elif case == "expired":
+        cert = pki.expired.pfx
+    elif case == "not-yet-valid":
+        cert = pki.not_yet_valid.pfx
+    elif case == "no-code-signing-eku":
+        cert = pki.no_codesigning.pfx
+    elif case == "rsa-1024":
+        cert = pki.weak.pfx
+    elif case == "not-pe":
+        target.write_text("this is a text file, not an assembly\n")
+    elif case == "truncated":
+        target.write_bytes(plain_dll.read_bytes()[:1500])
+    elif case == "trailing-data":
+        target = _trailing(plain_dll, pki, tmp_path)
+    elif case == "missing-file":
+        target.unlink()
+    elif case == "read-only":
+        os.chmod(target, stat.S_IRUSR | stat.S_IRGRP)
+    before = target.read_bytes() if target.exists() else None
+    listing = sorted(p.name for p in tmp_path.iterdir())
+
+    r = cli("sign", target, "--cert", cert, *args)
+
+    assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr)
+    line = one_line_error(r)
+    for fragment in CASES[case]:
+        assert fragment.format(cert=cert, name=target.name, target=target) in line, line
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert temp_leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == listing
+    assert_secret_free(r, PFX_PASSWORD, WRONG_PASSWORD)
+    # --json: the error document on stdout, same exit code
+    rj = cli("sign", target, "--cert", cert, *args, "--json")
+    assert rj.exit_code == 2 and json.loads(rj.stdout)["error"]["exit_code"] == 2
+    assert_secret_free(rj, PFX_PASSWORD, WRONG_PASSWORD)
+
+
+# --- failures after the input checks: original untouched --------------------------------------
+
+
+def test_timestamp_failure_leaves_the_file_alone(cli, plain_dll, copy_of, pki, password_env, tsa, tmp_path):
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--timestamp-url", tsa.url + "fail", "--timestamp-url",
+            tsa.url + "garbage")
+    assert r.exit_code == 3
+    line = one_line_error(r)
+    assert f"{tsa.url}fail: HTTP 500" in line and f"{tsa.url}garbage: the answer is not" in line
+    assert dll.read_bytes() == before and temp_leftovers(tmp_path) == []
+
+
+def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll, copy_of, pki, password_env,
+                                                                  tmp_path, monkeypatch):
+    from ppmi_build.signing import verify as verify_mod
+
+    real = verify_mod.verify_pe
+
+    def broken(path, **kw):
+        res = real(path, **kw)
+        res.valid = False
+        res.problems.append("simulated: signature does not verify")
+        return res
+
+    monkeypatch.setattr(verify_mod, "verify_pe", broken)
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--json")
+    assert r.exit_code == 1
+    assert "the signed output did not verify" in json.loads(r.stdout)["error"]["message"]
+    assert dll.read_bytes() == before and temp_leftovers(tmp_path) == []
+
+
+# --- back-ends ------------------------------------------------------------------------------
+
+
+def test_osslsigncode_backend_keeps_secrets_out_of_argv(cli, plain_dll, copy_of, pki, password_env, monkeypatch):
+    from ppmi_build.signing import backends
+
+    seen: list[list[str]] = []
+    key_files: list[tuple[Path, int]] = []
+    real_run = subprocess.run
+
+    def spy(cmd, *a, **kw):
+        seen.append(list(cmd))
+        for i, arg in enumerate(cmd):
+            if arg in ("-key", "-readpass"):
+                p = Path(cmd[i + 1])
+                key_files.append((p, stat.S_IMODE(p.stat().st_mode)))
+        return real_run(cmd, *a, **kw)
+
+    monkeypatch.setattr(backends.subprocess, "run", spy)
+    dll = copy_of(plain_dll)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode", "--program-name", "Tool signed")
+    assert r.exit_code == 0, r.stderr
+    assert "[backend osslsigncode]" in r.stdout
+    (cmd,) = seen
+    assert cmd[0].endswith("osslsigncode") and "-readpass" in cmd and "-pass" not in cmd
+    assert all(PFX_PASSWORD not in arg for arg in cmd)
+    assert key_files and all(mode == 0o600 for _, mode in key_files)
+    assert all(not p.exists() for p, _ in key_files)  # removed afterwards
+    assert ossl_ok(dll, pki)
+
+
+def test_missing_tools_exit_3(cli, plain_dll, copy_of, pki, password_env, monkeypatch):
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "signtool")
+    assert r.exit_code == 3 and "signtool is not available" in one_line_error(r)
+    from ppmi_build.signing import backends
+
+    monkeypatch.setattr(backends, "find_osslsigncode", lambda: None)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode")
+    assert r.exit_code == 3 and "osslsigncode is not installed" in one_line_error(r)
+    assert dll.read_bytes() == before
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode", "--timestamp-url", "x")
+    assert r.exit_code == 3
+
+
+def test_package_only_backend_refuses_assemblies(cli, plain_dll, copy_of, pki, password_env):
+    dll = copy_of(plain_dll)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "nuget")
+    assert r.exit_code == 2 and "cannot sign assemblies" in one_line_error(r)
+
+
+# --- verify command -------------------------------------------------------------------------
+
+
+def test_verify_exit_codes(cli, plain_dll, copy_of, pki, password_env, tmp_path):
+    dll = copy_of(plain_dll)
+    unsigned = cli("verify", dll)
+    assert unsigned.exit_code == 1 and "NOT SIGNED" in unsigned.stdout
+    assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0
+    ok = cli("verify", dll, "--trusted-root", pki.root.pem)
+    assert ok.exit_code == 0 and "valid (assembly)" in ok.stdout
+    untrusted = cli("verify", dll)
+    assert untrusted.exit_code == 1 and "untrusted signer" in untrusted.stdout
+    data = bytearray(dll.read_bytes())
+    data[0x400] ^= 0xFF
+    dll.write_bytes(data)
+    bad = cli("verify", dll, "--trusted-root", pki.root.pem, "--json")
+    assert bad.exit_code == 1
+    (doc,) = json.loads(bad.stdout)
+    assert doc["signed"] and not doc["valid"]
+    assert any("modified after signing" in p for p in doc["problems"])
+    assert any(p.startswith("signify: INVALID_DIGEST") for p in doc["problems"])
+    text = tmp_path / "notes.dll"
+    text.write_text("hello")
+    r = cli("verify", text)
+    assert r.exit_code == 2 and "is not a PE file" in one_line_error(r)
+    r = cli("verify", tmp_path / "missing.dll")
+    assert r.exit_code == 2 and "does not exist" in one_line_error(r)

@@ -1,0 +1,253 @@
+"""``ppmi-build rotate --env NAME --new-cert PATH [--plan] [--retire-old] [ARTIFACT]``: certificate rotation
+that never leaves the plug-in without a matching federated identity credential (issue #6; domain-spec §5
+"Rotation": a new certificate changes the FIC subject, so add the new FIC before redeploying).
+
+Steps:
+
+1. Read what Dataverse holds: the component (``pluginpackage``/``pluginassembly``), its content (kept in memory
+   as the rollback copy), the signer of that content (the *old* certificate, unless ``--old-cert`` names it) and
+   the bound ``managedidentities`` record (its ``version``).
+2. Count the FICs: adding the new one must not exceed the cap of 20; otherwise refuse (exit 1) and name the
+   FICs ppmi-build made for this environment that could go (domain-spec §1.7).
+3. Add the new certificate's FIC (the old one stays).
+4. Sign the artifact with the new certificate, register it, bind, and verify what Dataverse holds
+   (:meth:`ppmi_build.pipeline.release.Run.verify_dataverse`).
+5. Only then the old FIC: deleted with ``--retire-old``, otherwise the command to delete it later is printed.
+
+On a failure after the new FIC was added (steps 3-4) the run rolls back: the old content is registered again
+and bound, what Dataverse holds is verified against the old certificate's FIC (which was never touched), the
+local artifact gets its original bytes back, and the new FIC is removed again if this run created it. The
+original error is then raised (its exit code), with the rollback in the actions.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput, PpmiError
+from ..identity import entra
+from . import plan as P
+from .plan import Plan
+from .release import (
+    EnvironmentTarget,
+    Run,
+    attach,
+    cert_sha256,
+    desired_fic,
+    held_content,
+    load_signing_key,
+    signer_of_bytes,
+)
+
+
+def _current_component(run: Run, artifact: Path | None) -> Any:
+    """The registered component: the ARTIFACT's row, else the one for ``[plugin] name``."""
+    if artifact is not None:
+        from ..dataverse.managed_identity import find_target
+
+        return find_target(run.dv, run.load_artifact(Path(artifact)))
+    component = run.find_component_by_name()
+    if component is None:
+        raise BadInput(f"nothing is registered for [plugin] name = {run.target.settings.plugin.name!r} in "
+                       f"{run.target.url}; run `ppmi-build release --env {run.target.name}` first, or give the "
+                       "ARTIFACT")
+    return component
+
+
+def stale_candidates(existing: list[entra.Fic], environment_id: str, keep: list[entra.Fic]) -> list[str]:
+    """Names of FICs ppmi-build made for this environment that are neither kept nor in use here."""
+    env_marks = (f"/e/{environment_id}/", environment_id.replace("-", "")[:30])
+    return [f.name for f in existing
+            if f.made_by_ppmi and any(m in f.subject or m in f.issuer for m in env_marks)
+            and not any(f.same_values(k) for k in keep)]
+
+
+def retire_command(run: Run, fic: entra.Fic, new_cert: str) -> str:
+    """The command line that removes the old FIC later (ppmi-build itself, converging)."""
+    return (f"ppmi-build rotate --env {shlex.quote(run.target.name)} --new-cert {shlex.quote(new_cert)} "
+            f"--retire-old --old-fic {shlex.quote(fic.name)}")
+
+
+def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None = None, *, plan_only: bool = False,
+               retire_old: bool = False, old_fic_name: str | None = None, start: Path | str | None = None,
+               environ: dict[str, str] | None = None, progress: Callable[[str], None] | None = None,
+               password: Any = None, settings: Any = None) -> Plan:
+    """Rotate the signing certificate of the plug-in in environment ``env_name`` to ``new_cert``.
+
+    Args:
+        new_cert: the new certificate (PFX/PEM with key); its password from ``password`` (a PasswordSource)
+            or ``[signing] password_env``.
+        artifact: the ``.dll``/``.nupkg`` to re-sign (default: build the project).
+        retire_old: delete the old certificate's FIC after the new state verified.
+        old_fic_name: the FIC to retire, by name (``--old-fic``): what the printed retire command passes,
+            because after a successful rotation Dataverse no longer holds the old certificate.
+    Returns:
+        the :class:`Plan`.
+    Raises:
+        PlanRefused: the FIC cap would be exceeded (nothing changed). Any step's error, after rollback; the
+        partial plan is attached as ``err.plan``.
+    """
+    from ..config import load_settings
+
+    plan = Plan("rotate", env_name, apply=not plan_only, progress=progress)
+    try:
+        settings = settings or load_settings(start, environ=environ)
+        target = EnvironmentTarget.load(settings, env_name)
+        with Run(plan, target, environ) as run:
+            _rotate(run, new_cert, Path(artifact) if artifact is not None else None, retire_old=retire_old,
+                    old_fic_name=old_fic_name, password=password)
+    except PpmiError as e:
+        raise attach(e, plan) from None
+    return plan
+
+
+def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old: bool, old_fic_name: str | None,
+            password: Any) -> None:
+    from ..dataverse.managed_identity import read_back
+    from ..identity.certificates import describe
+
+    plan, target = run.plan, run.target
+    with plan.step("certificate", str(new_cert), "loading the new signing certificate"):
+        key = load_signing_key(target.settings, new_cert, password=password, environ=run.environ)
+    new = key.certificate_chain()[0]
+
+    # 1. what Dataverse holds now
+    with plan.step("read", target.url, "reading the registered component and its signer"):
+        component = _current_component(run, artifact)
+        old_content = held_content(run.dv, component.entity_set, component.id)
+        if old_content is None:
+            raise BadInput(f"{component.label} holds no content in {target.url}; run `ppmi-build release` first")
+        kind = "package" if component.kind == "pluginpackage" else "assembly"
+        old_signer = signer_of_bytes(old_content, kind)
+        held = read_back(run.dv, component)
+        mi = held.get("managedidentity") or {}
+        version = int(mi.get("version") or 0) if mi else target.version
+    plan.set_id(component.kind, component.id)
+    new_fic = desired_fic(target, new, version=version)
+    old_fic = desired_fic(target, old_signer, version=version)
+    existing = run.fic.list()
+    old_present = entra.match_fic(existing, old_fic).exact
+    same_cert = cert_sha256(old_signer) == cert_sha256(new)
+    plan.extra["old_certificate"] = describe(old_signer)
+    plan.extra["new_certificate"] = describe(new)
+
+    # 2. the cap, counted before anything changes
+    if entra.match_fic(existing, new_fic).exact is None:
+        with plan.step("fic", new_fic.name, f"counting the FICs on {run.fic.target}"):
+            try:
+                run.fic.check_capacity(existing, 1, keep=[old_fic, new_fic])
+            except PpmiError as e:
+                stale = stale_candidates(existing, target.environment_id, [old_fic, new_fic])
+                e.message += (f" Stale FICs of environment {target.name}: {', '.join(stale)}" if stale else "")
+                raise
+
+    # 3. new FIC first
+    res = run.ensure_fic(new, version=version, keep=(old_fic,))
+    created_fic = res.fic if res.status == P.CREATED else None
+
+    # 4. re-sign, register, bind, verify — rolled back on failure
+    path = run.artifact_path(artifact)
+    original = path.read_bytes() if (path is not None and path.exists()) else None
+    try:
+        if path is None:
+            plan.add("sign", "build output", P.PLANNED, detail="sign with the new certificate after the build")
+            plan.add("register", component.label, P.PLANNED, id=component.id, detail="content signed by the new "
+                                                                                      "certificate")
+            run.bind(component, version=version)
+        else:
+            run.sign(path, key)
+            art = run.load_artifact(path)
+            run.register(art)
+            run.bind(component, version=version)
+            if plan.apply:
+                run.verify_dataverse(component, expected=art.data, version=version)
+    except PpmiError as err:
+        if plan.apply:
+            _rollback(run, component, old_content, version, path, original, created_fic, err)
+        raise
+
+    # 5. the old FIC, only now
+    if old_fic_name:  # named explicitly (e.g. the command printed by an earlier rotation)
+        named = [f for f in existing if f.name == old_fic_name]
+        if not named:
+            plan.note(f"no FIC named {old_fic_name!r} on {run.fic.target}; nothing to retire")
+            return
+        to_retire = named[0]
+    elif same_cert:
+        plan.note("Dataverse already uses the new certificate; give --old-fic NAME to retire an older FIC")
+        return
+    elif old_present is None:
+        plan.note(f"the old certificate's FIC (subject {old_fic.subject}) is not on {run.fic.target}")
+        return
+    else:
+        to_retire = old_present
+    if to_retire.same_values(new_fic):
+        plan.note(f"FIC {to_retire.name!r} is the one the new certificate needs; it stays")
+        return
+    if retire_old:
+        if plan.apply:
+            with plan.step("fic", to_retire.name, f"retiring the old FIC {to_retire.name}"):
+                run.fic.delete(to_retire)
+        plan.add("fic", f"{run.fic.target}: {to_retire.name}", P.DELETED if plan.apply else P.PLANNED,
+                 detail="old certificate's FIC retired" if plan.apply else "retire the old certificate's FIC",
+                 subject=to_retire.subject)
+    else:
+        cmd = retire_command(run, to_retire, str(new_cert))
+        plan.extra["retire_command"] = cmd
+        plan.note(f"the old FIC {to_retire.name!r} stays until you retire it: {cmd}")
+
+
+def _rollback(run: Run, component: Any, old_content: bytes, version: int, path: Path | None,
+              original: bytes | None, created_fic: entra.Fic | None, err: PpmiError) -> None:
+    """Put the old artifact back (Dataverse and local file), verify it, then drop the new FIC we added."""
+    from ..dataverse.registration import load_artifact
+
+    plan = run.plan
+    plan.progress(f"[rotate] failed ({err.message}); rolling back to the old artifact")
+    ok = False
+    try:
+        if path is not None and original is not None and path.read_bytes() != original:
+            _restore_file(path, original)
+            plan.add("rollback", str(path), P.ROLLED_BACK, detail="local artifact restored")
+        kind = "package" if component.kind == "pluginpackage" else "assembly"
+        with tempfile.TemporaryDirectory(prefix="ppmi-rollback-") as tmp:
+            old_path = Path(tmp) / (path.name if path is not None else f"old.{'nupkg' if kind == 'package' else 'dll'}")
+            old_path.write_bytes(old_content)
+            art = load_artifact(old_path, kind=kind, unique_name=component.name if kind == "package" else None)
+            run.register(art)
+        run.bind(component, version=version)
+        run.verify_dataverse(component, expected=old_content, version=version, record=False)
+        plan.add("rollback", component.label, P.ROLLED_BACK,
+                 detail="the old artifact is registered and bound again; its FIC is present")
+        ok = True
+    except PpmiError as e2:
+        plan.add("rollback", component.label, P.FAILED, error=e2.message)
+        err.message += f"; rollback FAILED ({e2.message}): check {component.label} before re-running"
+    if ok and created_fic is not None:
+        try:
+            run.fic.delete(created_fic)
+            plan.add("fic", f"{run.fic.target}: {created_fic.name}", P.ROLLED_BACK, detail="new FIC removed again")
+        except PpmiError as e3:
+            plan.note(f"could not remove the new FIC {created_fic.name!r} ({e3.message}); it is unused")
+    if ok:
+        err.message += "; rolled back: the old artifact is bound again and its FIC is present"
+
+
+def _restore_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file beside it and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
