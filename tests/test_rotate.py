@@ -116,8 +116,9 @@ def test_rotate_at_19_adds_the_20th_then_retires(cli, emulator, setup, pki, tmp_
 
     # the printed command retires the old FIC later and converges (nothing else changes)
     args = shlex.split(doc["retire_command"])[1:]
+    assert args[-1] == str(dll)
     mark = len(emulator.requests())
-    r = cli(*args, "--project", proj, dll, "--json")
+    r = cli(*args, "--project", proj, "--json")
     assert r.exit_code == 0, r.stderr
     assert [w["method"] for w in writes(emulator, mark)] == ["DELETE"]
     assert old_subject not in subjects(emulator) and LEAF_SUBJECT in subjects(emulator)

@@ -230,6 +230,29 @@ def test_timestamp_failure_leaves_the_file_alone(cli, plain_dll, copy_of, pki, p
 
 def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll, copy_of, pki, password_env,
                                                                   tmp_path, monkeypatch):
+    """A write that does not land as signed (simulated: one byte flipped on the way to disk) is caught by
+    the post-sign check, reported with exit 1, and the original is kept."""
+    from ppmi_build.signing import api
+
+    real_write = api._write_all
+
+    def corrupting_write(fd, data, tmp):
+        bad = bytearray(data)
+        bad[0x300] ^= 0x01
+        real_write(fd, bad, tmp)
+
+    monkeypatch.setattr(api, "_write_all", corrupting_write)
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--json")
+    assert r.exit_code == 1
+    msg = json.loads(r.stdout)["error"]["message"]
+    assert "the signed output did not verify" in msg and "differs from the signed image" in msg
+    assert dll.read_bytes() == before and temp_leftovers(tmp_path) == []
+
+
+def test_post_sign_check_uses_the_full_verifier_for_other_backends(cli, plain_dll, copy_of, pki, password_env,
+                                                                    tmp_path, monkeypatch):
     from ppmi_build.signing import verify as verify_mod
 
     real = verify_mod.verify_pe
@@ -243,9 +266,8 @@ def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll
     monkeypatch.setattr(verify_mod, "verify_pe", broken)
     dll = copy_of(plain_dll)
     before = dll.read_bytes()
-    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--json")
-    assert r.exit_code == 1
-    assert "the signed output did not verify" in json.loads(r.stdout)["error"]["message"]
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode")
+    assert r.exit_code == 1 and "simulated: signature does not verify" in one_line_error(r)
     assert dll.read_bytes() == before and temp_leftovers(tmp_path) == []
 
 

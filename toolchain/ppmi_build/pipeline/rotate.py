@@ -67,10 +67,12 @@ def stale_candidates(existing: list[entra.Fic], environment_id: str, keep: list[
             and not any(f.same_values(k) for k in keep)]
 
 
-def retire_command(run: Run, fic: entra.Fic, new_cert: str) -> str:
-    """The command line that removes the old FIC later (ppmi-build itself, converging)."""
-    return (f"ppmi-build rotate --env {shlex.quote(run.target.name)} --new-cert {shlex.quote(new_cert)} "
-            f"--retire-old --old-fic {shlex.quote(fic.name)}")
+def retire_command(run: Run, fic: entra.Fic, new_cert: str, artifact: Path | None) -> str:
+    """The command line that removes the old FIC later: the same rotation again (it converges: nothing else
+    changes) with ``--retire-old --old-fic NAME``."""
+    cmd = (f"ppmi-build rotate --env {shlex.quote(run.target.name)} --new-cert {shlex.quote(new_cert)} "
+           f"--retire-old --old-fic {shlex.quote(fic.name)}")
+    return cmd + (f" {shlex.quote(str(artifact))}" if artifact is not None else "")
 
 
 def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None = None, *, plan_only: bool = False,
@@ -197,7 +199,7 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
                  detail="old certificate's FIC retired" if plan.apply else "retire the old certificate's FIC",
                  subject=to_retire.subject)
     else:
-        cmd = retire_command(run, to_retire, str(new_cert))
+        cmd = retire_command(run, to_retire, str(new_cert), artifact)
         plan.extra["retire_command"] = cmd
         plan.note(f"the old FIC {to_retire.name!r} stays until you retire it: {cmd}")
 

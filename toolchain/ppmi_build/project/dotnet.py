@@ -314,7 +314,7 @@ def resolve_project(target: Path | str | None = None) -> tuple[Path, Path, str |
         if target.suffix.lower() != ".csproj":
             raise ProjectError(f"{target} is not a .csproj; pass the plug-in project folder or its .csproj")
         cfg = find_config(target.parent)
-        kind = None
+        kind: str | None = None
         if cfg is not None:
             settings = load_settings(cfg)
             kind = settings.plugin.kind
@@ -328,7 +328,7 @@ def resolve_project(target: Path | str | None = None) -> tuple[Path, Path, str |
                 raise ProjectError(f"{cfg}: [plugin] project = {settings.plugin.project!r} does not exist; "
                                    "fix the path")
             return csproj.resolve(), target.resolve(), settings.plugin.kind
-        kind: str | None = settings.plugin.kind
+        kind = settings.plugin.kind
     else:
         kind = None
     candidates = sorted(target.glob("*.csproj")) or sorted((target / "src").glob("*.csproj"))
@@ -601,6 +601,7 @@ def build(target: Path | str | None = None, configuration: str = "Release", *, k
 
     notes: list[str] = []
     stale: list[Path] = []
+
     def packages_in_output() -> list[Path]:
         if not pkg_dir.is_dir():
             return []

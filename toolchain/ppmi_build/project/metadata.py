@@ -86,6 +86,7 @@ def _open(source: Path | str | bytes):
     import dnfile
     import pefile
 
+    path: Path | str
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, path = bytes(source), "the assembly"
     else:

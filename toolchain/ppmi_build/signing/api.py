@@ -155,19 +155,29 @@ def _resolve_target(path: Path, output: Path | None, many: bool) -> Path:
 # --- verification of our own output ---------------------------------------------------------
 
 
-def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path) -> tuple[VerifyResult, str, str]:
-    """Verify the temp file against the key's own chain. Returns (result, sha256_after, anchor subject)."""
+def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
+                      image=None, outcome=None) -> tuple[VerifyResult, str, str]:
+    """Verify the temp file against the key's own chain. Returns (result, sha256_after, anchor subject).
+
+    ``image``/``outcome``: the signed bytes and :class:`~ppmi_build.signing.authenticode.SignOutcome`
+    of the built-in signer; the file is then compared with them byte for byte
+    (:func:`ppmi_build.signing.verify.verify_signed_image`) and its SHA-256 is taken from them."""
     chain = key.certificate_chain()
     anchor = chain[-1]
     sha_holder: dict = {}
 
     def _sha() -> None:
-        sha_holder["v"] = _sha256_file(tmp)
+        sha_holder["v"] = hashlib.sha256(image).hexdigest() if image is not None else _sha256_file(tmp)
 
     t = threading.Thread(target=_sha, name="sha256-after")
     t.start()
     try:
-        if kind == "package":
+        if image is not None:
+            from .verify import verify_signed_image
+
+            result = verify_signed_image(tmp, image, authentihash=outcome.authentihash, digest=outcome.digest,
+                                         hashed_ranges=outcome.hashed_ranges, trusted_roots=[anchor])
+        elif kind == "package":
             from . import nuget
 
             result = nuget.verify_package(tmp, trusted_roots=[anchor], use_system_roots=False, check_tsa_chain=False)
@@ -244,9 +254,12 @@ def sign_file(
     notes: list[str] = []
     try:
         os.fchmod(fd, _mode_for(target, path))
+        image = sign_outcome = None
         if be.name == "python" and kind == "assembly":
-            sha_before, outcome = _python_sign_assembly(path, fd, tmp, key, digest, program_name, program_url,
-                                                        timestamp_urls)
+            sha_before, image, sign_outcome = _python_sign_assembly(path, fd, tmp, key, digest, program_name,
+                                                                    program_url, timestamp_urls)
+            outcome = {"replaced_signature": sign_outcome.replaced_signature,
+                       "timestamped": sign_outcome.timestamped}
         else:
             os.close(fd)
             fd = -1
@@ -268,7 +281,7 @@ def sign_file(
         syncer = threading.Thread(target=_sync, name="fsync")
         syncer.start()
         try:
-            result, sha_after, anchor = _post_sign_verify(tmp, kind, key, target)
+            result, sha_after, anchor = _post_sign_verify(tmp, kind, key, target, image, sign_outcome)
         finally:
             syncer.join()
         os.close(fd)
@@ -299,7 +312,7 @@ def sign_file(
 
 
 def _python_sign_assembly(path: Path, fd: int, tmp: Path, key: KeySource, digest: str, program_name, program_url,
-                          timestamp_urls) -> tuple[str, dict]:
+                          timestamp_urls) -> tuple[str, bytearray, object]:
     """Built-in Authenticode path: one read, SHA-256 of the input computed alongside the
     authentihash (helper threads; hashlib runs without the GIL), sign in memory, one write."""
     from . import pe
@@ -309,7 +322,7 @@ def _python_sign_assembly(path: Path, fd: int, tmp: Path, key: KeySource, digest
     outcome = sign_pe_buffer(buf, key, name=path.name, digest=digest, program_name=program_name,
                              program_url=program_url, timestamp_urls=timestamp_urls, input_sha256=True)
     _write_all(fd, buf, tmp)
-    return outcome.input_sha256, {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped}
+    return outcome.input_sha256, buf, outcome
 
 
 def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:

@@ -83,12 +83,6 @@ def init_db(conn: sqlite3.Connection) -> None:
     conn.commit()
 
 
-def reset(conn: sqlite3.Connection) -> None:
-    """Drop every FIC (used by the server's ``POST /_emulator/reset``)."""
-    conn.execute("DELETE FROM entra_fic")
-    conn.commit()
-
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
