@@ -8,6 +8,7 @@ import shutil
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from ppmi_build.pipeline.doctor import DoctorReport, check_tools, run_doctor
 from tests.emulator_fixture import emulator  # noqa: F401
@@ -96,8 +97,8 @@ def test_certificate_expiry(tmp_path, env, emulator, pki, monkeypatch):  # noqa:
 def test_environment_checks_before_and_after_release(cli, tmp_path, env, emulator, strong_named_dll, pki):  # noqa: F811
     proj = write_project(tmp_path / "p", graph_url=emulator.url, envs={"dev": (emulator.url, ENV_DEV)},
                          cert=pki.self_signed.pfx)
-    c = by_name(run_doctor(proj))
-    assert c["environment:dev:fic"]["status"] == "fail" and "release --env dev" in c["environment:dev:fic"]["detail"]
+    c = by_name(run_doctor(proj))  # nothing deployed: the configured certificate's FIC is missing -> warning
+    assert c["environment:dev:fic"]["status"] == "warn" and "release --env dev" in c["environment:dev:fic"]["detail"]
     assert c["environment:dev:record"]["status"] == "warn"
 
     # a FIC that differs only in case is reported as such
@@ -120,13 +121,22 @@ def test_environment_checks_before_and_after_release(cli, tmp_path, env, emulato
     assert r.exit_code == (1 if any(x["status"] == "fail" for x in doc["checks"]) else 0)
     assert [q for q in emulator.requests()[mark:] if q["method"] != "GET"] == []  # doctor only reads
 
-    # a version-1 record: doctor says to upgrade
+    # a version-0 record: doctor says to upgrade, and checks the FIC of the deployed plug-in for version 0
     mid = emulator.rows("managedidentity")[0]["managedidentityid"]
-    httpx.patch(f"{emulator.api_url}/managedidentities({mid})", json={"version": 1},
+    httpx.patch(f"{emulator.api_url}/managedidentities({mid})", json={"version": None},
                 headers={"Authorization": f"Bearer {emulator.token}", "If-Match": "*"}).raise_for_status()
     c = by_name(run_doctor(proj))
     assert c["environment:dev:record"]["status"] == "warn" and "upgrade --env dev --to 2" in \
-        c["environment:dev:record"]["detail"]
+        c["environment:dev:record"]["detail"] and "null" in c["environment:dev:record"]["detail"]
+    assert c["environment:dev:fic"]["status"] == "fail" and "deployed" in c["environment:dev:fic"]["detail"]
+    v0_issuer = "https://7efcc31ac410e20e9b95dd448cedf6.53.environment.api.powerplatform.com/sts"  # spec §7 C
+    thumb = pki.self_signed.cert.fingerprint(hashes.SHA1()).hex().upper()
+    httpx.post(f"{emulator.url}/v1.0/applications/{APP_OBJECT}/federatedIdentityCredentials",
+               json={"name": "v0-fic", "issuer": v0_issuer, "audiences": ["api://azureadtokenexchange"],
+                     "subject": f"component:pluginassembly,thumbprint:{thumb},environment:{ENV_DEV}"},
+               headers={"Authorization": f"Bearer {emulator.token}"}).raise_for_status()
+    c = by_name(run_doctor(proj))
+    assert c["environment:dev:fic"]["status"] == "ok" and "'v0-fic'" in c["environment:dev:fic"]["detail"]
 
 
 def test_no_credentials_is_a_warning(tmp_path, env, emulator, pki, monkeypatch):  # noqa: F811

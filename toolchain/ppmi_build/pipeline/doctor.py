@@ -219,15 +219,44 @@ def check_certificate(report: DoctorReport, settings: Any, *, now: _dt.datetime 
     return cert
 
 
+def _deployed(target: Any, environ: dict[str, str] | None) -> tuple[Any, Any, Any]:
+    """What the environment runs: ``(component, managedidentity row or None, signer of the held content or
+    None)`` for ``[plugin] name``; ``(None, None, None)`` when nothing is registered under that name."""
+    from ..dataverse.managed_identity import read_back
+    from .plan import Plan
+    from .release import Run, held_content, signer_of_bytes
+
+    with Run(Plan("doctor", target.name, apply=False), target, environ) as run:
+        component = run.find_component_by_name()
+        if component is None:
+            return None, None, None
+        mi = read_back(run.dv, component).get("managedidentity")
+        content = held_content(run.dv, component.entity_set, component.id)
+        signer = None
+        if content is not None:
+            try:
+                signer = signer_of_bytes(content, "package" if component.kind == "pluginpackage" else "assembly")
+            except PpmiError:
+                signer = None
+        return component, mi, signer
+
+
 def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
                        environ: dict[str, str] | None = None) -> None:
-    """Per environment: the FIC is on the identity, and the managed identity record's version."""
+    """Per environment: the managed identity record's version, and the FIC on the identity.
+
+    The FIC checked is the one the *deployed* plug-in needs (signer of the content Dataverse holds, for the bound
+    record's version): missing = ``fail`` (the plug-in cannot get tokens). When nothing is deployed under
+    ``[plugin] name`` yet, the configured certificate's FIC for the configured version is checked: missing =
+    ``warn`` (``release`` adds it). A FIC that differs only in letter case is always a ``fail`` (AADSTS7002138).
+    """
     from ..identity import entra
     from .release import EnvironmentTarget, desired_fic, read_record_version
 
     if not settings.environments:
         return
     client = None
+    fic_problem = ""
     try:
         client = entra.client_from_settings(settings.identity, environ=environ,
                                             retry=entra.RetryPolicy(attempts=2, backoff_s=0.2))
@@ -241,41 +270,57 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
         except PpmiError as e:
             report.add(f"environment:{name}", "environment", SKIPPED, e.message)
             continue
-        if cert is None:
-            report.add(f"environment:{name}:fic", "environment", SKIPPED, "no usable signing certificate")
-        elif existing is None:
-            report.add(f"environment:{name}:fic", "environment", WARN, f"cannot list FICs: {fic_problem}")
-        else:
-            try:
-                want = desired_fic(target, cert)
-            except PpmiError as e:
-                report.add(f"environment:{name}:fic", "environment", FAIL, e.message)
-            else:
-                m = entra.match_fic(existing, want)
-                if m.exact:
-                    report.add(f"environment:{name}:fic", "environment", OK,
-                               f"FIC {m.exact.name!r} on {client.target} matches (v{target.version})")
-                elif m.case_only:
-                    report.add(f"environment:{name}:fic", "environment", FAIL,
-                               entra.case_only_message(want, m.case_only))
-                else:
-                    report.add(f"environment:{name}:fic", "environment", FAIL,
-                               f"no FIC with subject {want.subject} on {client.target}; run "
-                               f"`ppmi-build release --env {name}`")
+        component = mi = signer = None
+        record_problem = ""
         try:
-            version, record_id = read_record_version(target, environ=environ)
+            component, mi, signer = _deployed(target, environ)
+            if component is None:
+                version, record_id = read_record_version(target, environ=environ)
+                mi = {"managedidentityid": record_id, "version": version} if record_id else None
         except PpmiError as e:
-            report.add(f"environment:{name}:record", "environment", WARN, f"cannot read the record: {e.message}")
-            continue
-        if record_id is None:
+            record_problem = e.message
+        # the record
+        if record_problem:
+            report.add(f"environment:{name}:record", "environment", WARN, f"cannot read the record: {record_problem}")
+        elif not mi:
+            what = f"{component.label} is not bound" if component else "no managedidentities record yet"
             report.add(f"environment:{name}:record", "environment", WARN,
-                       "no managedidentities record yet; `ppmi-build release` creates it")
-        elif version == 2:
-            report.add(f"environment:{name}:record", "environment", OK, f"managedidentities({record_id}) version 2")
+                       f"{what}; `ppmi-build release --env {name}` creates and binds it")
         else:
-            report.add(f"environment:{name}:record", "environment", WARN,
-                       f"managedidentities({record_id}) version {version if version is not None else 'null (v0)'}; "
-                       f"run `ppmi-build upgrade --env {name} --to 2`")
+            raw = mi.get("version")
+            if int(raw or 0) == 2:
+                report.add(f"environment:{name}:record", "environment", OK,
+                           f"managedidentities({mi['managedidentityid']}) version 2")
+            else:
+                report.add(f"environment:{name}:record", "environment", WARN,
+                           f"managedidentities({mi['managedidentityid']}) version "
+                           f"{raw if raw is not None else 'null (v0)'}; run `ppmi-build upgrade --env {name} --to 2`")
+        # the FIC
+        check = f"environment:{name}:fic"
+        deployed = signer is not None and mi is not None
+        use_cert = signer if deployed else cert
+        if use_cert is None:
+            report.add(check, "environment", SKIPPED, "no usable signing certificate and nothing deployed")
+            continue
+        if existing is None:
+            report.add(check, "environment", WARN, f"cannot list FICs: {fic_problem}")
+            continue
+        try:
+            want = desired_fic(target, use_cert, version=int(mi.get("version") or 0) if deployed else None)
+        except PpmiError as e:
+            report.add(check, "environment", FAIL, e.message)
+            continue
+        m = entra.match_fic(existing, want)
+        whose = (f"the deployed {component.label} (version {int(mi.get('version') or 0)})" if deployed
+                 else f"the configured certificate (version {target.version})")
+        if m.exact:
+            report.add(check, "environment", OK, f"FIC {m.exact.name!r} on {client.target} matches {whose}")
+        elif m.case_only:
+            report.add(check, "environment", FAIL, entra.case_only_message(want, m.case_only))
+        else:
+            report.add(check, "environment", FAIL if deployed else WARN,
+                       f"no FIC for {whose} on {client.target} (subject {want.subject}); run "
+                       f"`ppmi-build release --env {name}`")
     if client is not None:
         client.close()
 

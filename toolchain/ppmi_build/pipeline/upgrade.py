@@ -74,6 +74,7 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> N
     mid = mi["managedidentityid"]
     raw_version = mi.get("version")
     current = int(raw_version or 0)
+    shown = "null" if raw_version is None else raw_version
     plan.set_id(component.kind, component.id)
     plan.set_id("managedidentity", mid)
     plan.extra["from_version"] = raw_version
@@ -90,11 +91,11 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> N
     if current == to:
         plan.add("managedidentity", label, P.UNCHANGED, id=mid, detail=f"version {raw_version}")
     elif not plan.apply:
-        plan.add("managedidentity", label, P.PLANNED, id=mid, detail=f"version {raw_version} -> {to}")
+        plan.add("managedidentity", label, P.PLANNED, id=mid, detail=f"version {shown} -> {to}")
     else:
-        with plan.step("managedidentity", label, f"setting managedidentities({mid}) version {raw_version} -> {to}"):
+        with plan.step("managedidentity", label, f"setting managedidentities({mid}) version {shown} -> {to}"):
             run.dv.update("managedidentities", mid, {"version": to}, select=MI_SELECT)
-        plan.add("managedidentity", label, P.UPDATED, id=mid, detail=f"version {raw_version} -> {to}")
+        plan.add("managedidentity", label, P.UPDATED, id=mid, detail=f"version {shown} -> {to}")
 
     # 4. verify; set the version back when it does not hold
     if plan.apply:
@@ -104,8 +105,8 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> N
             if current != to:
                 try:
                     run.dv.update("managedidentities", mid, {"version": raw_version}, select=MI_SELECT)
-                    plan.add("rollback", label, P.ROLLED_BACK, id=mid, detail=f"version set back to {raw_version}")
-                    err.message += f"; the record's version was set back to {raw_version}"
+                    plan.add("rollback", label, P.ROLLED_BACK, id=mid, detail=f"version set back to {shown}")
+                    err.message += f"; the record's version was set back to {shown}"
                 except PpmiError as e2:
                     plan.add("rollback", label, P.FAILED, id=mid, error=e2.message)
             raise
