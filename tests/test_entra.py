@@ -52,13 +52,13 @@ def state():
 
 
 def graph_client(state, faults=None, retry=NO_SLEEP) -> GraphFicClient:
-    http = httpx.Client(transport=transport(state, faults), base_url="http://emu")
-    return GraphFicClient("http://emu", APP, lambda scope: TOKEN, client=http, retry=retry)
+    http = httpx.Client(transport=transport(state, faults), base_url="http://localhost")
+    return GraphFicClient("http://localhost", APP, lambda scope: TOKEN, client=http, retry=retry)
 
 
 def arm_client(state, faults=None, retry=NO_SLEEP) -> ArmFicClient:
-    http = httpx.Client(transport=transport(state, faults), base_url="http://emu")
-    return ArmFicClient("http://emu", UAMI, lambda scope: TOKEN, client=http, retry=retry)
+    http = httpx.Client(transport=transport(state, faults), base_url="http://localhost")
+    return ArmFicClient("http://localhost", UAMI, lambda scope: TOKEN, client=http, retry=retry)
 
 
 def writes(state) -> list[tuple[str, str, int]]:
@@ -233,12 +233,12 @@ def test_graph_client_roundtrip(state):
 def test_graph_client_follows_next_link(state):
     page2 = {"value": [{"id": "2", "name": "b", "issuer": ISSUER, "subject": "s2", "audiences": [AUD]}]}
     page1 = {"value": [{"id": "1", "name": "a", "issuer": ISSUER, "subject": "s1", "audiences": [AUD]}],
-             "@odata.nextLink": "http://emu/v1.0/next-page"}
+             "@odata.nextLink": "http://localhost/v1.0/next-page"}
 
     def handler(request):
         return httpx.Response(200, json=page2 if "next-page" in str(request.url) else page1)
 
-    client = GraphFicClient("http://emu", APP, lambda s: TOKEN,
+    client = GraphFicClient("http://localhost", APP, lambda s: TOKEN,
                             client=httpx.Client(transport=httpx.MockTransport(handler)), retry=NO_SLEEP)
     assert [f.name for f in client.list()] == ["a", "b"]
 
@@ -405,3 +405,21 @@ def test_arm_concurrency_over_http(emulator):  # noqa: F811
         t.join()
     assert len(client.list()) == 6
     assert not [r for r in emulator.requests() if r["status"] == 409]
+
+
+def test_lost_answer_to_a_create_is_not_duplicated(emulator):  # noqa: F811
+    """The server stores the FIC, then the connection drops before the answer: the client finds it by listing."""
+    emulator.add_fault(method="POST", path_contains="federatedIdentityCredentials", drop_after_commit=True)
+    client = GraphFicClient(emulator.url, APP, lambda scope: emulator.token, retry=RetryPolicy(backoff_s=0.01))
+    with client:
+        res = ensure_fic(client, fic(7))
+        assert res.status == "created" and res.fic.id
+        assert [f.name for f in client.list()] == ["fic-7"]
+    posts = [r for r in emulator.requests() if r["method"] == "POST"]
+    assert len(posts) == 1 and posts[0]["fault"] == "drop_after_commit"
+
+
+def test_plain_http_only_to_loopback():
+    with pytest.raises(ConfigError, match="https"):
+        GraphFicClient("http://graph.example.com", APP, lambda scope: TOKEN)
+    GraphFicClient("http://127.0.0.1:1", APP, lambda scope: TOKEN).close()

@@ -215,3 +215,13 @@ def test_rotate_bad_input(cli, emulator, setup, tmp_path):  # noqa: F811
     r = rotate(cli, proj, dll, tmp_path / "nope.pfx")
     assert r.exit_code == 2 and "nope.pfx" in r.stderr
     assert writes(emulator, mark) == [] and sha256_file(dll) == before
+
+
+def test_old_fic_of_another_environment_is_refused(cli, emulator, setup, pki):  # noqa: F811
+    proj, dll = setup
+    seed_graph_fics(emulator, 1, prefix="github")  # subject names no Power Platform environment
+    mark, before = len(emulator.requests()), sha256_file(dll)
+    r = rotate(cli, proj, dll, pki.leaf.pfx, "--retire-old", "--old-fic", "github-0")
+    assert r.exit_code == 2 and "not a FIC of environment dev" in r.stderr
+    assert writes(emulator, mark) == [] and sha256_file(dll) == before
+    assert "github-0" in {f["name"] for f in graph_fics(emulator)}

@@ -105,8 +105,10 @@ def test_several_files_into_an_output_folder(cli, plain_dll, strong_named_dll, t
 
 def test_pem_key_pfx_base64_and_config_defaults(cli, plain_dll, copy_of, pki, monkeypatch, tmp_path, tsa):
     dll = copy_of(plain_dll)
+    monkeypatch.setenv("PPMI_PFX_PASSWORD", PFX_PASSWORD)  # set for PFX use; must not break an unencrypted key
     r = cli("sign", dll, "--cert", pki.leaf.chain_pem, "--key", pki.leaf.keyfile)
     assert r.exit_code == 0, r.stderr
+    monkeypatch.delenv("PPMI_PFX_PASSWORD")
 
     monkeypatch.setenv("PPMI_PFX_BASE64", base64.b64encode(pki.leaf.pfx.read_bytes()).decode())
     pw = tmp_path / "pw.txt"

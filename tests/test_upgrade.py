@@ -119,3 +119,24 @@ def test_upgrade_bad_input(cli, emulator, v0_plugin):  # noqa: F811
     r = cli("upgrade", "--env", "nope", "--to", "2", "--project", proj)
     assert r.exit_code == 2 and "nope" in r.stderr
     assert emulator.rows("managedidentity")[0]["version"] is None
+
+
+def test_failed_verification_sets_the_version_back(emulator, v0_plugin):  # noqa: F811
+    from ppmi_build.errors import ServiceError
+    from ppmi_build.pipeline.upgrade import run_upgrade
+
+    proj, dll, target = v0_plugin
+    if target != "app":
+        pytest.skip("one identity kind is enough for the rollback path")
+    armed = []
+
+    def progress(msg: str) -> None:  # after the PATCH, the FIC listing of the verification fails
+        if "reading back" in msg and not armed:
+            armed.append(emulator.add_fault(method="GET", path_contains="federatedIdentityCredentials", status=503,
+                                            times=20))
+
+    with pytest.raises(ServiceError) as e:
+        run_upgrade("dev", 2, start=proj, progress=progress)
+    assert armed and "set back to null" in e.value.message
+    assert ("rollback", "rolled-back") in {(a["kind"], a["status"]) for a in e.value.plan.to_json()["actions"]}
+    assert emulator.rows("managedidentity")[0]["version"] is None

@@ -76,7 +76,7 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     results = sign_files(
         list(artifacts), key, output=output, timestamp_urls=urls, digest=digest or settings.signing.digest,
         program_name=program_name, program_url=program_url, backend=backend or settings.signing.backend,
-        overwrite=overwrite, sign_contents=sign_contents,
+        overwrite=overwrite, sign_contents=sign_contents, file_hashes=as_json,
     )
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
 

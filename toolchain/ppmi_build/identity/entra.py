@@ -318,7 +318,10 @@ def _error_text(resp: httpx.Response) -> tuple[str | None, str]:
 class _Http:
     def __init__(self, base_url: str, token_getter: TokenGetter, *, client: httpx.Client | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 30.0, service: str = "Graph"):
-        self.base_url = base_url.rstrip("/")
+        from ..dataverse.client import check_url
+
+        # https only, except a loopback emulator: bearer tokens never travel in clear text
+        self.base_url = check_url(base_url, what=f"{'graph_url' if service == 'Graph' else 'arm_url'}")
         self.scope = scope_for(self.base_url)
         self._token_getter = token_getter
         self._token: str | None = None
@@ -352,7 +355,8 @@ class _Http:
                     break
                 self.retry.wait(attempt, None)
                 continue
-            retryable = resp.status_code in _RETRY_STATUS
+            # a POST is retried only on answers that say it was not processed (429, 503)
+            retryable = resp.status_code in (_RETRY_STATUS if idempotent else {429, 503})
             if not retryable and retry_codes and resp.status_code == 409:
                 retryable = _error_text(resp)[0] in retry_codes
             if retryable and attempt + 1 < self.retry.attempts:
@@ -388,8 +392,8 @@ class _Http:
 class FicClient:
     """Common interface of :class:`GraphFicClient` and :class:`ArmFicClient`.
 
-    ``target`` is a printable identity description (``app <objectId>`` or the UAMI resource id);
-    ``requests`` counts HTTP requests sent (for tests and progress).
+    ``target`` is a printable identity description (``app registration <objectId>`` or
+    ``managed identity <resource id>``).
     """
 
     kind: str = ""
@@ -413,24 +417,26 @@ class FicClient:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def check_capacity(self, existing: list[Fic], adding: int = 1, keep: Iterable[Fic] = ()) -> None:
+    def check_capacity(self, existing: list[Fic], adding: int = 1, keep: Iterable[Fic] = (),
+                       candidates: list[str] | None = None) -> None:
         """Refuse before writing when ``len(existing) + adding`` would exceed :data:`FIC_CAP`.
 
+        Args:
+            keep: FICs never proposed for removal (the one in use, the one being added).
+            candidates: names to propose; default: the FICs made by ppmi-build, ``keep`` excluded.
         Raises:
-            PlanRefused: naming the FICs made by ppmi-build that could be removed (oldest listed
-                first, ``keep`` excluded), or saying none were made by ppmi-build.
+            PlanRefused: naming the FICs that could go (or saying none was made by ppmi-build).
         """
         if len(existing) + adding <= FIC_CAP:
             return
-        keep_names = {k.name.casefold() for k in keep}
-        candidates = [f.name for f in existing if f.made_by_ppmi and f.name.casefold() not in keep_names]
-        hint = (f"FICs that could go: {', '.join(candidates)}" if candidates
-                else "none of them was created by ppmi-build; remove one you no longer need")
+        if candidates is None:
+            candidates = [f.name for f in existing if f.made_by_ppmi and not any(f.same_values(k) for k in keep)]
+        hint = (f"FICs that could go: {', '.join(candidates)}; delete one (in the portal, or for an old certificate "
+                f"`ppmi-build rotate --env NAME --new-cert CURRENT --retire-old --old-fic NAME`)" if candidates
+                else "none of them was created by ppmi-build: delete one you no longer need")
         raise PlanRefused(
-            f"{self.target} already has {len(existing)} federated identity credentials and Entra allows "
-            f"{FIC_CAP}; adding {adding} would exceed the cap. {hint} "
-            f"(delete with `ppmi-build rotate ... --retire-old` or in the portal), then re-run",
-            code="FIC_CAP")
+            f"{self.target} already has {len(existing)} federated identity credentials, Entra's maximum is "
+            f"{FIC_CAP}: adding {adding} would exceed it. {hint}, then run again", code="FIC_CAP")
 
 
 class GraphFicClient(FicClient):
@@ -490,13 +496,17 @@ class GraphFicClient(FicClient):
         try:
             resp = self.http.request("POST", self.collection, json_body=body, idempotent=False)
         except ServiceError:
+            resp = None  # the connection failed: the POST may or may not have been processed
+        if resp is not None and resp.status_code in (200, 201):
+            return self._from_json(resp.json())
+        if resp is None or resp.status_code in (400, 409):  # lost answer, or a concurrent/duplicate create
             for existing in self.list():
                 if existing.name == fic.name and existing.same_values(fic):
                     return existing
-            raise
-        if resp.status_code not in (200, 201):
-            raise self.http.fail("POST", self.collection, resp, f"creating FIC {fic.name!r}")
-        return self._from_json(resp.json())
+        if resp is None:
+            raise ServiceError(f"Graph POST {self.collection} failed (connection lost) while creating FIC "
+                               f"{fic.name!r}; check {self.http.base_url} is reachable and run again")
+        raise self.http.fail("POST", self.collection, resp, f"creating FIC {fic.name!r}")
 
     def delete(self, fic: Fic) -> bool:
         """DELETE by object id (looked up by name when missing). Returns False when it was already gone."""

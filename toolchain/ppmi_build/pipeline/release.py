@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from ..errors import CheckFailed, ConfigError, PpmiError
 from ..identity import entra
+from ..identity.certificates import sha256_hex as cert_sha256
 from . import plan as P
 from .plan import Plan
 
@@ -120,10 +120,6 @@ def load_signing_key(settings: Any, cert_path: Path | str | None = None, *, pass
         return load_key_source(settings.resolve_path(settings.signing.certificate), password)
     raise ConfigError("no signing certificate: set [signing] certificate in ppmi.toml, PPMI_CERT, or "
                       f"{PFX_BASE64_ENV} (base64 PFX, for CI)")
-
-
-def cert_sha256(cert: x509.Certificate) -> str:
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 def desired_fic(target: EnvironmentTarget, cert: x509.Certificate, *, version: int | None = None) -> entra.Fic:
@@ -351,7 +347,7 @@ class Run:
         """Make sure the FIC for ``cert`` exists on the identity (planned in plan mode); cap counted first."""
         plan = self.plan
         want = desired_fic(self.target, cert, version=version)
-        with plan.step("fic", want.name, f"checking FIC {want.name} on {self.fic_target_label()}"):
+        with plan.step("fic", want.name, f"checking FIC {want.name} on {self.fic.target}"):
             res = entra.ensure_fic(self.fic, want, apply=plan.apply, keep=keep)
         for n in res.notes:
             plan.note(n)
@@ -367,13 +363,8 @@ class Run:
         """Read-only FIC check before anything changes (locally or remotely): refuses early when the cap
         would be exceeded, so a refused run leaves the artifact and every service untouched."""
         want = desired_fic(self.target, cert, version=version)
-        with self.plan.step("fic", want.name, f"checking the FICs on {self.fic_target_label()}"):
+        with self.plan.step("fic", want.name, f"checking the FICs on {self.fic.target}"):
             return entra.ensure_fic(self.fic, want, apply=False, keep=keep)
-
-    def fic_target_label(self) -> str:
-        ident = self.target.settings.identity
-        return (f"app registration {ident.application_object_id}" if ident.fic_target == "app"
-                else f"managed identity {ident.uami_resource_id}")
 
     # -- Dataverse ------------------------------------------------------------------------------------------
 
@@ -575,11 +566,11 @@ def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only:
     return plan
 
 
-def release_steps(run: Run, artifact: Path | str | None, *, key: Any = None, password: Any = None) -> None:
+def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None) -> None:
     """Steps 1–7 for one environment (see the module docstring)."""
     plan, target = run.plan, run.target
     with plan.step("certificate", "signing certificate", "loading the signing certificate"):
-        key = key or load_signing_key(target.settings, password=password, environ=run.environ)
+        key = load_signing_key(target.settings, password=password, environ=run.environ)
     cert = key.certificate_chain()[0]
     run.preflight_fic(cert)
     path = run.artifact_path(artifact)

@@ -45,7 +45,7 @@ from .release import (
 )
 
 
-def _current_component(run: Run, artifact: Path | None) -> Any:
+def current_component(run: Run, artifact: Path | None) -> Any:
     """The registered component: the ARTIFACT's row, else the one for ``[plugin] name``."""
     if artifact is not None:
         from ..dataverse.managed_identity import find_target
@@ -59,12 +59,16 @@ def _current_component(run: Run, artifact: Path | None) -> Any:
     return component
 
 
+def _for_environment(fic: entra.Fic, environment_id: str) -> bool:
+    """True when the FIC names this environment: ``/e/{id}/`` in a v1/v2 subject, ``environment:{id}`` in a v0
+    subject (domain-spec §1.0-§1.2)."""
+    return f"/e/{environment_id}/" in fic.subject or f"environment:{environment_id}" in fic.subject
+
+
 def stale_candidates(existing: list[entra.Fic], environment_id: str, keep: list[entra.Fic]) -> list[str]:
     """Names of FICs ppmi-build made for this environment that are neither kept nor in use here."""
-    env_marks = (f"/e/{environment_id}/", environment_id.replace("-", "")[:30])
     return [f.name for f in existing
-            if f.made_by_ppmi and any(m in f.subject or m in f.issuer for m in env_marks)
-            and not any(f.same_values(k) for k in keep)]
+            if f.made_by_ppmi and _for_environment(f, environment_id) and not any(f.same_values(k) for k in keep)]
 
 
 def retire_command(run: Run, fic: entra.Fic, new_cert: str, artifact: Path | None) -> str:
@@ -120,7 +124,7 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
 
     # 1. what Dataverse holds now
     with plan.step("read", target.url, "reading the registered component and its signer"):
-        component = _current_component(run, artifact)
+        component = current_component(run, artifact)
         old_content = held_content(run.dv, component.entity_set, component.id)
         if old_content is None:
             raise BadInput(f"{component.label} holds no content in {target.url}; run `ppmi-build release` first")
@@ -135,18 +139,19 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
     existing = run.fic.list()
     old_present = entra.match_fic(existing, old_fic).exact
     same_cert = cert_sha256(old_signer) == cert_sha256(new)
+    for f in existing:  # an explicitly named FIC must be this environment's: checked before anything changes
+        if old_fic_name and f.name == old_fic_name and not _for_environment(f, target.environment_id):
+            raise BadInput(f"--old-fic {old_fic_name!r} is not a FIC of environment {target.name} "
+                           f"({target.environment_id}): its subject is {f.subject}; rotate retires only this "
+                           "environment's FICs")
     plan.extra["old_certificate"] = describe(old_signer)
     plan.extra["new_certificate"] = describe(new)
 
     # 2. the cap, counted before anything changes
     if entra.match_fic(existing, new_fic).exact is None:
         with plan.step("fic", new_fic.name, f"counting the FICs on {run.fic.target}"):
-            try:
-                run.fic.check_capacity(existing, 1, keep=[old_fic, new_fic])
-            except PpmiError as e:
-                stale = stale_candidates(existing, target.environment_id, [old_fic, new_fic])
-                e.message += (f" Stale FICs of environment {target.name}: {', '.join(stale)}" if stale else "")
-                raise
+            stale = stale_candidates(existing, target.environment_id, [old_fic, new_fic])
+            run.fic.check_capacity(existing, 1, keep=[old_fic, new_fic], candidates=stale or None)
 
     # 3. new FIC first
     res = run.ensure_fic(new, version=version, keep=(old_fic,))

@@ -26,7 +26,7 @@ from ..identity import entra
 from . import plan as P
 from .plan import Plan
 from .release import EnvironmentTarget, Run, attach, desired_fic, held_content, signer_of_bytes
-from .rotate import _current_component
+from .rotate import current_component
 
 SUPPORTED_TARGETS = (2,)
 
@@ -61,7 +61,7 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> N
 
     plan, target = run.plan, run.target
     with plan.step("read", target.url, "reading the component, its signer and its managed identity record"):
-        component = _current_component(run, artifact)
+        component = current_component(run, artifact)
         held = read_back(run.dv, component)
         mi = held.get("managedidentity")
         if not mi:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Iterable, Sequence
@@ -74,7 +73,7 @@ def _new_temp(target: Path) -> tuple[int, Path]:
     """``.<name>.ppmi-tmp-XXXXXXXX`` beside ``target``, created exclusively with mode 0600 (like
     ``tempfile.mkstemp``, without importing tempfile at start-up)."""
     for _ in range(100):
-        tmp = target.parent / f".{target.name}{TEMP_MARK}{secrets.token_hex(4)}"
+        tmp = target.parent / f".{target.name}{TEMP_MARK}{os.urandom(4).hex()}"
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         except FileExistsError:
@@ -155,29 +154,33 @@ def _resolve_target(path: Path, output: Path | None, many: bool) -> Path:
 # --- verification of our own output ---------------------------------------------------------
 
 
-def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
-                      image=None, outcome=None) -> tuple[VerifyResult, str, str]:
-    """Verify the temp file against the key's own chain. Returns (result, sha256_after, anchor subject).
+def _finish_check(result: VerifyResult, key: KeySource, target: Path) -> str:
+    """Common tail of the post-sign checks: the signer must be our leaf. Returns the anchor's name."""
+    from ..identity.dn import dotnet_name
 
-    ``image``/``outcome``: the signed bytes and :class:`~ppmi_build.signing.authenticode.SignOutcome`
-    of the built-in signer; the file is then compared with them byte for byte
-    (:func:`ppmi_build.signing.verify.verify_signed_image`) and its SHA-256 is taken from them."""
     chain = key.certificate_chain()
-    anchor = chain[-1]
-    sha_holder: dict = {}
+    result.path = target
+    if result.valid and result.signer_certificate is not None and result.signer_certificate != chain[0]:
+        result.valid = False
+        result.problems.append("the output is signed by another certificate than the one given")
+    return dotnet_name(chain[-1].subject)
+
+
+def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
+                      file_hash: bool = True) -> tuple[VerifyResult, str | None, str]:
+    """Verify a temp file written by an external back-end or the NuGet signer against the key's own
+    chain (its top certificate is the trust anchor). Returns (result, sha256_after, anchor name)."""
+    anchor = key.certificate_chain()[-1]
+    sha_holder: dict = {"v": None}
 
     def _sha() -> None:
-        sha_holder["v"] = hashlib.sha256(image).hexdigest() if image is not None else _sha256_file(tmp)
+        if file_hash:
+            sha_holder["v"] = _sha256_file(tmp)
 
     t = threading.Thread(target=_sha, name="sha256-after")
     t.start()
     try:
-        if image is not None:
-            from .verify import verify_signed_image
-
-            result = verify_signed_image(tmp, image, authentihash=outcome.authentihash, digest=outcome.digest,
-                                         hashed_ranges=outcome.hashed_ranges, trusted_roots=[anchor])
-        elif kind == "package":
+        if kind == "package":
             from . import nuget
 
             result = nuget.verify_package(tmp, trusted_roots=[anchor], use_system_roots=False, check_tsa_chain=False)
@@ -188,13 +191,7 @@ def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
                                check_tsa_chain=False)
     finally:
         t.join()
-    from ..identity.dn import dotnet_name
-
-    result.path = target
-    if result.valid and result.signer_certificate is not None and result.signer_certificate != chain[0]:
-        result.valid = False
-        result.problems.append("the output is signed by another certificate than the one given")
-    return result, sha_holder["v"], dotnet_name(anchor.subject)
+    return result, sha_holder["v"], _finish_check(result, key, target)
 
 
 # --- signing --------------------------------------------------------------------------------
@@ -213,6 +210,7 @@ def sign_file(
     overwrite: bool = False,
     sign_contents: bool = False,
     trusted_roots: Sequence[x509.Certificate] = (),
+    file_hashes: bool = True,
     _many: bool = False,
 ) -> SignResult:
     """Sign one artifact: Authenticode for ``.dll``/``.exe``, a NuGet author signature for ``.nupkg``.
@@ -230,6 +228,8 @@ def sign_file(
         sign_contents: packages: Authenticode-sign the assemblies inside first.
         trusted_roots: unused for signing; accepted for API symmetry (verification after signing
             trusts the key's own chain).
+        file_hashes: compute ``sha256_before``/``sha256_after`` of the whole files (two extra SHA-256
+            passes); False leaves them None (the CLI's human output does not show them).
     Returns:
         :class:`SignResult` (``verified`` is always True: a failed check raises).
     Raises:
@@ -254,40 +254,26 @@ def sign_file(
     notes: list[str] = []
     try:
         os.fchmod(fd, _mode_for(target, path))
-        image = sign_outcome = None
         if be.name == "python" and kind == "assembly":
-            sha_before, image, sign_outcome = _python_sign_assembly(path, fd, tmp, key, digest, program_name,
-                                                                    program_url, timestamp_urls)
-            outcome = {"replaced_signature": sign_outcome.replaced_signature,
-                       "timestamped": sign_outcome.timestamped}
+            with _QuickGilHandoff():
+                sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
+                    path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes)
         else:
             os.close(fd)
             fd = -1
-            sha_before = _sha256_file(path)
+            sha_before = _sha256_file(path) if file_hashes else None
             outcome = be.sign(path, tmp, key, SignOptions(timestamp_urls=tuple(timestamp_urls), digest=digest,
                                                           program_name=program_name, program_url=program_url,
                                                           overwrite=overwrite, sign_contents=sign_contents))
             os.chmod(tmp, _mode_for(target, path))  # a tool may have re-created the file
             fd = os.open(tmp, os.O_RDONLY)
-        # flush the temp file to disk while it is being verified (fsync waits without the GIL)
-        synced: dict = {}
-
-        def _sync(fd_: int = fd) -> None:
+            syncer = _Fsync(fd)  # flush to disk while verifying (fsync waits without the GIL)
             try:
-                os.fsync(fd_)
-            except OSError as e:  # pragma: no cover - disk errors
-                synced["error"] = e
-
-        syncer = threading.Thread(target=_sync, name="fsync")
-        syncer.start()
-        try:
-            result, sha_after, anchor = _post_sign_verify(tmp, kind, key, target, image, sign_outcome)
-        finally:
-            syncer.join()
+                result, sha_after, anchor = _post_sign_verify(tmp, kind, key, target, file_hashes)
+            finally:
+                syncer.wait()
         os.close(fd)
         fd = -1
-        if "error" in synced:  # pragma: no cover
-            raise InputFileError(f"cannot write {target.parent}: {synced['error'].strerror}")
         if not result.valid:
             raise SignatureInvalid(
                 f"{path.name}: the signed output did not verify ({'; '.join(result.problems)}); "
@@ -311,18 +297,122 @@ def sign_file(
     )
 
 
-def _python_sign_assembly(path: Path, fd: int, tmp: Path, key: KeySource, digest: str, program_name, program_url,
-                          timestamp_urls) -> tuple[str, bytearray, object]:
-    """Built-in Authenticode path: one read, SHA-256 of the input computed alongside the
-    authentihash (helper threads; hashlib runs without the GIL), sign in memory, one write."""
-    from . import pe
-    from .authenticode import sign_pe_buffer
+class _QuickGilHandoff:
+    """Lower ``sys.setswitchinterval`` (default 5 ms) to 0.5 ms while signing, restoring it after.
 
-    buf = pe.read_file(path)
-    outcome = sign_pe_buffer(buf, key, name=path.name, digest=digest, program_name=program_name,
-                             program_url=program_url, timestamp_urls=timestamp_urls, input_sha256=True)
-    _write_all(fd, buf, tmp)
-    return outcome.input_sha256, buf, outcome
+    The checksum thread holds the GIL in ~1 ms steps (``int.from_bytes`` over 1 MiB); with the
+    default interval every return of the main thread from a GIL-free call (write, fsync, read-back)
+    waits up to 5 ms for it, which was 15-20% of the time for a 16 MiB file. Re-entrant and
+    shared by the threads of :func:`sign_files`.
+    """
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = 0.005
+
+    def __enter__(self) -> None:
+        import sys
+
+        with self._lock:
+            cls = type(self)
+            if cls._depth == 0:
+                cls._saved = sys.getswitchinterval()
+                if cls._saved > 0.0005:
+                    sys.setswitchinterval(0.0005)
+            cls._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        import sys
+
+        with self._lock:
+            cls = type(self)
+            cls._depth -= 1
+            if cls._depth == 0:
+                sys.setswitchinterval(cls._saved)
+
+
+class _Fsync:
+    """fsync a descriptor in a helper thread (the wait happens without the GIL)."""
+
+    def __init__(self, fd: int):
+        self.error: OSError | None = None
+        self.thread = threading.Thread(target=self._run, args=(fd,), name="fsync")
+        self.thread.start()
+
+    def _run(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as e:  # pragma: no cover - disk errors
+            self.error = e
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:  # pragma: no cover
+            raise InputFileError(f"cannot write the signed file: {self.error.strerror}")
+
+
+def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: KeySource, digest: str,
+                           program_name, program_url, timestamp_urls, file_hashes: bool):
+    """The built-in Authenticode path, arranged so the passes over a 16 MiB image overlap:
+
+    1. the input is mapped copy-on-write (no read copy); its SHA-256 (``file_hashes``) and the
+       authentihash run in helper threads while the checksum words are summed in another;
+    2. the signed file (kept image + padding + WIN_CERTIFICATE, CheckSum still 0) is written to the
+       temp file and flushed to disk in a helper thread while it is read back, compared byte for
+       byte with what was signed and verified (:func:`ppmi_build.signing.verify.verify_signed_image`);
+    3. the PE CheckSum, which neither the authentihash nor the signature covers, is then written
+       into the temp file (and read back), and the file is flushed again.
+
+    Returns ``(sha256_before, sha256_after, VerifyResult, anchor name, outcome dict)``.
+    """
+    import struct
+
+    from . import pe
+    from .authenticode import sign_pe_data
+    from .verify import verify_signed_image
+
+    mapping = pe.map_file(path)
+    outcome = None
+    try:
+        outcome = sign_pe_data(mapping, key, name=path.name, digest=digest, program_name=program_name,
+                               program_url=program_url, timestamp_urls=timestamp_urls, input_sha256=file_hashes,
+                               defer_checksum=True)
+        head = memoryview(mapping)[:outcome.image_length]
+        try:
+            parts = (head, outcome.tail)
+            for part in parts:
+                _write_all(fd, part, tmp)
+            syncer = _Fsync(fd)
+            try:
+                result = verify_signed_image(tmp, parts, authentihash=outcome.authentihash, digest=outcome.digest,
+                                             hashed_ranges=outcome.hashed_ranges,
+                                             trusted_roots=[key.certificate_chain()[-1]])
+            finally:
+                syncer.wait()
+            checksum = struct.pack("<I", outcome.complete_checksum())  # also stored in `head`
+            ck = outcome.checksum_offset
+            os.pwrite(fd, checksum, ck)
+            if os.pread(fd, 4, ck) != checksum:  # pragma: no cover - I/O failure
+                result.valid = False
+                result.problems.append("the PE checksum could not be written")
+            os.fsync(fd)
+            sha_after = None
+            if file_hashes:
+                h = hashlib.sha256(head)
+                h.update(outcome.tail)
+                sha_after = h.hexdigest()
+        finally:
+            head.release()
+    finally:
+        if outcome is not None:
+            try:
+                outcome.complete_checksum()  # joins the checksum thread, releases its view
+            except Exception:  # pragma: no cover - only while unwinding another error
+                pass
+        mapping.close()  # before the rename: Windows cannot replace a mapped file
+    anchor = _finish_check(result, key, target)
+    return (outcome.input_sha256, sha_after, result, anchor,
+            {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped})
 
 
 def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:
@@ -353,7 +443,8 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         return [sign_file(paths[0], key, **kw)]
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = workers or min(len(paths), max(2, os.cpu_count() or 2))
+    # one more worker than cores: each file also waits on fsync, which needs no CPU
+    workers = workers or min(len(paths), (os.cpu_count() or 2) + 1)
     stop = threading.Event()
 
     def one(p: Path) -> SignResult | None:

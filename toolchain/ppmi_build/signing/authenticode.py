@@ -38,7 +38,6 @@ from cryptography import x509
 from ..errors import PEFormatError
 from . import cms, pe
 from .keys import KeySource, hash_algorithm
-from .timestamp import RFC3161_COUNTERSIGN_OID  # 1.3.6.1.4.1.311.3.3.1
 
 SPC_INDIRECT_DATA_OID = cms.SPC_INDIRECT_DATA_OID  # 1.3.6.1.4.1.311.2.1.4
 SPC_PE_IMAGE_DATA_OID = "1.3.6.1.4.1.311.2.1.15"
@@ -47,6 +46,9 @@ SPC_SP_OPUS_INFO_OID = "1.3.6.1.4.1.311.2.1.12"
 SPC_INDIVIDUAL_SP_KEY_PURPOSE_OID = "1.3.6.1.4.1.311.2.1.21"
 SPC_COMMERCIAL_SP_KEY_PURPOSE_OID = "1.3.6.1.4.1.311.2.1.22"
 SPC_NESTED_SIGNATURE_OID = "1.3.6.1.4.1.311.2.4.1"
+#: szOID_RFC3161_counterSign: Authenticode unsigned attribute with an RFC 3161 token (signing-spec §1.7);
+#: the same value as ppmi_build.signing.timestamp.RFC3161_COUNTERSIGN_OID (not imported: keeps start-up light)
+RFC3161_COUNTERSIGN_OID = "1.3.6.1.4.1.311.3.3.1"
 
 #: legacy Authenticode countersignature (PKCS#9), read only
 PKCS9_COUNTERSIGNATURE_OID = "1.2.840.113549.1.9.6"
@@ -212,7 +214,7 @@ def build_signature(
 
 @dataclass
 class SignOutcome:
-    """What :func:`sign_pe_buffer` did.
+    """What :func:`sign_pe_data` / :func:`sign_pe_buffer` did.
 
     Attributes:
         replaced_signature: the input had a certificate table that was replaced.
@@ -220,8 +222,12 @@ class SignOutcome:
         authentihash: the signed PE image hash (raw bytes).
         padding: zero bytes added before the certificate table.
         checksum: the new PE CheckSum.
+        image_length: bytes of the input kept (everything before an old certificate table).
+        tail: what follows them in the signed file: the zero padding and the new WIN_CERTIFICATE.
         input_sha256: hex SHA-256 of the input bytes (when asked for).
-        hashed_ranges / digest: the byte ranges and algorithm of the authentihash.
+        hashed_ranges / digest: the byte ranges (in the signed file) and algorithm of the authentihash.
+        checksum_offset / complete_checksum: where the CheckSum goes and the callable that finishes it
+            (see ``defer_checksum``).
     """
 
     replaced_signature: bool
@@ -229,87 +235,125 @@ class SignOutcome:
     authentihash: bytes
     padding: int
     checksum: int
-    notes: list[str] = field(default_factory=list)
+    image_length: int = 0
+    tail: bytes = b""
     input_sha256: str | None = None
     hashed_ranges: list[tuple[int, int]] = field(default_factory=list)
     digest: str = "sha256"
+    notes: list[str] = field(default_factory=list)
+    checksum_offset: int = 0
+    complete_checksum: object = None
 
 
-def sign_pe_buffer(buf: bytearray, key: KeySource, *, name: str = "the file", digest: str = "sha256",
-                   program_name: str | None = None, program_url: str | None = None,
-                   timestamp_urls: Sequence[str] = (), timestamp_digest: str | None = None,
-                   timestamp_timeout: float = 15, timestamp_retries: int = 2,
-                   input_sha256: bool = False) -> SignOutcome:
-    """Sign the PE held in ``buf`` in place: strip an existing certificate table, pad to 8 bytes,
-    hash, sign, append the WIN_CERTIFICATE, point data directory 4 at it and recompute the
-    checksum (signing-spec §1.2-§1.3, §1.10).
+def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = "sha256",
+                 program_name: str | None = None, program_url: str | None = None,
+                 timestamp_urls: Sequence[str] = (), timestamp_digest: str | None = None,
+                 timestamp_timeout: float = 15, timestamp_retries: int = 2,
+                 input_sha256: bool = False, defer_checksum: bool = False) -> SignOutcome:
+    """Sign the PE file held in the writable buffer ``data`` (a bytearray, or a copy-on-write mmap of
+    the input). The signed file is ``data[:outcome.image_length] + outcome.tail``; ``data`` is
+    changed only in the CheckSum and certificate-table directory entry (both excluded from the
+    authentihash). Steps (signing-spec §1.2-§1.3, §1.10): drop an existing certificate table
+    (replace, never append), zero-pad the image to 8 bytes (the padding is hashed), compute the
+    authentihash, sign, build the WIN_CERTIFICATE, point data directory 4 at it, recompute the PE
+    checksum.
 
-    The authentihash (and, with ``input_sha256``, the SHA-256 of the input bytes) run in helper
-    threads (hashlib releases the GIL) while this thread sums the checksum words, so the passes
-    over the 16 MiB image overlap on several cores.
+    Concurrency: the authentihash (and, with ``input_sha256``, the SHA-256 of the input) run in
+    helper threads (hashlib releases the GIL); the checksum words of the image body are summed in
+    another thread. With ``defer_checksum`` the CheckSum field is left 0 and the caller finishes it
+    with ``outcome.complete_checksum()`` later (e.g. after writing and verifying the file, which
+    the CheckSum does not affect), so the checksum pass overlaps the I/O.
 
     Raises:
         PEFormatError: not a PE / truncated / trailing data after the table / corrupt table.
         TimestampError, BadInput: see :func:`build_signature`.
     """
     alg_name = hash_algorithm(digest).name
-    layout = pe.parse(buf, name)
-    replaced = layout.signed
-    results: dict = {}
-    if layout.signed or len(buf) % 8:
-        if input_sha256:  # the buffer is about to change: hash the input first
-            results["input_sha256"] = hashlib.sha256(buf).hexdigest()
-        layout = pe.strip_signature(buf, layout)
-        padding = pe.pad8(buf)
-        layout = pe.parse(buf, name)
-    else:
-        padding = 0
+    layout = pe.parse(data, name)
+    image_len = layout.cert_table_offset if layout.signed else len(data)
+    padding = -image_len % 8
     ck, cd = layout.checksum_offset, layout.cert_dir_offset
+    signed_end = image_len + padding
+    ranges = [(0, ck), (ck + 4, cd), (cd + 8, signed_end)]
+    if ck % 2 or cd % 2 or ck + 4 > cd:  # pragma: no cover - 4-aligned, CheckSum before the directories
+        raise PEFormatError(f"{name} has an unusual optional header layout that ppmi-build cannot sign")
+    results: dict = {}
+    mv = memoryview(data)
+    split = cd + 8  # header words (which we patch) are summed here; the body in a thread
 
     def _run(key_name: str, fn) -> None:
         try:
             results[key_name] = fn()
-        except BaseException as e:  # pragma: no cover - re-raised below
-            results["error"] = e
+        except BaseException as e:  # pragma: no cover - re-raised by the joiner
+            results.setdefault("error", e)
 
-    workers = [threading.Thread(target=_run, args=("hash", lambda: pe.authentihash(buf, layout, alg_name)))]
-    if input_sha256 and "input_sha256" not in results:
-        workers.append(threading.Thread(target=_run, args=("input_sha256",
-                                                           lambda: hashlib.sha256(buf).hexdigest())))
-    for w in workers:
-        w.start()
+    def _authentihash() -> bytes:
+        h = hashlib.new(alg_name)
+        for a, b in ranges:
+            h.update(mv[a:min(b, image_len)])
+        h.update(b"\0" * padding)  # the zero padding is part of the hashed image
+        return h.digest()
+
+    # checksum words with the CheckSum and the directory entry taken as zero (their new values are
+    # added once known); the padding zeros add nothing
+    head_sum = pe.wordsum(mv[:split]) - pe.wordsum(mv[ck:ck + 4]) - pe.wordsum(mv[cd:cd + 8])
+    body = threading.Thread(target=_run, args=("body_sum", lambda: pe.wordsum(mv[split:image_len])),
+                            name="pe-checksum")
+    hashers = [threading.Thread(target=_run, args=("hash", _authentihash), name="authentihash")]
+    if input_sha256:
+        hashers.append(threading.Thread(target=_run, args=("input_sha256", lambda: hashlib.sha256(mv).hexdigest()),
+                                        name="sha256-input"))
+    for t in (*hashers, body):
+        t.start()
     try:
-        image_sum = pe.wordsum(buf)  # the buffer is not modified until the helpers are done
-    finally:
-        for w in workers:
-            w.join()
-    if "error" in results:
-        raise results["error"]
-    digest_value = results["hash"]
-
-    blob = build_signature(digest_value, key, digest=alg_name, program_name=program_name,
-                           program_url=program_url, timestamp_urls=timestamp_urls,
-                           timestamp_digest=timestamp_digest, timestamp_timeout=timestamp_timeout,
-                           timestamp_retries=timestamp_retries)
+        for t in hashers:
+            t.join()
+        if "error" in results:
+            raise results["error"]
+        blob = build_signature(results["hash"], key, digest=alg_name, program_name=program_name,
+                               program_url=program_url, timestamp_urls=timestamp_urls,
+                               timestamp_digest=timestamp_digest, timestamp_timeout=timestamp_timeout,
+                               timestamp_retries=timestamp_retries)
+    except BaseException:
+        body.join()
+        mv.release()
+        raise
     wincert = pe.win_certificate(blob)
-    offset = len(buf)
-    old_fields = bytes(buf[ck:ck + 4]), bytes(buf[cd:cd + 8])
-    dir_entry = struct.pack("<II", offset, len(wincert))
-    buf[cd:cd + 8] = dir_entry
-    buf += wincert
-    if ck % 2 == 0 and cd % 2 == 0:
-        # checksum words of the final file: image - old CheckSum/dir entry + new dir entry + table
-        total = (image_sum - pe.wordsum(old_fields[0]) - pe.wordsum(old_fields[1])
-                 + pe.wordsum(dir_entry) + pe.wordsum(wincert))
-        new_checksum = pe.fold_checksum(total, True, len(buf))
-    else:  # pragma: no cover - these fields are 4-aligned in every real image
-        new_checksum = pe.checksum(buf, ck)
-    struct.pack_into("<I", buf, ck, new_checksum)
-    out = SignOutcome(replaced, bool(timestamp_urls), digest_value, padding, new_checksum)
-    out.input_sha256 = results.get("input_sha256")
-    out.hashed_ranges = pe.hashed_ranges(layout)
-    out.digest = alg_name
-    return out
+    dir_entry = struct.pack("<II", signed_end, len(wincert))
+    mv[cd:cd + 8] = dir_entry  # outside the body thread's range
+    mv[ck:ck + 4] = b"\0\0\0\0"
+    outcome = SignOutcome(layout.signed, bool(timestamp_urls), results["hash"], padding, 0,
+                          image_length=image_len, tail=b"\0" * padding + wincert,
+                          input_sha256=results.get("input_sha256"), hashed_ranges=ranges, digest=alg_name)
+    outcome.checksum_offset = ck
+
+    def complete_checksum() -> int:
+        """Wait for the body sum, store the PE CheckSum in ``data`` and return it."""
+        if outcome.checksum:
+            return outcome.checksum
+        body.join()
+        try:
+            if "error" in results:
+                raise results["error"]
+            total = head_sum + results["body_sum"] + pe.wordsum(dir_entry) + pe.wordsum(wincert)
+            outcome.checksum = pe.fold_checksum(total, True, signed_end + len(wincert))
+            mv[ck:ck + 4] = struct.pack("<I", outcome.checksum)
+        finally:
+            mv.release()
+        return outcome.checksum
+
+    outcome.complete_checksum = complete_checksum
+    if not defer_checksum:
+        complete_checksum()
+    return outcome
+
+
+def sign_pe_buffer(buf: bytearray, key: KeySource, **options) -> SignOutcome:
+    """Sign the PE held in ``buf`` in place (``buf`` becomes the signed file); see :func:`sign_pe_data`."""
+    outcome = sign_pe_data(buf, key, **options)
+    del buf[outcome.image_length:]
+    buf += outcome.tail
+    return outcome
 
 
 def sign_pe(src: Path | str, dst: Path | str, key: KeySource, **options) -> SignOutcome:

@@ -17,11 +17,9 @@ placeholder entries: ``BACKENDS["nuget"] = Backend(...)`` in ``ppmi_build.signin
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +89,8 @@ class _PrivateDir:
     """A 0700 temp folder for key material handed to a tool; removed (files overwritten) on exit."""
 
     def __enter__(self) -> _PrivateDir:
+        import tempfile
+
         self.path = Path(tempfile.mkdtemp(prefix="ppmi-key-"))
         os.chmod(self.path, 0o700)
         return self
@@ -164,6 +164,8 @@ def _osslsigncode_sign(src: Path, dst: Path, key: KeySource, opts: SignOptions) 
     buf = pe.read_file(src)
     replaced = pe.parse(buf, src.name).signed  # also validates the input like the python backend
     del buf
+    import secrets
+
     passphrase = secrets.token_urlsafe(24)
     with _PrivateDir() as holder:
         key_pem = local.private_key.private_bytes(

@@ -208,6 +208,11 @@ def _load_pem_key(data: bytes, path: Path, password: PasswordSource | None):
     try:
         return serialization.load_pem_private_key(data, pw)
     except TypeError:
+        if pw is not None:  # a password is set (e.g. PPMI_PFX_PASSWORD) but this key is not encrypted
+            try:
+                return serialization.load_pem_private_key(data, None)
+            except (TypeError, ValueError):
+                pass
         pw = password.prompt(str(path))
         if pw is None:
             raise PasswordError(

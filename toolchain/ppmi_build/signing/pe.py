@@ -366,3 +366,30 @@ def read_file(path: Path | str) -> bytearray:
         raise InputFileError(f"{path} is not readable (permission denied); fix its permissions") from None
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+
+
+def map_file(path: Path | str):
+    """Map a file copy-on-write (``mmap.ACCESS_COPY``): reads come from the page cache without a copy,
+    writes stay private to this process. Close it before replacing the file (Windows).
+
+    Raises:
+        InputFileError: missing, a directory, unreadable. PEFormatError: empty file.
+    """
+    import mmap
+
+    from ..errors import InputFileError
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    except FileNotFoundError:
+        raise InputFileError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file") from None
+    except PermissionError:
+        raise InputFileError(f"{path} is not readable (permission denied); fix its permissions") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror}") from None

@@ -25,7 +25,8 @@ class SignResult:
     Attributes:
         path: the signed file (the output path when ``-o`` was given).
         kind: ``"assembly"`` (Authenticode PE) or ``"package"`` (NuGet author signature).
-        sha256_before / sha256_after: lower-case hex SHA-256 of the whole file before and after.
+        sha256_before / sha256_after: lower-case hex SHA-256 of the whole file before and after
+            (None when the caller asked ``sign_file(..., file_hashes=False)``).
         signer: ``identity.certificates.describe()`` of the signing certificate.
         timestamped: an RFC 3161 timestamp token was embedded.
         verified: the written file passed verification (always True when returned; a failed
@@ -37,8 +38,8 @@ class SignResult:
 
     path: Path
     kind: str
-    sha256_before: str
-    sha256_after: str
+    sha256_before: str | None
+    sha256_after: str | None
     signer: dict[str, Any]
     timestamped: bool
     verified: bool

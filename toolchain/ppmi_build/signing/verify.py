@@ -221,52 +221,60 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
 
 def verify_signed_image(
     path: Path | str,
-    image,
+    parts: Sequence,
     *,
     authentihash: bytes,
     digest: str,
     hashed_ranges: list[tuple[int, int]],
     trusted_roots: Sequence[x509.Certificate],
 ) -> VerifyResult:
-    """Post-signing check of a file we just wrote from ``image`` (the signed bytes in memory).
+    """Post-signing check of a file we just wrote from ``parts`` (the signed bytes in memory, e.g.
+    the kept image and the new padding + certificate table).
 
-    The file is read back and compared with ``image`` byte for byte; then every check of
-    :func:`verify_pe` runs on those bytes (layout, WIN_CERTIFICATE, PKCS#7 structure, digest
+    The file is read back and compared with ``parts`` byte for byte; then every check of
+    :func:`verify_pe` runs on the file (layout, WIN_CERTIFICATE, PKCS#7 structure, digest
     algorithms, contentType, messageDigest = H(SpcIndirectDataContent), the CMS signature with the
     signer certificate, timestamp token integrity, chain to ``trusted_roots``). The authentihash is
     not recomputed: the signer hashed exactly these bytes over ``hashed_ranges`` (only the excluded
-    CheckSum, directory entry and the appended table changed since), so the stored
+    CheckSum, directory entry and the appended table changed since), so the signed
     SpcIndirectDataContent digest is compared with ``authentihash`` after checking that the file's
-    layout gives the same ranges. This saves one SHA pass over a 16 MiB image.
+    own layout gives the same ranges. This saves one SHA pass over a 16 MiB image.
 
     Returns:
         :class:`VerifyResult` (``valid`` False with problems when anything differs).
     """
     path = Path(path)
     problems: list[str] = []
-    mv = memoryview(image)
+    views = [memoryview(p) for p in parts]
+    expected = sum(len(v) for v in views)
     chunk = bytearray(1 << 20)
-    pos = 0
     try:
         with open(path, "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size
-            if size != len(mv):
-                problems.append(f"the written file has {size} bytes, the signed image {len(mv)}")
-            else:
-                while pos < size:
-                    n = f.readinto(chunk)
-                    if not n:
+            if size != expected:
+                problems.append(f"the written file has {size} bytes, the signed image {expected}")
+            pos = 0
+            for v in views if not problems else []:
+                off = 0
+                while off < len(v):
+                    want = min(len(chunk), len(v) - off)
+                    n = f.readinto(memoryview(chunk)[:want])
+                    if not n or chunk[:n] != v[off:off + n]:
+                        problems.append(f"the written file differs from the signed image near byte {pos + off}")
                         break
-                    if (chunk if n == len(chunk) else chunk[:n]) != mv[pos:pos + n]:
-                        problems.append(f"the written file differs from the signed image near byte {pos}")
-                        break
-                    pos += n
+                    off += n
+                if problems:
+                    break
+                pos += len(v)
     except OSError as e:
         problems.append(f"cannot read back {path.name}: {e.strerror}")
+    finally:
+        for v in views:
+            v.release()
     if problems:
         return VerifyResult(path=path, kind="assembly", signed=False, valid=False, problems=problems)
-    return _verify_mapped(mv, path, list(trusted_roots), False, False,
-                          known=(digest, hashed_ranges, authentihash))
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return _verify_mapped(m, path, list(trusted_roots), False, False, known=(digest, hashed_ranges, authentihash))
 
 
 def _oid_der(oid: str) -> bytes:
