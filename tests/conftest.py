@@ -89,35 +89,44 @@ namespace {ns}
 """
 
 
+def mcs_compile(out: Path, sources: list[Path], *, references: list[Path] = (), keyfile: Path | None = None,
+                target: str = "library", langversion: str = "experimental",
+                platform: str | None = None) -> subprocess.CompletedProcess:
+    """Run Mono ``mcs``; returns the CompletedProcess (caller asserts on returncode/output)."""
+    mcs = require_tool("mcs")
+    cmd = [mcs, "-nologo", f"-target:{target}", f"-langversion:{langversion}", f"-out:{out}"]
+    if keyfile:
+        cmd.append(f"-keyfile:{keyfile}")
+    if platform:
+        cmd.append(f"-platform:{platform}")
+    cmd += [f"-r:{r}" for r in references]
+    cmd += [str(s) for s in sources]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
 def compile_assembly(out: Path, *, ns: str = "Contoso.Plugins", version: str = "1.0.0.0",
                      keyfile: Path | None = None, platform: str | None = None, source: str | None = None,
                      references: list[Path] | None = None) -> Path:
     """Compile a small library with Mono ``mcs`` (``-keyfile`` strong-names it; ``platform='x64'``
     still gives PE32 from mcs; use :func:`tests.pe32plus.make_pe32plus` for PE32+)."""
-    mcs = require_tool("mcs")
     src = out.with_suffix(".cs")
     src.write_text(source or PLUGIN_CS.format(ns=ns, version=version))
-    cmd = [mcs, "-nologo", "-target:library", f"-out:{out}", "-langversion:experimental"]
-    if keyfile:
-        cmd.append(f"-keyfile:{keyfile}")
-    if platform:
-        cmd.append(f"-platform:{platform}")
-    for r in references or []:
-        cmd.append(f"-r:{r}")
-    cmd.append(str(src))
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = mcs_compile(out, [src], references=references or [], keyfile=keyfile, platform=platform)
     if res.returncode != 0:
         raise RuntimeError(f"mcs failed: {res.stdout}\n{res.stderr}")
     return out
 
 
+def make_snk(path: Path) -> Path:
+    """A 2048-bit strong-name key pair written by Mono ``sn -k`` (independent of ppmi-build's snk writer)."""
+    subprocess.run([require_tool("sn"), "-q", "-k", "2048", str(path)], check=True, capture_output=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def snk_file(tmp_path_factory) -> Path:
     """A strong-name key made by Mono ``sn -k 2048`` (independent of ppmi-build's snk writer)."""
-    sn = require_tool("sn")
-    path = tmp_path_factory.mktemp("snk") / "mono.snk"
-    subprocess.run([sn, "-q", "-k", "2048", str(path)], check=True, capture_output=True)
-    return path
+    return make_snk(tmp_path_factory.mktemp("snk") / "mono.snk")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PFX_PASSWORD = "correct horse battery staple"
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 CODE_SIGNING = ExtendedKeyUsageOID.CODE_SIGNING
 LIFETIME_SIGNING = x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.13")
 
@@ -166,7 +166,8 @@ def make_pki(out: Path) -> Pki:
     root = make_cert("root", _name("ppmi-build Test Root CA"), _rsa(), None, ca=True, out=out)
     inter = make_cert("intermediate", _name("ppmi-build Test Code Signing CA"), _rsa(), root, ca=True, out=out)
     leaf = make_cert("leaf", _name("Contoso Plug-in Signing"), _rsa(), inter, eku=[CODE_SIGNING], out=out)
-    leaf_no_ski = make_cert("leaf-no-ski", _name("Contoso No SKI"), _rsa(), root, eku=[CODE_SIGNING], ski=False, out=out)
+    leaf_no_ski = make_cert("leaf-no-ski", _name("Contoso No SKI"), _rsa(), root, eku=[CODE_SIGNING], ski=False,
+                            out=out)
     tsa = make_cert(
         "tsa", _name("ppmi-build Test TSA"), _rsa(), root,
         eku=[ExtendedKeyUsageOID.TIME_STAMPING], eku_critical=True, out=out,
@@ -190,7 +191,8 @@ def make_pki(out: Path) -> Pki:
     )
     no_cs = make_cert("server-auth", _name("Contoso Web"), _rsa(), root, eku=[ExtendedKeyUsageOID.SERVER_AUTH], out=out)
     weak = make_cert("weak-1024", _name("Contoso Weak"), _rsa(1024), root, eku=[CODE_SIGNING], out=out)
-    lifetime = make_cert("lifetime", _name("Contoso Lifetime"), _rsa(), root, eku=[CODE_SIGNING, LIFETIME_SIGNING], out=out)
+    lifetime = make_cert("lifetime", _name("Contoso Lifetime"), _rsa(), root, eku=[CODE_SIGNING, LIFETIME_SIGNING],
+                         out=out)
     ec_cert = make_cert("ecdsa", _name("Contoso EC"), ec.generate_private_key(ec.SECP256R1()), root,
                         eku=[CODE_SIGNING], out=out)
     (out / "root-and-tsa.pem").write_bytes(root.pem.read_bytes() + tsa.pem.read_bytes())

@@ -501,6 +501,102 @@ def test_metadata_bad_input(tmp_path, plain_dll):
     assert read_assembly_identity(plain_dll).public_key_token is None
 
 
+CROSS_LIB = r"""
+using System;
+using Microsoft.Xrm.Sdk;
+namespace Lib
+{
+    public abstract class PluginBase : IPlugin { public void Execute(IServiceProvider s) { } }
+    public abstract class Middle : PluginBase { }
+    public class Concrete : PluginBase { }
+    public interface IStep : IPlugin { }
+    public class Outer { public abstract class NestedBase : IPlugin { public void Execute(IServiceProvider s) { } } }
+}
+"""
+
+CROSS_APP = r"""
+namespace App
+{
+    public sealed class FromBase : Lib.PluginBase { }
+    public sealed class FromMiddle : Lib.Middle { }
+    public sealed class FromConcrete : Lib.Concrete { }
+    public sealed class ViaInterface : Lib.IStep { public void Execute(System.IServiceProvider s) { } }
+    public sealed class FromNested : Lib.Outer.NestedBase { }
+    public abstract class LocalBase : Lib.PluginBase { }
+    public sealed class FromLocal : LocalBase { }
+    internal sealed class Hidden : Lib.PluginBase { }
+    public sealed class NotAPlugin { }
+}
+"""
+
+CROSS_FAR = "namespace Far { public sealed class FarPlugin : App.LocalBase { } }"
+
+
+@pytest.fixture(scope="module")
+def cross_assemblies(tmp_path_factory):
+    """Lib (IPlugin bases) <- App (plug-ins deriving from them) <- Far (deriving from an App base), compiled by mcs
+    into one folder with the SDK surface, so Mono reflection can load each with its dependencies."""
+    folder = tmp_path_factory.mktemp("cross")
+    sdk = Path(shutil.copy(surface_dll(tmp_path_factory), folder))
+    out = {}
+    refs = [sdk]
+    for name, source in (("Lib", CROSS_LIB), ("App", CROSS_APP), ("Far", CROSS_FAR)):
+        (folder / f"{name}.cs").write_text(source)
+        out[name] = folder / f"{name}.dll"
+        res = mcs_compile(out[name], [folder / f"{name}.cs"], references=refs)
+        assert res.returncode == 0, res.stdout + res.stderr
+        refs = refs + [out[name]]
+    return folder, sdk, out
+
+
+@pytest.mark.interop
+def test_plugin_types_across_assemblies_agree_with_reflection(cross_assemblies, lister):
+    """Base classes and interfaces in another assembly of the set are followed (chains over three assemblies);
+    Mono reflection, which loads the dependencies, is the reference."""
+    from ppmi_build.project.metadata import read_plugin_assemblies
+
+    folder, sdk, dlls = cross_assemblies
+    expected = {n: lister(p, "Microsoft.Xrm.Sdk.IPlugin", folder, sdk) for n, p in dlls.items()}
+    assert "App.FromNested" in expected["App"] and expected["Far"] == ["Far.FarPlugin"]
+    got = read_plugin_assemblies({n: p.read_bytes() for n, p in dlls.items()})
+    assert {n: list(a.plugin_types) for n, a in got.items()} == expected
+    assert [a.name for a in got.values()] == ["Lib", "App", "Far"]
+    # one assembly alone cannot see through a base class in another (documented limit) ...
+    alone = plugin_types(dlls["App"])
+    assert set(alone) < set(expected["App"]) and "App.FromBase" not in alone and plugin_types(dlls["Far"]) == []
+    # ... unless told which outside types implement IPlugin
+    outside = ["Lib.PluginBase", "Lib.Middle", "Lib.Concrete", "Lib.IStep", "Lib.Outer+NestedBase"]
+    assert plugin_types(dlls["App"], external=outside) == expected["App"]
+
+
+@pytest.mark.interop
+def test_package_reader_follows_bases_across_its_assemblies(cross_assemblies, lister, tmp_path):
+    from ppmi_build.dataverse.assembly_info import read_package
+    from ppmi_build.errors import PackageFormatError
+    from ppmi_build.project.dotnet import describe_package
+    from tests.nupkg_builder import build_nupkg
+
+    folder, sdk, dlls = cross_assemblies
+    native = tmp_path / "Native.dll"
+    native.write_bytes(b"MZ" + b"\0" * 100)  # not a .NET assembly (a native helper stand-in)
+    pkg = build_nupkg(tmp_path / "Cross.1.0.0.nupkg", package_id="Cross", version="1.0.0",
+                      dlls=[dlls["Lib"], dlls["App"], dlls["Far"], native])
+    expected = {f"lib/net462/{n}.dll": lister(p, "Microsoft.Xrm.Sdk.IPlugin", folder, sdk) for n, p in dlls.items()}
+    with pytest.raises(PackageFormatError, match=r"Cross\.1\.0\.0\.nupkg!lib/net462/Native\.dll"):
+        read_package(pkg.read_bytes(), label=pkg.name)
+    info = read_package(pkg.read_bytes(), label=pkg.name, skip_non_assemblies=True)
+    assert (info.id, info.version, info.signed) == ("Cross", "1.0.0", False)
+    assert {n: list(a.plugin_types) for n, a in info.assemblies.items()} == expected
+    record = describe_package(pkg)
+    assert (record["id"], record["version"]) == ("Cross", "1.0.0")
+    assert {a["path"]: a["plugin_types"] for a in record["assemblies"]} == expected
+    # NuGet's PackageArchiveReader.GetNuspec refuses a package with more than one root .nuspec (MultipleNuspecFiles)
+    with zipfile.ZipFile(pkg, "a") as z:
+        z.writestr("Second.NUSPEC", "<package><metadata><id>X</id><version>1.0.0</version></metadata></package>")
+    with pytest.raises(PackageFormatError, match="2 .nuspec files"):
+        read_package(pkg.read_bytes(), label=pkg.name)
+
+
 def test_timeout_stops_a_hanging_dotnet(cli, tmp_path, monkeypatch):
     root = new_project(tmp_path, "package")
     hang = tmp_path / "dotnet"

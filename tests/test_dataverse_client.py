@@ -362,3 +362,56 @@ def test_token_never_in_errors_or_logs(emulator, caplog):
     assert secret not in str(ei.value) and secret not in repr(ei.value.__dict__)
     assert secret not in caplog.text
     assert [r["status"] for r in emulator.requests()] == [503, 503, 401]
+
+
+def test_unavailable_credentials_are_a_config_error_and_refusals_an_auth_error():
+    """azure-identity: nothing configured (every credential of a chain unavailable, or one unavailable credential)
+    -> ConfigError, exit 2, one line naming PPMI_ACCESS_TOKEN / PPMI_AUTH; a configured credential that is refused
+    -> AuthError, exit 3."""
+    pytest.importorskip("azure.identity")
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import ChainedTokenCredential, CredentialUnavailableError
+
+    class Unavailable:
+        def get_token(self, *scopes, **kw):
+            raise CredentialUnavailableError(message="not configured")
+
+    class Refused:
+        def get_token(self, *scopes, **kw):
+            raise ClientAuthenticationError(message="AADSTS7000215: Invalid client secret provided.")
+
+    scope = "https://org.crm.dynamics.com/.default"
+    for cred in (ChainedTokenCredential(Unavailable(), Unavailable()), Unavailable()):
+        with pytest.raises(ConfigError) as ei:
+            AzureIdentityToken(cred, scope, "DefaultAzureCredential").token()
+        msg = str(ei.value)
+        assert ei.value.exit_code == 2 and "\n" not in msg and msg.startswith("no Dataverse credentials")
+        assert "PPMI_ACCESS_TOKEN" in msg and "PPMI_AUTH" in msg
+    for cred in (ChainedTokenCredential(Unavailable(), Refused()), Refused()):
+        with pytest.raises(AuthError) as ei:
+            AzureIdentityToken(cred, scope, "ClientSecretCredential").token()
+        assert ei.value.exit_code == 3 and "AADSTS7000215" in str(ei.value)
+    with pytest.raises(ConfigError, match="^no Graph credentials.*PPMI_GRAPH_TOKEN"):
+        AzureIdentityToken(Unavailable(), "https://graph.microsoft.com/.default", "AzureCliCredential").token()
+
+
+def test_quiet_azure_logging():
+    import logging
+
+    from ppmi_build.dataverse.auth import quiet_azure_logging
+
+    try:
+        quiet_azure_logging(0)
+        assert all(logging.getLogger(n).getEffectiveLevel() == logging.ERROR for n in ("azure.identity", "azure.core"))
+        quiet_azure_logging(1)
+        assert logging.getLogger("azure.identity").level == logging.NOTSET
+    finally:
+        quiet_azure_logging(1)
+
+
+def test_one_attempt_is_singular(emulator):
+    emulator.add_fault(method="*", path_contains="pluginpackages", status=503, times=5)
+    with client_for(emulator, retry=RetryPolicy(max_retries=0, backoff_base=0.01, timeout=10)) as c:
+        with pytest.raises(DataverseError) as ei:
+            c.query("pluginpackages")
+    assert "(after 1 attempt)" in str(ei.value) and "attempts" not in str(ei.value)

@@ -139,11 +139,57 @@ def test_environment_checks_before_and_after_release(cli, tmp_path, env, emulato
     assert c["environment:dev:fic"]["status"] == "ok" and "'v0-fic'" in c["environment:dev:fic"]["detail"]
 
 
-def test_no_credentials_is_a_warning(tmp_path, env, emulator, pki, monkeypatch):  # noqa: F811
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _failed_lines(stdout: str) -> list[str]:
+    return [ln for ln in stdout.splitlines() if ln.startswith("FAIL")]
+
+
+def test_no_credentials_fails(cli, tmp_path, env, emulator, pki, monkeypatch):  # noqa: F811
+    """No token at all: doctor is a CI preflight, so the Dataverse and FIC checks fail (exit 1); they used to be
+    warnings with "0 failed" and exit 0."""
     monkeypatch.delenv("PPMI_ACCESS_TOKEN")
     monkeypatch.setenv("PPMI_AUTH", "static")
     proj = write_project(tmp_path / "p", graph_url=emulator.url, envs={"dev": (emulator.url, ENV_DEV)},
                          cert=pki.self_signed.pfx)
-    c = by_name(run_doctor(proj))
-    assert c["environment:dev:fic"]["status"] == "warn" and "PPMI_ACCESS_TOKEN" in c["environment:dev:fic"]["detail"]
-    assert c["environment:dev:record"]["status"] == "warn"
+    r = cli("doctor", "--project", proj)
+    assert r.exit_code == 1
+    failed = _failed_lines(r.stdout)
+    assert any("environment:dev:dataverse" in ln and "PPMI_ACCESS_TOKEN" in ln for ln in failed), r.stdout
+    assert any("identity:fics" in ln and "PPMI_ACCESS_TOKEN" in ln for ln in failed), r.stdout
+    assert "0 failed" not in r.stdout and ", 2 failed, " in r.stdout.splitlines()[-1]
+    assert emulator.requests() == []
+
+
+def test_refused_token_fails(cli, tmp_path, env, emulator, pki, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PPMI_ACCESS_TOKEN", "not-the-emulator-token")
+    proj = write_project(tmp_path / "p", graph_url=emulator.url, envs={"dev": (emulator.url, ENV_DEV)},
+                         cert=pki.self_signed.pfx)
+    r = cli("doctor", "--project", proj, "--json")
+    assert r.exit_code == 1
+    doc = parse_json(r)
+    c = {x["name"]: x for x in doc["checks"]}
+    assert doc["ok"] is False and doc["summary"]["fail"] == 2
+    assert c["environment:dev:dataverse"]["status"] == "fail" and "401" in c["environment:dev:dataverse"]["detail"]
+    assert c["identity:fics"]["status"] == "fail" and "401" in c["identity:fics"]["detail"]
+    assert {q["status"] for q in emulator.requests()} == {401}
+    assert "not-the-emulator-token" not in r.stdout + r.stderr
+
+
+def test_unreachable_dataverse_fails(cli, tmp_path, env, emulator, pki, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PPMI_HTTP_RETRIES", "0")
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proj = write_project(tmp_path / "p", graph_url=emulator.url, envs={"dev": (url, ENV_DEV)},
+                         cert=pki.self_signed.pfx)
+    r = cli("doctor", "--project", proj)
+    assert r.exit_code == 1
+    (line,) = _failed_lines(r.stdout)
+    assert "environment:dev:dataverse" in line and url in line and "after 1 attempt: ConnectError" in line
+    assert "identity:fics" in r.stdout and "WARN" not in [ln[:4] for ln in r.stdout.splitlines()
+                                                         if "identity:fics" in ln]

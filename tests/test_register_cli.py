@@ -272,3 +272,51 @@ def test_bind_without_identity_settings(cli, project, emulator, dv):
     r = cli("bind", "--env", "emu", dv.copy(dv.asm_v1, project))
     assert r.exit_code == 2 and "application ID is not set" in r.stderr
     assert emulator.requests() == []
+
+
+def test_plan_summary_says_what_would_change(cli, project, emulator, dv):
+    """``register --plan`` against an empty environment: one planned change and "nothing was written"; it used to
+    add "nothing to change: Dataverse already holds this" under the planned create."""
+    art = dv.copy(dv.asm_v1, project)
+    r = cli("register", "--env", "emu", art, "--plan")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("planned") and "pluginassembly" in lines[0]
+    assert lines[-1] == "plan: 1 change; nothing was written" and "nothing to change" not in r.stdout
+    assert emulator.rows("pluginassembly") == []
+    assert cli("register", "--env", "emu", art).exit_code == 0
+    r = cli("register", "--env", "emu", art, "--plan")
+    assert r.exit_code == 0 and r.stdout.splitlines()[-1] == "nothing to change: Dataverse already holds this"
+
+
+def _ppmi_build_exe() -> str:
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("ppmi-build")
+    if not exe.exists():
+        pytest.fail("the ppmi-build console script is not installed next to the test interpreter")
+    return str(exe)
+
+
+def test_no_azure_credentials_is_one_clean_line(tmp_path, emulator, dv):
+    """azure-identity installed, nothing configured: exit 2 with one ``no Dataverse credentials`` line; it used to
+    print DefaultAzureCredential's ~15 lines of logging and exit 3. With ``-v`` the azure-identity log is shown.
+
+    Run as a real process (the log goes through Python's last-resort handler to stderr). ``AZURE_TOKEN_CREDENTIALS
+    =dev`` keeps DefaultAzureCredential off the network (no managed identity endpoint probe); ``HOME`` is empty and
+    ``PATH`` has no ``az``/``azd``/``pwsh``."""
+    pytest.importorskip("azure.identity")
+    art = dv.copy(dv.asm_v1, tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "AZURE_TOKEN_CREDENTIALS": "dev",
+           "PPMI_ENV_EMU_URL": emulator.url, "PPMI_ENV_EMU_ENVIRONMENT_ID": "7efcc31a-c410-e20e-9b95-dd448cedf653"}
+    res = subprocess.run([_ppmi_build_exe(), "register", "--env", "emu", str(art)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if not ln.startswith("registering ")]
+    assert len(errors) == 1, res.stderr
+    assert errors[0].startswith("error: no Dataverse credentials: DefaultAzureCredential found none configured")
+    assert "PPMI_ACCESS_TOKEN" in errors[0] and "PPMI_AUTH" in errors[0]
+    assert emulator.requests() == []
+    res = subprocess.run([_ppmi_build_exe(), "-v", "register", "--env", "emu", str(art)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Attempted credentials" in res.stderr

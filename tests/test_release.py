@@ -272,3 +272,106 @@ def test_release_plugin_package(cli, tmp_path, emulator, env_vars, dv, pki):  # 
     r = cli("release", "--env", "dev", "--project", proj, pkg, "--json")
     assert r.exit_code == 0 and parse_json(r)["changed"] is False
     assert writes(emulator, mark) == []
+
+
+# --- inputs are checked before the first write (new-user test findings) -------------------------------------------
+
+
+def test_unloadable_artifact_is_refused_before_signing_or_the_fic(cli, tmp_path, emulator, env_vars, plain_dll, pki):  # noqa: F811
+    """A standalone assembly without a strong name cannot be registered: refused before the file is signed and
+    before the FIC is created (it used to be signed in place and its FIC left in Graph)."""
+    proj = project_for(tmp_path, emulator, cert=pki.self_signed.pfx)
+    art = tmp_path / "weak" / plain_dll.name
+    art.parent.mkdir()
+    shutil.copyfile(plain_dll, art)
+    before = sha256_file(art)
+    r = cli("release", "--env", "dev", "--project", proj, art, "--json")
+    assert r.exit_code == 2
+    doc = parse_json(r)
+    assert "not strong-named" in doc["error"]["message"] and doc["error"]["exit_code"] == 2
+    assert [(a["kind"], a["status"]) for a in doc["actions"]] == [("artifact", "failed")]
+    assert writes(emulator) == [] and graph_fics(emulator) == []
+    assert sha256_file(art) == before and list(art.parent.iterdir()) == [art]
+
+
+def test_plan_without_artifact_needs_a_project(cli, tmp_path, emulator, env_vars, pki):  # noqa: F811
+    proj = project_for(tmp_path, emulator, cert=pki.self_signed.pfx)
+    r = cli("release", "--env", "dev", "--project", proj, "--plan", "--json")
+    assert r.exit_code == 2
+    assert "no .csproj" in parse_json(r)["error"]["message"]
+    assert writes(emulator) == []
+
+
+def test_release_at_the_cap_names_the_fic_in_use(cli, tmp_path, emulator, env_vars, dll, pki):  # noqa: F811
+    """20 FICs, one of them the deployed plug-in's (made by ppmi-build): the refusal says it must stay, and that the
+    other 19 were not made by ppmi-build (it used to offer the FIC in use as one that "could go")."""
+    proj = project_for(tmp_path, emulator, cert=pki.self_signed.pfx)
+    assert cli("release", "--env", "dev", "--project", proj, dll).exit_code == 0
+    in_use = graph_fics(emulator)[0]["name"]
+    seed_graph_fics(emulator, 19)
+    text = (proj / "ppmi.toml").read_text()
+    (proj / "ppmi.toml").write_text(text.replace(str(pki.self_signed.pfx), str(pki.leaf.pfx)))
+    mark, before = len(emulator.requests()), sha256_file(dll)
+    r = cli("release", "--env", "dev", "--project", proj, dll, "--json")
+    assert r.exit_code == 1
+    err = parse_json(r)["error"]
+    assert err["code"] == "FIC_CAP"
+    assert f"created by ppmi-build and in use (must stay): {in_use}" in err["message"]
+    assert "no FIC created by ppmi-build can go" in err["message"] and "could go:" not in err["message"]
+    assert "19 were not created by ppmi-build" in err["message"]
+    assert writes(emulator, mark) == [] and sha256_file(dll) == before
+
+
+def _timestamped(path, pki) -> bool:
+    """osslsigncode's own reading of the signature: ``Timestamp Server Signature verification: ok`` when the
+    signature carries a valid RFC 3161 countersignature, ``Timestamp is not available`` when it has none."""
+    res = run_tool("osslsigncode", "verify", "-in", path, "-CAfile", pki.self_signed.pem, "-TSA-CAfile", pki.root.pem)
+    assert res.returncode == 0, res.stdout + res.stderr
+    if "Timestamp is not available" in res.stdout:
+        return False
+    assert "Timestamp Server Signature verification: ok" in res.stdout, res.stdout
+    return True
+
+
+@pytest.mark.interop
+def test_timestamp_options(cli, tmp_path, emulator, env_vars, dll, pki, tsa, strong_named_dll, monkeypatch):  # noqa: F811
+    """ppmi.toml lists a timestamp server that answers 500: ``--no-timestamp`` and an empty
+    ``PPMI_TIMESTAMP_URLS=`` turn timestamping off, ``--timestamp-url`` replaces the configured server."""
+    from ppmi_build.config import load_settings
+
+    proj = project_for(tmp_path, emulator, cert=pki.self_signed.pfx)
+    toml = proj / "ppmi.toml"
+    toml.write_text(toml.read_text().replace("timestamp_urls = []", f'timestamp_urls = ["{tsa.url}fail"]'))
+    before = sha256_file(dll)
+    r = cli("release", "--env", "dev", "--project", proj, dll, "--json")  # the configured server fails
+    assert r.exit_code == 3 and "fail" in parse_json(r)["error"]["message"]
+    assert sha256_file(dll) == before and writes(emulator) == []
+
+    r = cli("release", "--env", "dev", "--project", proj, dll, "--no-timestamp", "--timestamp-url", tsa.url)
+    assert r.exit_code == 2 and "contradict" in r.stderr and sha256_file(dll) == before
+
+    r = cli("release", "--env", "dev", "--project", proj, dll, "--no-timestamp", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert sha256_file(dll) != before and not _timestamped(dll, pki)
+
+    def fresh(folder: str):
+        path = tmp_path / folder / strong_named_dll.name
+        path.parent.mkdir()
+        shutil.copyfile(strong_named_dll, path)
+        return path
+
+    second = fresh("b")
+    n = len(tsa.requests)
+    r = cli("release", "--env", "dev", "--project", proj, second, "--timestamp-url", tsa.url, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert _timestamped(second, pki) and len(tsa.requests) == n + 1
+
+    monkeypatch.setenv("PPMI_TIMESTAMP_URLS", "")  # set but empty: no timestamp, whatever ppmi.toml says
+    assert load_settings(proj).signing.timestamp_urls == []
+    monkeypatch.setenv("PPMI_TIMESTAMP_URLS", f"{tsa.url}, {tsa.url}x")
+    assert load_settings(proj).signing.timestamp_urls == [tsa.url, f"{tsa.url}x"]
+    monkeypatch.setenv("PPMI_TIMESTAMP_URLS", "")
+    third = fresh("c")
+    r = cli("release", "--env", "dev", "--project", proj, third, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert not _timestamped(third, pki)

@@ -225,3 +225,112 @@ def test_old_fic_of_another_environment_is_refused(cli, emulator, setup, pki):  
     assert r.exit_code == 2 and "not a FIC of environment dev" in r.stderr
     assert writes(emulator, mark) == [] and sha256_file(dll) == before
     assert "github-0" in {f["name"] for f in graph_fics(emulator)}
+
+
+# --- new-user test findings ------------------------------------------------------------------------------------
+
+
+def test_rotate_without_artifact_or_project_writes_nothing(cli, emulator, setup, pki):  # noqa: F811
+    """No ARTIFACT and no .csproj: refused before any write. It used to create the new FIC, then fail the build
+    with exit 2 and leave the FIC in Graph."""
+    proj, dll = setup
+    old_held, fics = held_component(emulator), graph_fics(emulator)
+    mark = len(emulator.requests())
+    r = cli("rotate", "--env", "dev", "--project", proj, "--new-cert", pki.leaf.pfx, "--json")
+    assert r.exit_code == 2
+    doc = parse_json(r)
+    assert "no .csproj" in doc["error"]["message"] and doc["error"]["exit_code"] == 2
+    assert [(a["kind"], a["status"]) for a in doc["actions"]] == [("build", "failed")]
+    assert writes(emulator, mark) == []
+    assert graph_fics(emulator) == fics and held_component(emulator) == old_held
+
+
+def test_unusable_new_certificate_is_refused_before_any_write(cli, emulator, setup, pki):  # noqa: F811
+    """A certificate without the code-signing EKU cannot sign: refused before the new FIC is created."""
+    proj, dll = setup
+    mark, before, fics = len(emulator.requests()), sha256_file(dll), graph_fics(emulator)
+    r = rotate(cli, proj, dll, pki.no_codesigning.pfx)
+    assert r.exit_code == 2
+    assert "code-signing EKU" in parse_json(r)["error"]["message"]
+    assert writes(emulator, mark) == [] and sha256_file(dll) == before and graph_fics(emulator) == fics
+
+
+def test_signing_failure_after_the_new_fic_rolls_back(cli, emulator, setup, pki, tsa):  # noqa: F811
+    """The timestamp server fails while re-signing, after the new FIC was added: the new FIC is removed again."""
+    proj, dll = setup
+    old_subject = self_signed_subject(ENV_DEV, openssl_sha256(pki.self_signed.pem))
+    old_held, old_local = held_component(emulator), dll.read_bytes()
+    r = rotate(cli, proj, dll, pki.leaf.pfx, "--timestamp-url", tsa.url + "fail")
+    assert r.exit_code == 3
+    doc = parse_json(r)
+    assert "rolled back" in doc["error"]["message"] and "the new FIC was removed" in doc["error"]["message"]
+    assert ("sign", "failed") in [(a["kind"], a["status"]) for a in doc["actions"]]
+    assert ("fic", "rolled-back") in [(a["kind"], a["status"]) for a in doc["actions"]]
+    assert_rolled_back(emulator, dll, old_held, old_local, old_subject, doc["actions"])
+
+
+def test_cap_message_names_the_fic_in_use(cli, emulator, setup, pki):  # noqa: F811
+    """20 FICs: the deployed plug-in's (made by ppmi-build) and 19 others. The refusal lists the one in use as one
+    that must stay; it used to say "none of them was created by ppmi-build"."""
+    proj, dll = setup
+    (in_use,) = [f["name"] for f in graph_fics(emulator)]
+    seed_graph_fics(emulator, 19)
+    mark, before = len(emulator.requests()), sha256_file(dll)
+    r = rotate(cli, proj, dll, pki.leaf.pfx)
+    assert r.exit_code == 1
+    msg = parse_json(r)["error"]["message"]
+    assert f"created by ppmi-build and in use (must stay): {in_use}" in msg
+    assert "19 were not created by ppmi-build" in msg and "none of them" not in msg and "could go:" not in msg
+    assert writes(emulator, mark) == [] and sha256_file(dll) == before
+
+
+def test_next_step_points_the_configuration_at_the_new_certificate(cli, emulator, setup, pki):  # noqa: F811
+    """After a rotation the output says exactly which ppmi.toml line to change; until it is changed, doctor warns;
+    with the line applied, the next release keeps the new certificate and adds no FIC."""
+    from ppmi_build.pipeline.doctor import run_doctor
+
+    proj, dll = setup
+    new = proj / "certs" / "contoso-2027.pfx"
+    new.parent.mkdir()
+    shutil.copyfile(pki.leaf.pfx, new)
+    line = 'certificate = "certs/contoso-2027.pfx"'  # relative to the folder of ppmi.toml
+    r = cli("rotate", "--env", "dev", "--project", proj, "--new-cert", new, dll)  # human output
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert f"    {line}" in out and any("[signing] certificate" in x for x in out)
+    assert r.stdout.count("stays until you retire it") == 1 and "stays until" not in r.stderr  # note: once
+
+    r = rotate(cli, proj, dll, new)  # converges; the configuration still names the old certificate
+    assert r.exit_code == 0, r.stderr
+    doc = parse_json(r)
+    assert any(line in s for s in doc["next_steps"]) and "note:" not in r.stderr
+
+    checks = {c.name: c for c in run_doctor(proj).checks}
+    cert_check = checks["environment:dev:certificate"]
+    assert cert_check.status == "warn" and "Contoso Plug-in Signing" in cert_check.detail
+    assert "[signing] certificate" in cert_check.detail
+
+    toml = proj / "ppmi.toml"
+    toml.write_text(toml.read_text().replace(f'certificate = "{pki.self_signed.pfx}"', line))
+    checks = {c.name: c for c in run_doctor(proj).checks}
+    assert "environment:dev:certificate" not in checks and checks["environment:dev:fic"].status == "ok"
+    fics, mark = graph_fics(emulator), len(emulator.requests())
+    r = cli("release", "--env", "dev", "--project", proj, dll, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert parse_json(r)["changed"] is False and writes(emulator, mark) == [] and graph_fics(emulator) == fics
+    r = rotate(cli, proj, dll, new)
+    assert r.exit_code == 0 and "next_steps" not in parse_json(r)
+
+
+def test_status_column_fits_rolled_back():
+    """Every status, ``rolled-back`` included, leaves the kind column where it is (human output)."""
+    from ppmi_build.dataverse.actions import Action
+    from ppmi_build.pipeline.plan import Plan
+
+    p = Plan("rotate", "dev", apply=True)
+    for status, kind in (("created", "fic"), ("rolled-back", "rollback"), ("unchanged", "verify")):
+        p.add(kind, "x", status)
+    lines = p.human().splitlines()[1:4]
+    assert len({ln.index(k) for ln, k in zip(lines, ("fic", "rollback", "verify"), strict=True)}) == 1, lines
+    rows = [Action(k, "x", s).line() for s, k in (("created", "fic"), ("rolled-back", "rb"), ("failed", "bind"))]
+    assert len({r.index(k) for r, k in zip(rows, ("fic", "rb", "bind"), strict=True)}) == 1, rows

@@ -145,9 +145,19 @@ def test_new_refuses_to_overwrite_without_force(made, cli, tmp_path):
     assert len(target.read_bytes()) == 20 + 2 * 128 + 5 * 64
 
 
-def test_new_into_missing_folder(cli, tmp_path):
-    r = cli("snk", "new", tmp_path / "nope" / "k.snk")
-    assert r.exit_code == 2 and "does not exist" in r.stderr
+def test_new_into_missing_folder_creates_it(cli, tmp_path):
+    # like `cert new --out`, the documented `snk new keys/Contoso.snk` creates the folder
+    r = cli("snk", "new", tmp_path / "keys" / "k.snk")
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "keys" / "k.snk").stat().st_mode & 0o777 == 0o600
+
+
+def test_new_under_a_file_is_refused(cli, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = cli("snk", "new", tmp_path / "afile" / "k.snk")
+    assert r.exit_code == 2 and "afile" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert (tmp_path / "afile").read_text() == "x"
 
 
 @pytest.mark.parametrize("content, needle", [

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import http.server
 import os
 import subprocess
-import threading
 
 import pytest
 from asn1crypto import cms as acms
@@ -19,35 +17,19 @@ from asn1crypto import tsp
 from ppmi_build.errors import TimestampError
 from ppmi_build.signing.timestamp import inspect_timestamp, request_timestamp
 from tests.conftest import require_tool, run_tool
+from tests.tsa import ReplyServer
 
 pytestmark = pytest.mark.interop
 
 SIGNATURE = os.urandom(256)  # stands in for a SignerInfo signature value
 
 
-class EvilTsa:
+class EvilTsa(ReplyServer):
     """Loopback TSA that corrupts answers from the real one (``tsa`` fixture) per path."""
 
     def __init__(self, tsa, pki, workdir):
         self.tsa, self.pki, self.dir = tsa, pki, workdir
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                payload = outer.answer(self.path, body)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/timestamp-reply")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(self.answer)
 
     def answer(self, path: str, body: bytes) -> bytes:
         req = tsp.TimeStampReq.load(body)
@@ -83,10 +65,6 @@ class EvilTsa:
                        check=True, capture_output=True)
         token = acms.ContentInfo.load(out.read_bytes())
         return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _fields(req) -> dict:

@@ -20,6 +20,7 @@ from tests.emulator_fixture import emulator  # noqa: F401
 from tests.pipeline_helpers import (
     ENV_DEV,
     ISSUER,
+    TENANT,
     arm_fics,
     graph_fics,
     openssl_sha256,
@@ -135,8 +136,44 @@ def test_failed_verification_sets_the_version_back(emulator, v0_plugin):  # noqa
             armed.append(emulator.add_fault(method="GET", path_contains="federatedIdentityCredentials", status=503,
                                             times=20))
 
+    v0_fics = graph_fics(emulator)
     with pytest.raises(ServiceError) as e:
         run_upgrade("dev", 2, start=proj, progress=progress)
     assert armed and "set back to null" in e.value.message
-    assert ("rollback", "rolled-back") in {(a["kind"], a["status"]) for a in e.value.plan.to_json()["actions"]}
+    st = {(a["kind"], a["status"]) for a in e.value.plan.to_json()["actions"]}
+    assert ("rollback", "rolled-back") in st and ("fic", "rolled-back") in st
     assert emulator.rows("managedidentity")[0]["version"] is None
+    emulator.clear_faults()
+    assert graph_fics(emulator) == v0_fics  # the version 2 FIC this run added was removed again
+    assert "version 2 FIC" in e.value.message
+
+
+def test_failed_patch_removes_the_v2_fic(cli, emulator, v0_plugin):  # noqa: F811
+    """The PATCH of the record's version fails after the v2 FIC was added: the v2 FIC is removed again and the
+    record keeps its version (any failure after a FIC was created removes it)."""
+    proj, dll, target = v0_plugin
+    before = fic_values(emulator, target)
+    emulator.add_fault(method="PATCH", path_contains="managedidentities", status=400, times=1)
+    r = cli("upgrade", "--env", "dev", "--to", "2", "--project", proj, "--json")
+    assert r.exit_code == 3
+    doc = parse_json(r)
+    st = [(a["kind"], a["status"]) for a in doc["actions"]]
+    assert ("fic", "created") in st and ("managedidentity", "failed") in st and ("fic", "rolled-back") in st
+    assert "was removed" in doc["error"]["message"]
+    assert fic_values(emulator, target) == before
+    assert emulator.rows("managedidentity")[0]["version"] is None
+
+
+def test_fic_command_names_the_v0_fic_as_release_does(cli, emulator, v0_plugin, pki):  # noqa: F811
+    """``ppmi-build fic --mi-version 0`` prints the name ``release`` gave the version 0 FIC (one naming rule:
+    ``ppmi-<8 hex of the environment ID>-<12 hex of the certificate SHA-256>-v0``)."""
+    proj, dll, target = v0_plugin
+    names = [f["name"] for f in (graph_fics(emulator) if target == "app" else arm_fics(emulator))]
+    expected = f"ppmi-{ENV_DEV.replace('-', '')[:8]}-{openssl_sha256(pki.self_signed.pem)[:12]}-v0"
+    assert names == [expected]
+    r = cli("fic", "--cert", pki.self_signed.pfx, "--environment-id", ENV_DEV, "--mi-version", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert parse_json(r)["name"] == expected
+    r = cli("fic", "--cert", pki.self_signed.pfx, "--environment-id", ENV_DEV, "--tenant-id", TENANT,
+            "--mi-version", "2", "--json")
+    assert r.exit_code == 0 and parse_json(r)["name"] == expected[: -len("-v0")]

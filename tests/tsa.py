@@ -14,6 +14,7 @@ import http.server
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .pki import Pki
@@ -41,34 +42,21 @@ ess_cert_id_alg = sha256
 """
 
 
-class TsaServer:
-    def __init__(self, pki: Pki, workdir: Path):
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "serial").write_text("01\n")
-        self.conf = self.dir / "tsa.cnf"
-        chain = self.dir / "tsa-chain.pem"
-        chain.write_bytes(pki.tsa.pem.read_bytes() + pki.root.pem.read_bytes())
-        self.conf.write_text(TSA_CONF.format(dir=self.dir, signer=pki.tsa.pem, chain=chain, key=pki.tsa.keyfile))
-        self.requests: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        server = self
+class ReplyServer:
+    """A loopback HTTP server (daemon thread) that answers every POST with ``answer(path, body)``: bytes -> 200
+    ``application/timestamp-reply``, None -> 500 without a body. ``url`` ends with ``/``."""
 
+    def __init__(self, answer: Callable[[str, bytes], bytes | None]):
         class Handler(http.server.BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
             def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                server.requests.append((self.path, body))
-                if self.path.startswith("/fail"):
+                payload = answer(self.path, self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                if payload is None:
                     self.send_response(500)
                     self.end_headers()
                     return
-                if self.path.startswith("/garbage"):
-                    payload = b"not a timestamp response"
-                else:
-                    payload = server.reply(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/timestamp-reply")
                 self.send_header("Content-Length", str(len(payload)))
@@ -80,6 +68,32 @@ class TsaServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class TsaServer(ReplyServer):
+    def __init__(self, pki: Pki, workdir: Path):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "serial").write_text("01\n")
+        self.conf = self.dir / "tsa.cnf"
+        chain = self.dir / "tsa-chain.pem"
+        chain.write_bytes(pki.tsa.pem.read_bytes() + pki.root.pem.read_bytes())
+        self.conf.write_text(TSA_CONF.format(dir=self.dir, signer=pki.tsa.pem, chain=chain, key=pki.tsa.keyfile))
+        self.requests: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        super().__init__(self._answer)
+
+    def _answer(self, path: str, body: bytes) -> bytes | None:
+        self.requests.append((path, body))
+        if path.startswith("/fail"):
+            return None
+        if path.startswith("/garbage"):
+            return b"not a timestamp response"
+        return self.reply(body)
+
     def reply(self, query: bytes) -> bytes:
         with self._lock, tempfile.TemporaryDirectory(dir=self.dir) as tmp:
             q = Path(tmp, "q.tsq")
@@ -90,7 +104,3 @@ class TsaServer:
                 check=True, capture_output=True,
             )
             return r.read_bytes()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -13,7 +13,7 @@ Precedence (DESIGN.md §4): CLI option > environment variable > ``ppmi.toml`` > 
 
 Environment variables: ``PPMI_TENANT_ID``, ``PPMI_APPLICATION_ID``, ``PPMI_MI_VERSION``,
 ``PPMI_CLOUD``, ``PPMI_MANAGED_IDENTITY_ID``, ``PPMI_CERT`` (signing certificate path),
-``PPMI_TIMESTAMP_URLS`` (space or comma separated), ``PPMI_GRAPH_URL``, ``PPMI_ARM_URL``,
+``PPMI_TIMESTAMP_URLS`` (space or comma separated; set but empty = no timestamp), ``PPMI_GRAPH_URL``, ``PPMI_ARM_URL``,
 ``PPMI_FIC_TARGET``, ``PPMI_APPLICATION_OBJECT_ID``, ``PPMI_UAMI_RESOURCE_ID``,
 ``PPMI_ENV_<NAME>_URL``, ``PPMI_ENV_<NAME>_ENVIRONMENT_ID``, ``PPMI_ENV_<NAME>_SOLUTION``.
 Secrets (``PPMI_PFX_PASSWORD``, ``PPMI_PFX_BASE64``, ``PPMI_ACCESS_TOKEN``) are read where
@@ -23,7 +23,6 @@ they are used, never stored on :class:`Settings`.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,7 @@ def _section(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 def _apply(obj: Any, values: dict[str, Any], path: Path, section: str) -> None:
     for key, value in values.items():
         if not hasattr(obj, key):
-            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; check the spelling (see DESIGN.md §4)")
+            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; check the spelling (see docs/DESIGN.md §4 in ppmi-build)")
         setattr(obj, key, value)
 
 
@@ -152,6 +151,8 @@ def load_settings(
     root = cfg_path.parent if cfg_path else Path(start or Path.cwd()).resolve()
     s = Settings(root=root, config_file=cfg_path)
     if cfg_path:
+        import tomllib  # only when there is a ppmi.toml (keeps `ppmi-build sign` start-up short)
+
         try:
             data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
@@ -186,7 +187,7 @@ def load_settings(
     from_env("PPMI_APPLICATION_OBJECT_ID", s.identity, "application_object_id")
     from_env("PPMI_UAMI_RESOURCE_ID", s.identity, "uami_resource_id")
     from_env("PPMI_CERT", s.signing, "certificate")
-    if env.get("PPMI_TIMESTAMP_URLS"):
+    if "PPMI_TIMESTAMP_URLS" in env:  # set but empty = no timestamp (overrides ppmi.toml)
         s.signing.timestamp_urls = env["PPMI_TIMESTAMP_URLS"].replace(",", " ").split()
     for var, value in env.items():
         if var.startswith("PPMI_ENV_") and value:

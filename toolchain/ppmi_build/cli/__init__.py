@@ -8,7 +8,6 @@ Every command maps :class:`ppmi_build.errors.PpmiError` to its exit code (DESIGN
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 import click
@@ -40,6 +39,8 @@ class LazyGroup(click.Group):
     """A click group that imports a command's module only when that command runs."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        import importlib.util  # only for --help
+
         return [n for n in COMMANDS if importlib.util.find_spec(f"{__name__}.{COMMANDS[n].split(':')[0]}")]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

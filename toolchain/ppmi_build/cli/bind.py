@@ -8,15 +8,11 @@ import click
 
 from ..errors import PpmiError
 from ._common import handle_errors, json_option, progress
-from .register import finish, open_client, resolve_artifact
+from .register import artifact_options, finish, open_client, resolve_artifact
 
 
 @click.command()
-@click.option("--env", "env_name", required=True, metavar="NAME", help="Environment from [environments.NAME].")
-@click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["assembly", "package"]), help="Artifact kind when the extension "
-                                                                          "does not tell.")
-@click.option("--unique-name", help="pluginpackage uniquename (default [plugin] name, else the nuspec id).")
+@artifact_options
 @click.option("--unbind", is_flag=True, help="Remove the binding (the managedidentities row is kept).")
 @click.option("--plan", is_flag=True, help="Only read Dataverse and print what would change.")
 @json_option

@@ -37,7 +37,8 @@ def _human(r) -> str:
         f"Certificate   {r.certificate['subject']}  (SHA-1 {r.certificate['thumbprint_sha1']})",
         f"Signed        {s['path']}  sha256 {s['sha256_after']}"
         f"{'  timestamped' if s['timestamped'] else ''}",
-        f"Verified      {'valid' if v['valid'] else 'INVALID'}" + ("" if not v["problems"] else f" ({'; '.join(v['problems'])})"),
+        f"Verified      {'valid' if v['valid'] else 'INVALID'}"
+        + ("" if not v["problems"] else f" ({'; '.join(v['problems'])})"),
         "",
         f"Federated identity credential (managed identity version {f['version']}), for tenant {f['tenant_id']}"
         f" and environment {f['environment_id']}:",
@@ -51,6 +52,16 @@ def _human(r) -> str:
         lines.append("Dataverse emulator:")
         for a in r.dataverse.get("actions", []):
             lines.append(f"  {a['status']:<9} {a['kind']} {a['target']}")
-    lines.append("")
-    lines.append(f"Files kept in {r.workdir}")
+    lines += [
+        "",
+        "Next steps:",
+        "  The tenant and environment above are published documentation examples. In Entra ID, add a federated",
+        "  credential (scenario \"Other issuer\", explicit subject identifier) to your app registration or",
+        "  user-assigned managed identity, with the three values computed for your own IDs and certificate:",
+        "    ppmi-build fic --cert YOUR.pfx --tenant-id <Entra tenant ID> "
+        "--environment-id <Power Platform environment ID>",
+        "  A self-signed certificate (the h/ subject) is for development only; production needs a CA-issued one.",
+        "",
+        f"Files kept in {r.workdir} (the demo PFX password is in demo-signing.password)",
+    ]
     return "\n".join(lines)

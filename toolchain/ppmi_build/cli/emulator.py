@@ -24,10 +24,15 @@ def emulator(port: int, db: Path | None, token: str) -> None:
     PPMI_ACCESS_TOKEN = the token. Control surface: POST/DELETE /_emulator/faults,
     GET /_emulator/requests, POST /_emulator/reset.
     """
-    from ..dataverse.emulator.server import make_server
+    import sqlite3
+
+    from ..dataverse.emulator.server import make_server, serve_until_interrupted
 
     try:
         server = make_server(port=port, db=str(db) if db else None, token=token)
+    except sqlite3.DatabaseError as e:  # includes OperationalError (cannot open) and "file is not a database"
+        raise BadInput(f"cannot use {db} as the emulator state: {e}; give --db a new or emulator-made SQLite file "
+                       "in an existing, writable folder") from None
     except OSError as e:
         raise BadInput(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; pick another --port") from None
     url = server.state.base_url
@@ -36,9 +41,4 @@ def emulator(port: int, db: Path | None, token: str) -> None:
     click.echo(f"  state    {db or 'in memory'}")
     click.echo("  token    " + ("emulator-token (default)" if token == "emulator-token" else "as given by --token"))
     progress("press Ctrl-C to stop")
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)

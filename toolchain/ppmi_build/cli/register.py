@@ -15,6 +15,20 @@ from ..errors import EXIT_CHECK_FAILED, BadInput, PpmiError
 from ._common import emit, handle_errors, json_option, progress
 
 
+def artifact_options(command):
+    """``--env NAME``, ``[ARTIFACT]``, ``--kind`` and ``--unique-name``: how ``register`` and ``bind`` name the
+    environment and the plug-in artifact (resolved by :func:`resolve_artifact`)."""
+    for option in reversed((
+        click.option("--env", "env_name", required=True, metavar="NAME", help="Environment from [environments.NAME]."),
+        click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--kind", type=click.Choice(["assembly", "package"]),
+                     help="Artifact kind when the extension does not tell."),
+        click.option("--unique-name", help="pluginpackage uniquename (default [plugin] name, else the nuspec id)."),
+    )):
+        command = option(command)
+    return command
+
+
 def resolve_artifact(settings, artifact: Path | None, kind: str | None, unique_name: str | None = None):
     """Load ARTIFACT (or the project's last build output) -> :class:`~ppmi_build.dataverse.registration.Artifact`.
 
@@ -62,27 +76,24 @@ def finish(as_json: bool, log, extra: dict[str, Any] | None = None, error: PpmiE
     if extra:
         doc.update(extra)
     failed = log.failed
+    n_failed = f"{len(failed)} action{'' if len(failed) == 1 else 's'} failed"
     if error is not None:
         doc["error"] = {"message": error.message, "code": error.code, "exit_code": error.exit_code}
     elif failed:
-        doc["error"] = {"message": f"{len(failed)} action(s) failed", "code": None, "exit_code": EXIT_CHECK_FAILED}
+        doc["error"] = {"message": n_failed, "code": None, "exit_code": EXIT_CHECK_FAILED}
     emit(as_json, doc, log.lines)
     if error is not None:
         click.echo(f"error: {error.message}", err=True)
         sys.exit(error.exit_code)
     if failed:
-        click.echo(f"error: {len(failed)} action(s) failed: " + "; ".join(f"{a.kind} {a.target}: {a.detail}"
-                                                                          for a in failed), err=True)
+        click.echo(f"error: {n_failed}: " + "; ".join(f"{a.kind} {a.target}: {a.detail}" for a in failed),
+                   err=True)
         sys.exit(EXIT_CHECK_FAILED)
 
 
 @click.command()
-@click.option("--env", "env_name", required=True, metavar="NAME", help="Environment from [environments.NAME].")
-@click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["assembly", "package"]), help="Artifact kind when the extension "
-                                                                          "does not tell.")
+@artifact_options
 @click.option("--solution", help="Solution unique name for created rows (default [environments.NAME] solution).")
-@click.option("--unique-name", help="pluginpackage uniquename (default [plugin] name, else the nuspec id).")
 @click.option("--plan", is_flag=True, help="Only read Dataverse and print what would change.")
 @click.option("--force", is_flag=True, help="Upload the content even when Dataverse already holds the same bytes.")
 @json_option

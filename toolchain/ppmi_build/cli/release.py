@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import PpmiError
+from ..errors import BadInput, PpmiError
 from ._common import emit, handle_errors, json_option, password_options, password_source, progress
 
 
@@ -37,15 +37,41 @@ def run_pipeline(as_json: bool, fn: Callable[[], Any]) -> None:
     emit(as_json, plan.to_json(), plan.human)
 
 
+def timestamp_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--timestamp-url URL`` (repeatable) and ``--no-timestamp``, as ``ppmi-build sign`` has them."""
+    f = click.option("--no-timestamp", is_flag=True,
+                     help="Do not timestamp the signature, even when ppmi.toml or PPMI_TIMESTAMP_URLS lists "
+                          "servers.")(f)
+    f = click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL",
+                     help="RFC 3161 timestamp server; repeat for fallbacks. Default: [signing] timestamp_urls / "
+                          "PPMI_TIMESTAMP_URLS.")(f)
+    return f
+
+
+def timestamp_choice(timestamp_urls: tuple[str, ...], no_timestamp: bool) -> list[str] | None:
+    """The servers to use: ``[]`` for ``--no-timestamp``, the ``--timestamp-url`` values, or None (configured).
+
+    Raises:
+        BadInput: both options given.
+    """
+    if no_timestamp and timestamp_urls:
+        raise BadInput("--no-timestamp and --timestamp-url contradict each other; give one of them")
+    if no_timestamp:
+        return []
+    return list(timestamp_urls) or None
+
+
 @click.command()
 @click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--env", "env_name", required=True, metavar="NAME", help="Target environment ([environments.NAME]).")
 @click.option("--plan", "plan_only", is_flag=True, help="Print every action it would take; change nothing.")
 @click.option("--project", type=click.Path(path_type=Path), help="Project folder or ppmi.toml (default: here).")
+@timestamp_options
 @password_options
 @json_option
 @handle_errors
-def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path | None, password_env: str | None,
+def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path | None,
+            timestamp_urls: tuple[str, ...], no_timestamp: bool, password_env: str | None,
             password_file: Path | None, as_json: bool) -> None:
     """Build, sign, verify, ensure the FIC, register, bind and verify in one step.
 
@@ -55,6 +81,7 @@ def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path
     """
     from ..pipeline.release import run_release
 
+    urls = timestamp_choice(timestamp_urls, no_timestamp)
     pw = password_source(password_env, password_file) if (password_env or password_file) else None
     run_pipeline(as_json, lambda: run_release(env_name, artifact, plan_only=plan_only, start=project,
-                                              progress=progress, password=pw))
+                                              progress=progress, password=pw, timestamp_urls=urls))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ._common import handle_errors, json_option, password_options, password_source, progress
-from .release import run_pipeline
+from .release import run_pipeline, timestamp_choice, timestamp_options
 
 
 @click.command()
@@ -20,21 +20,25 @@ from .release import run_pipeline
 @click.option("--old-fic", "old_fic", metavar="NAME",
               help="Name of the FIC to retire (what the printed retire command passes after a rotation).")
 @click.option("--project", type=click.Path(path_type=Path), help="Project folder or ppmi.toml (default: here).")
+@timestamp_options
 @password_options
 @json_option
 @handle_errors
 def rotate(artifact: Path | None, env_name: str, new_cert: Path, plan_only: bool, retire_old: bool,
-           old_fic: str | None, project: Path | None, password_env: str | None, password_file: Path | None,
-           as_json: bool) -> None:
+           old_fic: str | None, project: Path | None, timestamp_urls: tuple[str, ...], no_timestamp: bool,
+           password_env: str | None, password_file: Path | None, as_json: bool) -> None:
     """Rotate the signing certificate without ever leaving the plug-in without a matching FIC.
 
     Adds the new certificate's FIC first (refusing when Entra's cap of 20 would be exceeded), re-signs,
     re-registers, binds and verifies, and only then retires the old FIC (--retire-old) or prints the command
-    to do it later. A failure after the new FIC was added rolls back to the old artifact. The password options
-    apply to --new-cert.
+    to do it later. A failure after the new FIC was added rolls back to the old artifact (and removes the new FIC).
+    The password options apply to --new-cert. Afterwards, point [signing] certificate at the new certificate (the
+    command prints the line).
     """
     from ..pipeline.rotate import run_rotate
 
+    urls = timestamp_choice(timestamp_urls, no_timestamp)
     pw = password_source(password_env, password_file) if (password_env or password_file) else None
     run_pipeline(as_json, lambda: run_rotate(env_name, new_cert, artifact, plan_only=plan_only, retire_old=retire_old,
-                                             old_fic_name=old_fic, start=project, progress=progress, password=pw))
+                                             old_fic_name=old_fic, start=project, progress=progress, password=pw,
+                                             timestamp_urls=urls))

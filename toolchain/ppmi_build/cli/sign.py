@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit, handle_errors, json_option, password_options
+from ._common import emit, handle_errors, import_x509, json_option, password_options
 
 BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotnet"]
 
@@ -52,33 +52,57 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     """
     from ..config import load_settings
     from ..errors import BadInput, ConfigError
-    from ..signing.api import sign_files
-    from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
 
     settings = load_settings()
-    cert: str | Path | None = cert_path
-    if cert is None and settings.signing.certificate:
-        cert = settings.resolve_path(settings.signing.certificate)
-    if cert is None:
-        if os.environ.get(PFX_BASE64_ENV):
-            cert = "-"
-        else:
-            raise ConfigError(
-                "no signing certificate; pass --cert PATH, set [signing] certificate in ppmi.toml or PPMI_CERT, "
-                f"or put a base64 PFX in {PFX_BASE64_ENV}"
-            )
-    if len(artifacts) > 1 and output is not None and not output.is_dir():
-        raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
-    urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
-    password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
-    key = load_key_source(cert, password, key_path=key_path)
+    digest = digest or settings.signing.digest
+    backend = backend or settings.signing.backend
+    # Start hashing the first assembly now, so that it overlaps importing the signing stack and
+    # loading the key (issue #2); sign_files takes the result, or recomputes it if anything changed.
+    prefetched = _prefetch(artifacts[0], digest, backend, as_json)
+    try:
+        import_x509()
+        from ..signing.api import sign_files
+        from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
 
-    results = sign_files(
-        list(artifacts), key, output=output, timestamp_urls=urls, digest=digest or settings.signing.digest,
-        program_name=program_name, program_url=program_url, backend=backend or settings.signing.backend,
-        overwrite=overwrite, sign_contents=sign_contents, file_hashes=as_json,
-    )
+        cert: str | Path | None = cert_path
+        if cert is None and settings.signing.certificate:
+            cert = settings.resolve_path(settings.signing.certificate)
+        if cert is None:
+            if os.environ.get(PFX_BASE64_ENV):
+                cert = "-"
+            else:
+                raise ConfigError(
+                    "no signing certificate; pass --cert PATH, set [signing] certificate in ppmi.toml or PPMI_CERT, "
+                    f"or put a base64 PFX in {PFX_BASE64_ENV}"
+                )
+        if len(artifacts) > 1 and output is not None and not output.is_dir():
+            raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
+        urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
+        password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
+        key = load_key_source(cert, password, key_path=key_path)
+
+        results = sign_files(
+            list(artifacts), key, output=output, timestamp_urls=urls, digest=digest, program_name=program_name,
+            program_url=program_url, backend=backend, overwrite=overwrite, sign_contents=sign_contents,
+            file_hashes=as_json,
+        )
+    finally:
+        if prefetched:
+            from ..signing import pe
+
+            pe.discard_signing_passes()
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
+
+
+def _prefetch(first: Path, digest: str, backend: str, as_json: bool) -> bool:
+    """Start the signing passes of ``first`` (:func:`ppmi_build.signing.pe.prefetch_signing_passes`)
+    when the built-in Authenticode signer will sign it. Never raises."""
+    if (backend or "auto").lower() not in ("auto", "python") or first.suffix.lower() not in (".dll", ".exe"):
+        return False
+    from ..signing import pe
+
+    pe.prefetch_signing_passes(first, str(digest).lower().replace("-", ""), input_sha256=as_json)
+    return True
 
 
 def _line(r) -> str:

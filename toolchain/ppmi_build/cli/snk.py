@@ -38,19 +38,14 @@ def snk_new(file: Path, bits: str, force: bool, as_json: bool) -> None:
 def snk_token(file: Path, as_json: bool) -> None:
     """Print the public key token of FILE: a .snk key pair, a public key from `sn -p`, or a strong-named assembly."""
     from ..errors import InputFileError
+    from ..fileio import read_input
     from ..identity.snk import public_key_blob, public_key_token
 
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise InputFileError(f"{file} does not exist; pass a .snk, a public key file or a strong-named "
-                             "assembly") from None
-    except OSError as e:
-        raise InputFileError(f"cannot read {file}: {e.strerror}") from None
+    data = read_input(file, missing="pass a .snk, a public key file or a strong-named assembly")
     if data[:2] == b"MZ":
         from ..project.metadata import read_assembly_identity
 
-        ident = read_assembly_identity(file)
+        ident = read_assembly_identity(data, label=str(file))
         if ident.public_key is None:
             raise InputFileError(f"{file} is not strong-named (no public key); sign it with a .snk "
                                  "(SignAssembly/AssemblyOriginatorKeyFile) first")

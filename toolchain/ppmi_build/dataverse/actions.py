@@ -1,9 +1,10 @@
 """What a Dataverse (or Entra) step did: the ``actions`` of ``register``, ``bind``, ``release``, ``rotate``.
 
 DESIGN.md §3: each action is ``{kind, target, status, id, detail}`` with ``status`` one of ``created``,
-``updated``, ``unchanged``, ``planned``, ``failed``; a command's JSON document is ``{"actions": [...], "ids": {...}}``
-where ``ids`` maps a row kind (``pluginpackage``, ``pluginassembly``, ``managedidentity``, …) to the id of the row
-touched (a list when several rows of that kind were touched).
+``updated``, ``unchanged``, ``planned``, ``failed`` (the pipeline commands add ``deleted`` and ``rolled-back``);
+a command's JSON document is ``{"actions": [...], "ids": {...}}`` where ``ids`` maps a row kind
+(``pluginpackage``, ``pluginassembly``, ``managedidentity``, …) to the id of the row touched (a list when several
+rows of that kind were touched).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-STATUSES = ("created", "updated", "unchanged", "planned", "failed")
+STATUSES = ("created", "updated", "unchanged", "planned", "failed", "deleted", "rolled-back")
+#: width of the status column in :meth:`Action.line` (the longest status, ``rolled-back``), so lines align
+STATUS_WIDTH = max(len(s) for s in STATUSES)
 
 
 @dataclass
@@ -43,10 +46,11 @@ class Action:
                 "detail": self.detail}
 
     def line(self) -> str:
-        """``created   pluginpackage contoso_Plugins (8c1…) - version 1.0.0``."""
+        """``created      pluginpackage contoso_Plugins (8c1…) - version 1.0.0`` (status column
+        :data:`STATUS_WIDTH` wide)."""
         ident = f" ({self.id})" if self.id else ""
         detail = f" - {self.detail}" if self.detail else ""
-        return f"{self.status:<9} {self.kind} {self.target}{ident}{detail}"
+        return f"{self.status:<{STATUS_WIDTH}} {self.kind} {self.target}{ident}{detail}"
 
 
 @dataclass
@@ -87,15 +91,23 @@ class ActionLog:
 
     @property
     def changed(self) -> bool:
-        """True when any action created or updated something."""
-        return any(a.status in ("created", "updated") for a in self.actions)
+        """True when any action created, updated, deleted or rolled back something."""
+        return any(a.status in ("created", "updated", "deleted", "rolled-back") for a in self.actions)
 
     def to_json(self) -> dict[str, Any]:
         return {"actions": [a.to_json() for a in self.actions], "ids": dict(self.ids)}
 
+    @property
+    def planned(self) -> list[Action]:
+        return [a for a in self.actions if a.status == "planned"]
+
     def lines(self) -> str:
-        """Readable lines, one per action, plus a summary line."""
+        """Readable lines, one per action, plus a summary line: ``plan: N change(s); nothing was written`` when
+        changes are planned (``--plan``), ``nothing to change: …`` only when every action is ``unchanged``."""
         out = [a.line() for a in self.actions]
-        if self.actions and not self.changed and not self.failed:
+        planned = len(self.planned)
+        if planned and not self.failed:
+            out.append(f"plan: {planned} {'change' if planned == 1 else 'changes'}; nothing was written")
+        elif self.actions and all(a.status == "unchanged" for a in self.actions):
             out.append("nothing to change: Dataverse already holds this")
         return "\n".join(out)

@@ -30,11 +30,18 @@ The scope for Dataverse is ``https://ORG/.default`` where ``ORG`` is the host of
 (domain-spec §6 runtime note: scopes look like ``https://{org}.crm*.dynamics.com/.default``).
 
 ``azure-identity`` is an optional dependency (``pip install 'ppmi-build[azure]'``), imported only when needed.
-Tokens never appear in messages or logs.
+Tokens never appear in messages or logs. The ``azure.identity`` / ``azure.core`` loggers are set to ERROR (their
+per-credential WARNING/INFO lines would flood stderr) unless the command runs with ``-v``.
+
+Errors: *no credential configured* (azure-identity ``CredentialUnavailableError``, or ``DefaultAzureCredential`` /
+a credential chain in which every member was unavailable) is a :class:`~ppmi_build.errors.ConfigError` (exit 2)
+naming ``PPMI_ACCESS_TOKEN`` and the ``PPMI_AUTH`` methods; a configured credential that is refused (or whose
+token endpoint fails) is an :class:`~ppmi_build.errors.AuthError` (exit 3).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -82,8 +89,71 @@ class StaticToken:
         return f"<StaticToken from {self._source}>"
 
 
+#: loggers azure-identity and azure-core write per-credential attempts to (WARNING/INFO)
+AZURE_LOGGERS = ("azure.identity", "azure.core")
+_UNAVAILABLE, _FAILED = "unavailable", "failed"
+
+
+def _verbosity() -> int:
+    """``-v`` count of the running ``ppmi-build`` command (0 outside the CLI)."""
+    try:
+        import click
+
+        ctx = click.get_current_context(silent=True)
+    except ImportError:  # pragma: no cover - click is a dependency
+        return 0
+    obj = ctx.find_root().obj if ctx is not None else None
+    return int(obj.get("verbose") or 0) if isinstance(obj, dict) else 0
+
+
+def quiet_azure_logging(verbose: int | None = None) -> None:
+    """Set the :data:`AZURE_LOGGERS` to ERROR unless ``verbose`` (default: the CLI's ``-v`` count) is set, then
+    leave them at their default level. Without this, ``DefaultAzureCredential`` prints one WARNING block listing
+    every credential it tried (Python's last-resort handler writes it to stderr)."""
+    level = logging.NOTSET if (_verbosity() if verbose is None else verbose) else logging.ERROR
+    for name in AZURE_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+def _service(scope: str) -> str:
+    host = urlsplit(scope).netloc.lower()
+    if host.startswith("graph.") or host.startswith("microsoftgraph."):
+        return "Graph"
+    if host.startswith("management."):
+        return "ARM"
+    return "Dataverse"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    try:
+        from azure.identity import CredentialUnavailableError
+    except ImportError:  # pragma: no cover - only reached with azure-identity installed
+        return False
+    return isinstance(exc, CredentialUnavailableError)
+
+
+def no_credentials_message(scope: str, label: str) -> str:
+    """The one-line ConfigError text when no credential is configured for ``scope``."""
+    extra = {"Graph": "PPMI_GRAPH_TOKEN or ", "ARM": "PPMI_ARM_TOKEN or "}.get(_service(scope), "")
+    return (f"no {_service(scope)} credentials: {label} found none configured for {scope}; set {extra}"
+            "PPMI_ACCESS_TOKEN to an access token, or PPMI_AUTH to client-secret, client-certificate, "
+            "workload-identity, github, azure-pipelines or azure-cli with its AZURE_* variables "
+            "(see docs/usage/dataverse.md)")
+
+
 class AzureIdentityToken:
-    """Wraps an azure-identity ``TokenCredential``; caches the token until ``expires_on - 5 min``."""
+    """Wraps an azure-identity ``TokenCredential``; caches the token until ``expires_on - 5 min``.
+
+    ``token()`` raises :class:`ConfigError` when no credential is available (nothing configured) and
+    :class:`AuthError` when a configured credential fails; the members of a credential chain
+    (``DefaultAzureCredential``, ``ChainedTokenCredential``: attribute ``credentials``) are watched to tell the two
+    apart, because the chain raises the same ``ClientAuthenticationError`` for both.
+    """
 
     def __init__(self, credential: Any, scope: str, description: str = "azure-identity"):
         self._credential = credential
@@ -91,6 +161,34 @@ class AzureIdentityToken:
         self._description = description
         self._cached: tuple[str, float] | None = None
         self._lock = threading.Lock()
+        #: per get_token call: (unavailable|failed, "CredentialClass: first line of its error") per chain member
+        self._outcomes: list[tuple[str, str]] = []
+        self._watch_chain()
+
+    def _watch_chain(self) -> None:
+        """Record, per ``get_token`` call, whether each chain member was unavailable or failed."""
+        members = getattr(self._credential, "credentials", None)
+        if not isinstance(members, (tuple, list)):
+            return
+        for member in members:
+            original = getattr(member, "get_token", None)
+            if original is None or getattr(original, "_ppmi_watched", False):
+                continue
+
+            def watched(*args: Any, _original: Any = original, _member: Any = member,
+                        _outcomes: list[tuple[str, str]] = self._outcomes, **kwargs: Any) -> Any:
+                try:
+                    return _original(*args, **kwargs)
+                except Exception as e:
+                    text = f"{type(_member).__name__}: {_first_line(e)}"
+                    _outcomes.append((_UNAVAILABLE if _is_unavailable(e) else _FAILED, text))
+                    raise
+
+            watched._ppmi_watched = True  # type: ignore[attr-defined]
+            try:
+                member.get_token = watched
+            except (AttributeError, TypeError):  # pragma: no cover - a credential with __slots__
+                continue
 
     @property
     def scope(self) -> str:
@@ -104,10 +202,16 @@ class AzureIdentityToken:
         with self._lock:
             if self._cached and self._cached[1] - REFRESH_MARGIN_S > time.time():
                 return self._cached[0]
+            quiet_azure_logging()
+            self._outcomes.clear()
             try:
                 tok = self._credential.get_token(self._scope)
             except Exception as e:  # azure.core.exceptions.ClientAuthenticationError and friends
-                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                chain_unavailable = bool(self._outcomes) and all(o == _UNAVAILABLE for o, _ in self._outcomes)
+                if _is_unavailable(e) or chain_unavailable:
+                    raise ConfigError(no_credentials_message(self._scope, self._description)) from None
+                # a chain's own message only says it failed: name the member that was refused
+                msg = next((text for o, text in self._outcomes if o == _FAILED), None) or _first_line(e)
                 from ..errors import redact
 
                 raise AuthError(f"could not get an access token for {self._scope} with {self._description}: "
@@ -176,6 +280,7 @@ def azure_credential(method: str, env: Mapping[str, str]) -> tuple[Any, str]:
         ConfigError: azure-identity missing, unknown method, or a required variable is not set.
     """
     identity = _import_identity()
+    quiet_azure_logging()
     if method == "default":
         return identity.DefaultAzureCredential(), "DefaultAzureCredential"
     if method == "client-secret":

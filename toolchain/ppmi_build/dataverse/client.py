@@ -297,7 +297,7 @@ class DataverseClient:
                 reason = type(e).__name__
                 if attempt >= self.retry.max_retries:
                     raise DataverseError(
-                        f"{label} to {self.url} failed after {attempt + 1} attempts: {reason}",
+                        f"{label} to {self.url} failed after {_attempts(attempt + 1)}: {reason}",
                         hint="check the network and the environment URL, then run again") from None
                 wait = self.retry.backoff(attempt)
                 self._notify(f"{label}: {reason}; retry {attempt + 1}/{self.retry.max_retries} in {wait:.1f} s")
@@ -317,7 +317,7 @@ class DataverseClient:
                     raise self._error(resp, label, extra=f"throttled for {retry_after:.0f} s (more than "
                                                          f"{self.retry.max_retry_after:.0f} s)")
                 if attempt >= self.retry.max_retries:
-                    raise self._error(resp, label, extra=f"after {attempt + 1} attempts")
+                    raise self._error(resp, label, extra=f"after {_attempts(attempt + 1)}")
                 wait = retry_after if retry_after is not None else self.retry.backoff(attempt)
                 self._notify(f"{label}: HTTP {status}; retry {attempt + 1}/{self.retry.max_retries} in {wait:.1f} s"
                              + (" (Retry-After)" if retry_after is not None else ""))
@@ -478,6 +478,11 @@ def parse_error(resp: httpx.Response) -> tuple[str | None, str]:
         pass
     text = " ".join(resp.text.split())[:200] if resp.content and len(resp.content) < 4096 else ""
     return None, text or resp.reason_phrase
+
+
+def _attempts(n: int) -> str:
+    """``1 attempt`` / ``3 attempts``."""
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
 
 
 def _retry_after(resp: httpx.Response) -> float | None:

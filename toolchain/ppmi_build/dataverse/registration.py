@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, InputFileError
+from ..project.metadata import AssemblyIdentity, PluginAssembly, read_plugin_assembly
 from .actions import ActionLog
-from .assembly_info import AssemblyIdentity, PackageInfo, read_assembly, read_package
+from .assembly_info import PackageInfo, read_package
 from .client import DataverseClient, encode_body, odata_literal
 
 MAX_CONTENT = 16 * 1024 * 1024  # bytes: "Assembly size limit 16 MB" ([BUILD], domain-spec §4.6)
@@ -58,7 +59,7 @@ class Artifact:
     path: Path
     kind: str
     data: bytes
-    assembly: AssemblyIdentity | None = None
+    assembly: PluginAssembly | None = None
     package: PackageInfo | None = None
     unique_name: str = ""
 
@@ -128,7 +129,7 @@ def load_artifact(path: Path | str, *, kind: str | None = None, unique_name: str
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
     if kind == "assembly":
-        ident = read_assembly(data, label=path.name)
+        ident = read_plugin_assembly(data, label=path.name)
         if not ident.strong_named:
             raise BadInput(f"{path.name} is not strong-named (no public key token); Dataverse refuses standalone "
                            "plug-in assemblies without one: sign it with a .snk key at build time "

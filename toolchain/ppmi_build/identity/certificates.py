@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import os
 import re
-import tempfile
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +21,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..errors import BadInput, ConfigError, InputFileError
+from ..fileio import atomic_write
 from ..signing.keys import has_code_signing_eku, key_bits
 from .dn import certificate_name_ders, dotnet_name, parse_dotnet_dn
 
@@ -136,6 +133,8 @@ def load_profile(name: str = DEFAULT_PROFILE) -> dict[str, Any]:
     Raises:
         ConfigError: unknown profile or unreadable TOML.
     """
+    import tomllib
+
     from ..resources import certs
 
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
@@ -235,41 +234,6 @@ def new_dev_certificate(
 # --- files ----------------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path | str, data: bytes, *, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    The temporary file is created with ``mode`` from the start (0600 for secrets) and removed when
-    anything fails, so the target is either the old file or the complete new one.
-
-    Raises:
-        InputFileError: the folder does not exist or is not writable.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except FileNotFoundError:
-        raise InputFileError(f"folder {folder} does not exist; create it or pass another output folder") from None
-    except OSError as e:
-        raise InputFileError(f"cannot write to {folder}: {e.strerror}; choose a writable output folder") from None
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise InputFileError(f"cannot write {path}: {e.strerror}") from None
-        raise
-    return path
-
-
 def pfx_bytes(
     key: rsa.RSAPrivateKey,
     cert: x509.Certificate,
@@ -286,6 +250,8 @@ def pfx_bytes(
     (pbeWithSHAAnd3-KeyTripleDES-CBC + HMAC-SHA1, readable everywhere) or ``"aes256-sha256"``
     (PBES2 AES-256-CBC + HMAC-SHA256).
     """
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     if password is None:
         enc: serialization.KeySerializationEncryption = serialization.NoEncryption()
     else:

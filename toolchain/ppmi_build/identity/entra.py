@@ -212,23 +212,17 @@ def validate_fic(fic: Fic) -> Fic:
     return fic
 
 
-def versioned_fic_name(base: str, version: int) -> str:
-    """The FIC name we create for a record ``version``: ``base`` (``identity.fic.fic_name``,
-    ``ppmi-<env>-<cert>``) for version 2, ``base-v0`` / ``base-v1`` for the older formats, so that an
-    upgrade (domain-spec §2.5: add the v2 FIC and keep the old one) never needs the old FIC's name.
-
-    Raises:
-        ConfigError: the result breaks the Entra name rule.
-    """
-    name = base if int(version) == 2 else f"{base}-v{int(version)}"
-    return validate_fic_name(name[:120])
-
-
 def desired_fic(values: Any, description: str = "") -> Fic:
     """The :class:`Fic` to create for ``identity.fic.compute_fic`` output ``values`` (issuer, subject,
-    audience, name, version)."""
-    fic = Fic(name=versioned_fic_name(values.name, values.version), issuer=values.issuer, subject=values.subject,
-              audiences=(values.audience,), description=description[:MAX_VALUE_CHARS])
+    audience, name). The name is ``values.name`` (:func:`ppmi_build.identity.fic.fic_name`, the one source of
+    FIC names: ``-v0``/``-v1`` suffixed for the older record versions, so an upgrade to version 2 (domain-spec
+    §2.5: add the v2 FIC and keep the old one) never clashes with the old FIC's name).
+
+    Raises:
+        ConfigError: a value breaks an Entra rule (:func:`validate_fic`).
+    """
+    fic = Fic(name=values.name, issuer=values.issuer, subject=values.subject, audiences=(values.audience,),
+              description=description[:MAX_VALUE_CHARS])
     return validate_fic(fic)
 
 
@@ -421,22 +415,46 @@ class FicClient:
                        candidates: list[str] | None = None) -> None:
         """Refuse before writing when ``len(existing) + adding`` would exceed :data:`FIC_CAP`.
 
+        The message sorts the existing FICs: those ppmi-build created that could go (``candidates``), those
+        ppmi-build created that are in use and must stay (``keep``: the FIC the deployed plug-in needs), the
+        other FICs ppmi-build created (other environments, certificates or versions: check before deleting),
+        and how many were not created by ppmi-build.
+
         Args:
             keep: FICs never proposed for removal (the one in use, the one being added).
             candidates: names to propose; default: the FICs made by ppmi-build, ``keep`` excluded.
         Raises:
-            PlanRefused: naming the FICs that could go (or saying none was made by ppmi-build).
+            PlanRefused: ``code="FIC_CAP"``, exit 1.
         """
         if len(existing) + adding <= FIC_CAP:
             return
+        keep = list(keep)
+        ours = [f for f in existing if f.made_by_ppmi]
+        in_use = [f.name for f in ours if any(f.same_values(k) for k in keep)]
         if candidates is None:
-            candidates = [f.name for f in existing if f.made_by_ppmi and not any(f.same_values(k) for k in keep)]
-        hint = (f"FICs that could go: {', '.join(candidates)}; delete one (in the portal, or for an old certificate "
-                f"`ppmi-build rotate --env NAME --new-cert CURRENT --retire-old --old-fic NAME`)" if candidates
-                else "none of them was created by ppmi-build: delete one you no longer need")
+            candidates = [f.name for f in ours if f.name not in in_use]
+        others = [f.name for f in ours if f.name not in in_use and f.name not in candidates]
+        foreign = len(existing) - len(ours)
+        parts = []
+        if candidates:
+            parts.append(f"FICs created by ppmi-build that could go: {', '.join(candidates)}")
+        else:
+            parts.append("no FIC created by ppmi-build can go")
+        if in_use:
+            parts.append(f"created by ppmi-build and in use (must stay): {', '.join(in_use)}")
+        if others:
+            parts.append(f"created by ppmi-build for other environments, certificates or versions (check they are "
+                         f"unused before deleting): {', '.join(others)}")
+        parts.append(f"{foreign} {'was' if foreign == 1 else 'were'} not created by ppmi-build")
+        if candidates:
+            action = ("delete one (in the portal, or for an old certificate `ppmi-build rotate --env NAME "
+                      "--new-cert CURRENT --retire-old --old-fic NAME`)")
+        else:
+            action = "delete one you no longer need (in the portal)"
         raise PlanRefused(
             f"{self.target} already has {len(existing)} federated identity credentials, Entra's maximum is "
-            f"{FIC_CAP}: adding {adding} would exceed it. {hint}, then run again", code="FIC_CAP")
+            f"{FIC_CAP}: adding {adding} would exceed it. {'; '.join(parts)}. {action}, then run again",
+            code="FIC_CAP")
 
 
 class GraphFicClient(FicClient):

@@ -184,12 +184,17 @@ def v1_trusted_subject(prefix: str, issuer_cn: str, subject_cn: str) -> str:
     return f"{prefix}/i/{issuer_cn}/s/{subject_cn}"
 
 
-def fic_name(environment_id: str | ParsedGuid, cert: x509.Certificate) -> str:
-    """A FIC ``name`` valid for Entra (3–120 characters, ``[A-Za-z0-9][A-Za-z0-9_-]*``, immutable):
-    ``ppmi-<first 8 hex of the environment ID>-<first 12 hex of the certificate SHA-256>``.
-    One name per environment and certificate, so rotation adds a new FIC instead of clashing."""
+def fic_name(environment_id: str | ParsedGuid, cert: x509.Certificate, version: int = 2) -> str:
+    """The FIC ``name`` ppmi-build gives the FIC of ``cert`` in an environment for record ``version``; the one
+    source of FIC names (``ppmi-build fic`` prints it, ``release``/``rotate``/``upgrade`` create it).
+
+    ``ppmi-<first 8 hex of the environment ID>-<first 12 hex of the certificate SHA-256>`` for version 2,
+    with ``-v0`` / ``-v1`` appended for the older formats. Valid for Entra (3–120 characters,
+    ``[A-Za-z0-9][A-Za-z0-9_-]*``, immutable). One name per environment, certificate and version, so rotation
+    and the upgrade to version 2 add a FIC next to the old one instead of clashing with it."""
     env = _guid(environment_id, "environment ID").value.replace("-", "")[:8]
-    return f"ppmi-{env}-{sha256_hex(cert)[:12]}"
+    name = f"ppmi-{env}-{sha256_hex(cert)[:12]}"
+    return name if int(version) == 2 else f"{name}-v{int(version)}"
 
 
 _FIC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,119}")
@@ -326,7 +331,7 @@ def compute_fic(
         issuer=issuer,
         subject=subject,
         audience=audience,
-        name=fic_name(env, cert),
+        name=fic_name(env, cert, version),
         cloud=c.name,
         tenant_id=tenant.value if tenant else None,
         environment_id=env.value,

@@ -20,14 +20,13 @@ Verified against Mono ``sn -p``/``sn -tp``/``sn -v`` and ``mcs -keyfile:`` in ``
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..errors import InputFileError
+from ..fileio import atomic_write
 
 # PUBLICKEYSTRUC.bType values (wincrypt.h)
 PUBLICKEYBLOB = 0x06
@@ -220,27 +219,12 @@ def write_snk(path: Path | str, *, bits: int = 2048, force: bool = False) -> byt
         raise InputFileError(f"{path} already exists; keep it (changing the key changes the public key token) "
                              "or pass --force to replace it")
     data = generate_snk(bits)
-    write_private_file(path, data)
+    if not path.parent.exists():  # like `cert new --out`, create the folder (``snk new keys/X.snk``)
+        try:
+            path.parent.mkdir(parents=True)
+        except OSError as e:
+            raise InputFileError(f"cannot create folder {path.parent}: {e.strerror}; pick a writable path") from None
+    atomic_write(path, data, mode=0o600)
     return data
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 through a temp file in the same folder and rename."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputFileError(f"folder {folder} does not exist; create it first")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise InputFileError(f"cannot write in {folder}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -81,6 +81,9 @@ def run_demo(
     key, cert = new_dev_certificate("CN=ppmi-build Demo, E=demo@contoso.example", days=30)
     password = secrets.token_urlsafe(24).encode()
     write_pfx(workdir / "demo-signing.pfx", key, cert, password)
+    pw_file = workdir / "demo-signing.password"  # owner-only, so the demo PFX can be reused (--password-file)
+    pw_file.touch(mode=0o600)
+    pw_file.write_bytes(password + b"\n")
     (workdir / "demo-signing.cer").write_bytes(cert.public_bytes(serialization.Encoding.DER))
     (workdir / "demo-signing.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -116,7 +119,6 @@ def run_demo(
 def _dataverse_step(artifact: Path, cert) -> dict[str, Any]:
     """Register + bind the signed demo assembly in an in-process emulator and read it back."""
     from ..dataverse.emulator import start
-
     from .demo_dataverse import register_and_bind
 
     with start() as emu:

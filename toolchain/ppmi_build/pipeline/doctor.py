@@ -10,8 +10,13 @@ Checks, each ``{"name", "category", "status", "detail"}`` with ``status`` one of
 * ``certificate``: the signing certificate opens; code-signing EKU; RSA >= 2048; self-signed (development
   only, domain-spec §5); expiry: ``fail`` when expired or not yet valid, ``warn`` within
   :data:`EXPIRY_WARN_DAYS` (30) days.
-* ``environment:<name>``: the FIC the certificate needs exists on the identity (exact, case-sensitive match;
-  a case-only difference is reported, domain-spec §1.7) and the ``managedidentities`` record's ``version``.
+* ``identity:fics``: the FICs of the app registration (Graph) or UAMI (ARM) can be listed with the configured
+  endpoint and credentials: ``fail`` when the token is missing or refused or the endpoint does not answer.
+* ``environment:<name>``: Dataverse answers with the configured URL and credentials (``fail`` otherwise: doctor is
+  a CI preflight); the FIC the deployed plug-in needs exists on the identity (exact, case-sensitive match; a
+  case-only difference is reported, domain-spec §1.7); the ``managedidentities`` record's ``version``; the
+  configured signing certificate is the one that signed what the environment runs (``warn`` otherwise: the next
+  ``release`` would re-sign with it, e.g. after a ``rotate`` when ``[signing] certificate`` was not updated).
 
 The exit code is 1 when a check failed, 0 otherwise (warnings do not fail).
 """
@@ -191,6 +196,8 @@ def check_certificate(report: DoctorReport, settings: Any, *, now: _dt.datetime 
         report.add("certificate", "certificate", FAIL, e.message)
         return None
     cert = certs[0]
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     from ..identity.certificates import describe
 
     d = describe(cert)
@@ -210,9 +217,10 @@ def check_certificate(report: DoctorReport, settings: Any, *, now: _dt.datetime 
     report.add("certificate:code-signing", "certificate", OK if d["code_signing"] else FAIL,
                "codeSigning EKU present" if d["code_signing"] else
                "no codeSigning EKU (1.3.6.1.5.5.7.3.3); NuGet and Authenticode signing need it")
-    bits = cert.public_key().key_size if hasattr(cert.public_key(), "key_size") else 0
+    pub = cert.public_key()
+    bits = pub.key_size if isinstance(pub, rsa.RSAPublicKey) else 0
     report.add("certificate:key", "certificate", OK if bits >= 2048 else FAIL,
-               d["key"] if bits >= 2048 else f"{d['key']}: NuGet needs RSA >= 2048 bits (NU3023)")
+               d["key"] if bits >= 2048 else f"{d['key']}: NuGet needs RSA >= 2048 bits (NU3014)")
     if d["self_signed"]:
         report.add("certificate:self-signed", "certificate", WARN,
                    "self-signed: fine for development, not supported by Dataverse for production")
@@ -241,14 +249,30 @@ def _deployed(target: Any, environ: dict[str, str] | None) -> tuple[Any, Any, An
         return component, mi, signer
 
 
+def _same_certificate(a: Any, b: Any) -> bool:
+    from ..identity.certificates import sha256_hex
+
+    return sha256_hex(a) == sha256_hex(b)
+
+
+def _cert_label(cert: Any) -> str:
+    from ..identity.certificates import describe
+
+    d = describe(cert)
+    return f"{d['subject']} (SHA-1 {d['thumbprint_sha1']})"
+
+
 def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
                        environ: dict[str, str] | None = None) -> None:
-    """Per environment: the managed identity record's version, and the FIC on the identity.
+    """Per environment: Dataverse connectivity, the managed identity record's version, the FIC on the identity,
+    and whether the configured certificate signed what is deployed.
 
-    The FIC checked is the one the *deployed* plug-in needs (signer of the content Dataverse holds, for the bound
-    record's version): missing = ``fail`` (the plug-in cannot get tokens). When nothing is deployed under
-    ``[plugin] name`` yet, the configured certificate's FIC for the configured version is checked: missing =
-    ``warn`` (``release`` adds it). A FIC that differs only in letter case is always a ``fail`` (AADSTS7002138).
+    Failing to reach Graph/ARM or Dataverse (no token, token refused, endpoint unreachable) is a ``fail``: doctor
+    is a CI preflight and ``release`` would fail the same way. The FIC checked is the one the *deployed* plug-in
+    needs (signer of the content Dataverse holds, for the bound record's version): missing = ``fail`` (the plug-in
+    cannot get tokens). When nothing is deployed under ``[plugin] name`` yet, the configured certificate's FIC for
+    the configured version is checked: missing = ``warn`` (``release`` adds it). A FIC that differs only in letter
+    case is always a ``fail`` (AADSTS7002138).
     """
     from ..identity import entra
     from .release import EnvironmentTarget, desired_fic, read_record_version
@@ -257,13 +281,21 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
         return
     client = None
     fic_problem = ""
+    existing = None
     try:
         client = entra.client_from_settings(settings.identity, environ=environ,
                                             retry=entra.RetryPolicy(attempts=2, backoff_s=0.2))
-        existing = client.list()
-    except PpmiError as e:
-        existing = None
+    except PpmiError as e:  # a configuration problem, already a failed config check
         fic_problem = e.message
+        report.add("identity:fics", "identity", SKIPPED, f"no FIC endpoint: {e.message}")
+    if client is not None:
+        try:
+            existing = client.list()
+            report.add("identity:fics", "identity", OK, f"{len(existing)} FIC{'' if len(existing) == 1 else 's'} "
+                                                        f"on {client.target} (Entra's maximum is {entra.FIC_CAP})")
+        except PpmiError as e:
+            fic_problem = e.message
+            report.add("identity:fics", "identity", FAIL, f"cannot list the FICs of {client.target}: {e.message}")
     for name in sorted(settings.environments):
         try:
             target = EnvironmentTarget.load(settings, name)
@@ -279,22 +311,33 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
                 mi = {"managedidentityid": record_id, "version": version} if record_id else None
         except PpmiError as e:
             record_problem = e.message
-        # the record
+        # Dataverse itself, then the record
         if record_problem:
-            report.add(f"environment:{name}:record", "environment", WARN, f"cannot read the record: {record_problem}")
-        elif not mi:
-            what = f"{component.label} is not bound" if component else "no managedidentities record yet"
-            report.add(f"environment:{name}:record", "environment", WARN,
-                       f"{what}; `ppmi-build release --env {name}` creates and binds it")
+            report.add(f"environment:{name}:dataverse", "environment", FAIL,
+                       f"cannot read {target.url}: {record_problem}")
         else:
-            raw = mi.get("version")
-            if int(raw or 0) == 2:
-                report.add(f"environment:{name}:record", "environment", OK,
-                           f"managedidentities({mi['managedidentityid']}) version 2")
-            else:
+            report.add(f"environment:{name}:dataverse", "environment", OK, f"{target.url} answers")
+            if not mi:
+                what = f"{component.label} is not bound" if component else "no managedidentities record yet"
                 report.add(f"environment:{name}:record", "environment", WARN,
-                           f"managedidentities({mi['managedidentityid']}) version "
-                           f"{raw if raw is not None else 'null (v0)'}; run `ppmi-build upgrade --env {name} --to 2`")
+                           f"{what}; `ppmi-build release --env {name}` creates and binds it")
+            else:
+                raw = mi.get("version")
+                if int(raw or 0) == 2:
+                    report.add(f"environment:{name}:record", "environment", OK,
+                               f"managedidentities({mi['managedidentityid']}) version 2")
+                else:
+                    report.add(f"environment:{name}:record", "environment", WARN,
+                               f"managedidentities({mi['managedidentityid']}) version "
+                               f"{raw if raw is not None else 'null (v0)'}; run `ppmi-build upgrade --env {name} "
+                               "--to 2`")
+        # the configured certificate against the signer of what is deployed
+        if signer is not None and cert is not None and not _same_certificate(signer, cert):
+            report.add(f"environment:{name}:certificate", "environment", WARN,
+                       f"the deployed {component.label} is signed by {_cert_label(signer)}, the configured signing "
+                       f"certificate is {_cert_label(cert)}: the next `ppmi-build release --env {name}` re-signs "
+                       "with the configured one and needs its FIC; after `ppmi-build rotate`, point [signing] "
+                       "certificate at the new certificate")
         # the FIC
         check = f"environment:{name}:fic"
         deployed = signer is not None and mi is not None
@@ -303,7 +346,7 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
             report.add(check, "environment", SKIPPED, "no usable signing certificate and nothing deployed")
             continue
         if existing is None:
-            report.add(check, "environment", WARN, f"cannot list FICs: {fic_problem}")
+            report.add(check, "environment", SKIPPED, f"the FICs could not be listed: {fic_problem}")
             continue
         try:
             want = desired_fic(target, use_cert, version=int(mi.get("version") or 0) if deployed else None)

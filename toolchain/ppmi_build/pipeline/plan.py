@@ -4,7 +4,9 @@ Every pipeline step records one *action* (DESIGN.md §3): ``{kind, target, statu
 ``status`` one of ``created`` / ``updated`` / ``unchanged`` / ``planned`` / ``failed``, plus
 ``deleted`` for a removed FIC and ``rolled-back`` for a step undone after a failure. The
 ``--json`` document of a pipeline command is :meth:`Plan.to_json`: ``{"command", "environment",
-"plan", "actions": [...], "ids": {...}, ...}``.
+"plan", "actions": [...], "ids": {...}, "notes"?: [...], "next_steps"?: [...], ...}``. Notes (remarks) and next
+steps (what the user has to change afterwards, e.g. ``[signing] certificate`` after a rotation) are printed once,
+after the actions, in human mode (stdout); never on stderr.
 
 A :class:`Plan` runs in one of two modes:
 
@@ -35,6 +37,13 @@ ROLLED_BACK = "rolled-back"
 STATUSES = (CREATED, UPDATED, UNCHANGED, PLANNED, FAILED, DELETED, ROLLED_BACK)
 #: statuses that mean "this run changed something"
 CHANGES = (CREATED, UPDATED, DELETED, ROLLED_BACK)
+#: width of the status column in the human output (the longest status, ``rolled-back``)
+STATUS_WIDTH = max(len(s) for s in STATUSES)
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 attempt`` / ``2 attempts``: ``n`` and the singular or plural of ``word``."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 def action_dict(action: Any) -> dict[str, Any]:
@@ -71,6 +80,8 @@ class Plan:
         self.actions: list[dict[str, Any]] = []
         self.ids: dict[str, Any] = {}
         self.notes: list[str] = []
+        #: things the user has to do after this run (JSON ``next_steps``; printed after the notes)
+        self.next_steps: list[str] = []
         self.extra: dict[str, Any] = {}
         self._progress = progress or (lambda _msg: None)
         self._step_no = 0
@@ -99,10 +110,14 @@ class Plan:
             self.actions.append(d)
 
     def note(self, text: str) -> None:
-        """A human remark shown after the actions (also in JSON ``notes``)."""
+        """A human remark shown once after the actions (human output on stdout), or in JSON ``notes``."""
         if text not in self.notes:
             self.notes.append(text)
-            self._progress(f"  note: {text}")
+
+    def next_step(self, text: str) -> None:
+        """Something the user must do after this run (JSON ``next_steps``; human output: ``next step:`` lines)."""
+        if text not in self.next_steps:
+            self.next_steps.append(text)
 
     def set_id(self, key: str, value: Any) -> None:
         if value is not None:
@@ -150,6 +165,8 @@ class Plan:
         }
         if self.notes:
             out["notes"] = list(self.notes)
+        if self.next_steps:
+            out["next_steps"] = list(self.next_steps)
         out.update(self.extra)
         return out
 
@@ -160,7 +177,7 @@ class Plan:
         head = "Plan" if not self.apply else self.command.capitalize()
         lines.append(f"{head} for environment {self.environment}:" if self.environment else f"{head}:")
         for a in self.actions:
-            line = f"  {str(a.get('status')).ljust(10)} {str(a.get('kind')).ljust(width)}  {a.get('target')}"
+            line = f"  {str(a.get('status')).ljust(STATUS_WIDTH)}  {str(a.get('kind')).ljust(width)}  {a.get('target')}"
             if a.get("error"):
                 line += f"  ({a['error']})"
             elif a.get("detail"):
@@ -168,6 +185,8 @@ class Plan:
             lines.append(line)
         for n in self.notes:
             lines.append(f"note: {n}")
+        for step in self.next_steps:
+            lines.append(f"next step: {step}")
         if not self.apply:
             lines.append("Nothing was changed (--plan).")
         elif not self.changed and not self.failed:

@@ -16,15 +16,20 @@ Order of the steps (issue #6, DESIGN.md §1), each recorded as an action (:mod:`
    the record's ``version`` is the configured one, and the FIC computed from the signer of the content Dataverse
    holds exists on the identity.
 
-Safety: the FIC is ensured *before* anything in Dataverse changes, so an environment is never bound to an
-artifact whose FIC is missing; every step is idempotent, so a failed run can simply be re-run. ``--plan`` reads
-only (GET requests, no local writes) and records ``planned`` for every change it would make.
+Safety: every input is checked before the first write, local or remote (:func:`check_inputs`: the ARTIFACT loads
+as a plug-in assembly/package, or the project can be built; the certificate opens and can sign; the configuration
+is complete; Dataverse answers with the configured URL and credentials; the FIC cap leaves room), and the signed
+artifact is loaded before the FIC is created, so once the FIC exists only Dataverse steps remain. The FIC is
+ensured *before* anything in Dataverse changes, so an environment is never bound to an artifact whose FIC is
+missing; every step is idempotent, so a failed run can simply be re-run. ``--plan`` reads only (GET requests, no
+local writes) and records ``planned`` for every change it would make.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -242,6 +247,79 @@ def held_content(dv: Any, entity_set: str, row_id: str) -> bytes | None:
         return None
 
 
+# --- checks before the first write -----------------------------------------------------------------------
+
+
+def check_buildable(settings: Any, *, apply: bool, environ: dict[str, str] | None = None) -> Path:
+    """Check that the project can be built, without building it: one ``.csproj`` found (``[plugin] project`` or
+    the project folder / ``src/``) and readable; with ``apply`` also ``dotnet`` on PATH (``--plan`` never
+    builds). Returns the ``.csproj`` path.
+
+    Raises:
+        ProjectError / InputFileError / ConfigError (exit 2): no or several projects, not XML.
+        ToolNotFound (exit 3): dotnet missing.
+    """
+    from ..project.csproj import Project
+    from ..project.dotnet import find_dotnet, resolve_project
+
+    csproj, _root, _kind = resolve_project(settings.root)
+    Project.load(csproj)
+    if apply:
+        find_dotnet(environ)
+    return csproj
+
+
+def check_certificate(key: Any, *, kind: str, label: str) -> None:
+    """Refuse a signing certificate that cannot make a valid signature for ``kind`` (``assembly``/``package``):
+    :func:`ppmi_build.signing.keys.check_signing_certificate` (RSA >= 2048, code-signing EKU, validity period,
+    NuGet rules for packages). Raises CertificateError (exit 2)."""
+    from ..signing.keys import check_signing_certificate
+
+    check_signing_certificate(key.certificate_chain()[0], label=label, nuget=kind == "package")
+
+
+def check_inputs(run: Run, key: Any, artifact: Path | None, *, cert_label: str) -> tuple[Any, str | None, Any]:
+    """Everything ``release`` needs, checked before the first write (local file, FIC, Dataverse).
+
+    * ARTIFACT given: it loads as a plug-in assembly (strong-named) or package, under 16 MB; its signature state
+      relative to ``key``; the certificate can sign it unless it already carries a valid signature by it.
+    * no ARTIFACT: the project can be built (:func:`check_buildable`) and the certificate can sign the kind
+      ``[plugin] kind``.
+    * Dataverse answers ``WhoAmI`` with the configured URL and credentials, and the registered component is looked
+      up (for the FIC cap message).
+
+    Returns:
+        ``(artifact, signature state or None, registered component or None)``.
+    Raises:
+        BadInput subclasses (exit 2), ToolNotFound, DataverseError/AuthError (exit 3).
+    """
+    from ..dataverse.managed_identity import Target
+    from ..dataverse.registration import find_component
+
+    plan, settings = run.plan, run.target.settings
+    art = state = None
+    if artifact is not None:
+        with plan.step("artifact", str(artifact), f"checking {artifact.name}"):
+            art = run.load_artifact(artifact)
+            state, _ = signature_state(artifact, key)
+        if state != "same":
+            with plan.step("certificate", cert_label, "checking the signing certificate"):
+                check_certificate(key, kind=art.kind, label=cert_label)
+    else:
+        with plan.step("build", str(settings.plugin.project or settings.root), "checking the project can be built"):
+            check_buildable(settings, apply=plan.apply, environ=run.environ)
+        with plan.step("certificate", cert_label, "checking the signing certificate"):
+            check_certificate(key, kind=settings.plugin.kind, label=cert_label)
+    with plan.step("dataverse", run.target.url, f"connecting to {run.target.url}"):
+        run.dv.who_am_i()
+        if art is not None:
+            row = find_component(run.dv, art)
+            component = Target.from_row(art.table, row) if row is not None else None
+        else:
+            component = run.find_component_by_name()
+    return art, state, component
+
+
 # --- the steps (shared by release, rotate and upgrade) -----------------------------------------------------
 
 
@@ -305,9 +383,9 @@ class Run:
 
     # -- sign + verify --------------------------------------------------------------------------------------
 
-    def sign(self, path: Path, key: Any) -> None:
+    def sign(self, path: Path, key: Any, *, state: str | None = None) -> None:
         """Sign ``path`` in place with ``key`` unless it already carries a valid signature by that certificate;
-        then verify. In plan mode only report."""
+        then verify. In plan mode only report. ``state``: :func:`signature_state` when the caller already has it."""
         from ..identity.certificates import describe
         from ..signing.api import sign_file
 
@@ -315,7 +393,8 @@ class Run:
         leaf = key.certificate_chain()[0]
         who = describe(leaf)["subject"]
         with plan.step("sign", path.name, f"checking the signature of {path.name}"):
-            state, _ = signature_state(path, key)
+            if state is None:
+                state, _ = signature_state(path, key)
             if state == "same":
                 plan.add("sign", path.name, P.UNCHANGED, detail=f"already signed by {who}")
                 plan.add("verify", path.name, P.UNCHANGED, detail=f"valid signature by {who}")
@@ -359,12 +438,35 @@ class Run:
         return res
 
     def preflight_fic(self, cert: x509.Certificate, *, version: int | None = None,
-                      keep: tuple[entra.Fic, ...] = ()) -> entra.EnsureResult:
+                      keep: tuple[entra.Fic, ...] = (), component: Any = None) -> entra.EnsureResult:
         """Read-only FIC check before anything changes (locally or remotely): refuses early when the cap
-        would be exceeded, so a refused run leaves the artifact and every service untouched."""
+        would be exceeded, so a refused run leaves the artifact and every service untouched. At the cap, the FIC
+        the deployed ``component`` (a ``managed_identity.Target``) needs is named as in use, never as one that
+        could go."""
         want = desired_fic(self.target, cert, version=version)
         with self.plan.step("fic", want.name, f"checking the FICs on {self.fic.target}"):
-            return entra.ensure_fic(self.fic, want, apply=False, keep=keep)
+            existing = self.fic.list()
+            if len(existing) + 1 > entra.FIC_CAP and entra.match_fic(existing, want).exact is None:
+                keep = tuple(keep) + tuple(self.deployed_fics(component))
+            return entra.ensure_fic(self.fic, want, apply=False, keep=keep, existing=existing)
+
+    def deployed_fics(self, component: Any) -> list[entra.Fic]:
+        """The FIC the plug-in deployed as ``component`` needs (signer of the content Dataverse holds, for the
+        bound record's version), or ``[]`` when nothing (readable) is deployed."""
+        from ..dataverse.managed_identity import read_back
+
+        if component is None:
+            return []
+        try:
+            content = held_content(self.dv, component.entity_set, component.id)
+            if content is None:
+                return []
+            signer = signer_of_bytes(content, "package" if component.kind == "pluginpackage" else "assembly")
+            mi = read_back(self.dv, component).get("managedidentity")
+            version = int(mi.get("version") or 0) if mi else self.target.version
+            return [desired_fic(self.target, signer, version=version)]
+        except PpmiError:
+            return []
 
     # -- Dataverse ------------------------------------------------------------------------------------------
 
@@ -537,7 +639,7 @@ def attach(err: PpmiError, plan: Plan) -> PpmiError:
 def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only: bool = False,
                 start: Path | str | None = None, environ: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, password: Any = None,
-                settings: Any = None) -> Plan:
+                settings: Any = None, timestamp_urls: list[str] | None = None) -> Plan:
     """Run (or with ``plan_only`` plan) a release into environment ``env_name``.
 
     Args:
@@ -548,6 +650,8 @@ def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only:
         environ: environment variables (default ``os.environ``).
         progress: one line per step (stderr in the CLI).
         password: PFX password source (default ``[signing] password_env``).
+        timestamp_urls: RFC 3161 servers for the signature (``--timestamp-url``; ``[]`` = no timestamp,
+            ``--no-timestamp``); None = ``[signing] timestamp_urls`` / ``PPMI_TIMESTAMP_URLS``.
     Returns:
         the :class:`Plan` (``to_json()`` is the ``--json`` document).
     Raises:
@@ -557,7 +661,7 @@ def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only:
 
     plan = Plan("release", env_name, apply=not plan_only, progress=progress)
     try:
-        settings = settings or load_settings(start, environ=environ)
+        settings = with_timestamp_urls(settings or load_settings(start, environ=environ), timestamp_urls)
         target = EnvironmentTarget.load(settings, env_name)
         with Run(plan, target, environ) as run:
             release_steps(run, artifact, password=password)
@@ -566,22 +670,35 @@ def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only:
     return plan
 
 
+def with_timestamp_urls(settings: Any, timestamp_urls: list[str] | None) -> Any:
+    """``settings`` with ``[signing] timestamp_urls`` replaced by the command line's (None: unchanged)."""
+    if timestamp_urls is not None:
+        settings.signing = dataclasses.replace(settings.signing, timestamp_urls=list(timestamp_urls))
+    return settings
+
+
 def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None) -> None:
-    """Steps 1–7 for one environment (see the module docstring)."""
+    """Steps 1–7 for one environment (see the module docstring); inputs checked first (:func:`check_inputs`)."""
     plan, target = run.plan, run.target
     with plan.step("certificate", "signing certificate", "loading the signing certificate"):
         key = load_signing_key(target.settings, password=password, environ=run.environ)
     cert = key.certificate_chain()[0]
-    run.preflight_fic(cert)
-    path = run.artifact_path(artifact)
+    given = Path(artifact) if artifact is not None else None
+    _, state, deployed = check_inputs(run, key, given, cert_label=f"signing certificate {key.description}")
+    run.preflight_fic(cert, component=deployed)
+    path = run.artifact_path(given)
+    art = None
     if path is not None:
-        run.sign(path, key)
+        run.sign(path, key, state=state if given is not None else None)
+        # the signed file is loaded before the FIC is created: from here on only Dataverse steps remain
+        with plan.step("artifact", str(path), f"reading {path.name}"):
+            art = run.load_artifact(path)
     else:
         plan.add("sign", "build output", P.PLANNED, detail="sign after the build")
     run.ensure_fic(cert)
     if path is None:
-        # --plan without an ARTIFACT: show what Dataverse holds for [plugin] name
-        component = run.find_component_by_name()
+        # --plan without an ARTIFACT: show what Dataverse holds for [plugin] name (looked up by check_inputs)
+        component = deployed
         if component is None:
             plan.add("register", target.settings.plugin.name or "the plug-in", P.PLANNED,
                      detail="create after the build")
@@ -590,7 +707,6 @@ def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None
             plan.add("register", component.label, P.PLANNED, id=component.id, detail="update content after the build")
             run.bind(component)
         return
-    art = run.load_artifact(path)
     reg = run.register(art)
     component = _component_of(reg)
     if component is None:  # plan: not registered yet

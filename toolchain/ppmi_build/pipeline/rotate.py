@@ -2,19 +2,22 @@
 that never leaves the plug-in without a matching federated identity credential (issue #6; domain-spec §5
 "Rotation": a new certificate changes the FIC subject, so add the new FIC before redeploying).
 
-Steps:
+Steps (every input is checked before the first write: the new certificate opens and can sign, the ARTIFACT
+loads or the project can be built, the configuration is complete, Dataverse and Graph/ARM answer):
 
 1. Read what Dataverse holds: the component (``pluginpackage``/``pluginassembly``), its content (kept in memory
    as the rollback copy), the signer of that content (the *old* certificate, unless ``--old-cert`` names it) and
    the bound ``managedidentities`` record (its ``version``).
 2. Count the FICs: adding the new one must not exceed the cap of 20; otherwise refuse (exit 1) and name the
    FICs ppmi-build made for this environment that could go (domain-spec §1.7).
-3. Add the new certificate's FIC (the old one stays).
+3. Build the project (no ARTIFACT), then add the new certificate's FIC (the old one stays).
 4. Sign the artifact with the new certificate, register it, bind, and verify what Dataverse holds
    (:meth:`ppmi_build.pipeline.release.Run.verify_dataverse`).
 5. Only then the old FIC: deleted with ``--retire-old``, otherwise the command to delete it later is printed.
+6. ``next_steps``: point ``[signing] certificate`` (or ``PPMI_CERT`` / the ``PPMI_PFX_BASE64`` secret) at the new
+   certificate, otherwise the next ``release`` signs with the old one and re-creates its FIC.
 
-On a failure after the new FIC was added (steps 3-4) the run rolls back: the old content is registered again
+On any failure after the new FIC was added (steps 3-4) the run rolls back: the old content is registered again
 and bound, what Dataverse holds is verified against the old certificate's FIC (which was never touched), the
 local artifact gets its original bytes back, and the new FIC is removed again if this run created it. The
 original error is then raised (its exit code), with the rollback in the actions.
@@ -22,6 +25,7 @@ original error is then raised (its exit code), with the rollback in the actions.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import tempfile
@@ -34,14 +38,18 @@ from ..identity import entra
 from . import plan as P
 from .plan import Plan
 from .release import (
+    PFX_BASE64_ENV,
     EnvironmentTarget,
     Run,
     attach,
     cert_sha256,
+    check_buildable,
+    check_certificate,
     desired_fic,
     held_content,
     load_signing_key,
     signer_of_bytes,
+    with_timestamp_urls,
 )
 
 
@@ -79,10 +87,33 @@ def retire_command(run: Run, fic: entra.Fic, new_cert: str, artifact: Path | Non
     return cmd + (f" {shlex.quote(str(artifact))}" if artifact is not None else "")
 
 
+def certificate_next_step(run: Run, new_cert: Path | str) -> str | None:
+    """What to change so that the next ``release`` signs with ``new_cert`` (None when the configuration already
+    names it): the ``PPMI_PFX_BASE64`` secret, ``PPMI_CERT``, or the exact ``[signing] certificate = "…"`` line."""
+    settings = run.target.settings
+    env = os.environ if run.environ is None else run.environ
+    new_path = Path(new_cert).resolve()
+    why = ("otherwise the next `ppmi-build release` signs with the old certificate again and re-creates its "
+           "retired FIC")
+    if env.get(PFX_BASE64_ENV):
+        return (f"replace the CI secret {PFX_BASE64_ENV} with the base64 of {new_cert} (and its password secret); "
+                f"{why}")
+    configured = settings.signing.certificate
+    if configured and settings.resolve_path(configured).resolve() == new_path:
+        return None
+    if env.get("PPMI_CERT"):
+        return f"set PPMI_CERT={shlex.quote(str(new_path))}; {why}"
+    root = Path(settings.root).resolve()
+    shown = new_path.relative_to(root).as_posix() if new_path.is_relative_to(root) else str(new_path)
+    where = settings.config_file or (root / "ppmi.toml")
+    return (f"point [signing] certificate in {where} at the new certificate ({why}); the line:\n"
+            f"    certificate = {json.dumps(shown)}")
+
+
 def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None = None, *, plan_only: bool = False,
                retire_old: bool = False, old_fic_name: str | None = None, start: Path | str | None = None,
                environ: dict[str, str] | None = None, progress: Callable[[str], None] | None = None,
-               password: Any = None, settings: Any = None) -> Plan:
+               password: Any = None, settings: Any = None, timestamp_urls: list[str] | None = None) -> Plan:
     """Rotate the signing certificate of the plug-in in environment ``env_name`` to ``new_cert``.
 
     Args:
@@ -92,6 +123,7 @@ def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None 
         retire_old: delete the old certificate's FIC after the new state verified.
         old_fic_name: the FIC to retire, by name (``--old-fic``): what the printed retire command passes,
             because after a successful rotation Dataverse no longer holds the old certificate.
+        timestamp_urls: RFC 3161 servers (``[]``: no timestamp); None = ``[signing] timestamp_urls``.
     Returns:
         the :class:`Plan`.
     Raises:
@@ -102,7 +134,7 @@ def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None 
 
     plan = Plan("rotate", env_name, apply=not plan_only, progress=progress)
     try:
-        settings = settings or load_settings(start, environ=environ)
+        settings = with_timestamp_urls(settings or load_settings(start, environ=environ), timestamp_urls)
         target = EnvironmentTarget.load(settings, env_name)
         with Run(plan, target, environ) as run:
             _rotate(run, new_cert, Path(artifact) if artifact is not None else None, retire_old=retire_old,
@@ -146,20 +178,30 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
                            "environment's FICs")
     plan.extra["old_certificate"] = describe(old_signer)
     plan.extra["new_certificate"] = describe(new)
+    # the inputs, before anything changes
+    with plan.step("certificate", str(new_cert), "checking the new certificate"):
+        check_certificate(key, kind=kind, label=f"--new-cert {new_cert}")
+    if artifact is None:
+        with plan.step("build", str(target.settings.plugin.project or target.settings.root),
+                       "checking the project can be built"):
+            check_buildable(target.settings, apply=plan.apply, environ=run.environ)
 
     # 2. the cap, counted before anything changes
     if entra.match_fic(existing, new_fic).exact is None:
         with plan.step("fic", new_fic.name, f"counting the FICs on {run.fic.target}"):
             stale = stale_candidates(existing, target.environment_id, [old_fic, new_fic])
-            run.fic.check_capacity(existing, 1, keep=[old_fic, new_fic], candidates=stale or None)
+            run.fic.check_capacity(existing, 1, keep=[old_fic, new_fic], candidates=stale)
 
-    # 3. new FIC first
+    # 3. build (local; nothing to undo remotely when it fails), then the new FIC
+    path = run.artifact_path(artifact)
+    original = path.read_bytes() if (path is not None and path.exists()) else None
+    if path is not None and artifact is None:
+        with plan.step("artifact", str(path), f"reading {path.name}"):
+            run.load_artifact(path)
     res = run.ensure_fic(new, version=version, keep=(old_fic,))
     created_fic = res.fic if res.status == P.CREATED else None
 
-    # 4. re-sign, register, bind, verify — rolled back on failure
-    path = run.artifact_path(artifact)
-    original = path.read_bytes() if (path is not None and path.exists()) else None
+    # 4. re-sign, register, bind, verify — any failure from here on is rolled back (the new FIC too)
     try:
         if path is None:
             plan.add("sign", "build output", P.PLANNED, detail="sign with the new certificate after the build")
@@ -173,12 +215,30 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
             run.bind(component, version=version)
             if plan.apply:
                 run.verify_dataverse(component, expected=art.data, version=version)
-    except PpmiError as err:
+    except (Exception, KeyboardInterrupt) as err:
         if plan.apply:
-            _rollback(run, component, old_content, version, path, original, created_fic, err)
+            outcome = _rollback(run, component, old_content, version, path, original, created_fic,
+                                err.message if isinstance(err, PpmiError) else f"{type(err).__name__}: {err}")
+            if isinstance(err, PpmiError):
+                err.message += outcome
+            else:
+                plan.progress(f"[rotate] {outcome.lstrip('; ')}")
         raise
 
-    # 5. the old FIC, only now
+    # 5. the old FIC, only now; 6. what the user has to change
+    if plan.apply:
+        step = certificate_next_step(run, new_cert)
+        if step:
+            plan.next_step(step)
+    _retire_old(run, existing, new_fic, old_fic, old_present, same_cert, new_cert, artifact, retire_old=retire_old,
+                old_fic_name=old_fic_name)
+
+
+def _retire_old(run: Run, existing: list[entra.Fic], new_fic: entra.Fic, old_fic: entra.Fic,
+                old_present: entra.Fic | None, same_cert: bool, new_cert: Path | str, artifact: Path | None, *,
+                retire_old: bool, old_fic_name: str | None) -> None:
+    """Step 5: delete the old FIC (``--retire-old``), or print the command that does it later."""
+    plan = run.plan
     if old_fic_name:  # named explicitly (e.g. the command printed by an earlier rotation)
         named = [f for f in existing if f.name == old_fic_name]
         if not named:
@@ -210,12 +270,15 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
 
 
 def _rollback(run: Run, component: Any, old_content: bytes, version: int, path: Path | None,
-              original: bytes | None, created_fic: entra.Fic | None, err: PpmiError) -> None:
-    """Put the old artifact back (Dataverse and local file), verify it, then drop the new FIC we added."""
+              original: bytes | None, created_fic: entra.Fic | None, error: str) -> str:
+    """Put the old artifact back (Dataverse and local file), verify it, then drop the new FIC we added.
+
+    Returns the text to append to the error message (``; rolled back: …`` or ``; rollback FAILED …``)."""
     from ..dataverse.registration import load_artifact
 
     plan = run.plan
-    plan.progress(f"[rotate] failed ({err.message}); rolling back to the old artifact")
+    plan.progress(f"[rotate] failed ({error}); rolling back to the old artifact")
+    outcome = ""
     ok = False
     try:
         if path is not None and original is not None and path.read_bytes() != original:
@@ -234,15 +297,19 @@ def _rollback(run: Run, component: Any, old_content: bytes, version: int, path: 
         ok = True
     except PpmiError as e2:
         plan.add("rollback", component.label, P.FAILED, error=e2.message)
-        err.message += f"; rollback FAILED ({e2.message}): check {component.label} before re-running"
+        outcome = (f"; rollback FAILED ({e2.message}): check {component.label} before re-running (the new FIC "
+                   "was kept, in case Dataverse holds the new artifact)")
     if ok and created_fic is not None:
         try:
             run.fic.delete(created_fic)
             plan.add("fic", f"{run.fic.target}: {created_fic.name}", P.ROLLED_BACK, detail="new FIC removed again")
         except PpmiError as e3:
-            plan.note(f"could not remove the new FIC {created_fic.name!r} ({e3.message}); it is unused")
+            plan.note(f"could not remove the new FIC {created_fic.name!r} ({e3.message}); it is unused: delete it")
     if ok:
-        err.message += "; rolled back: the old artifact is bound again and its FIC is present"
+        outcome = "; rolled back: the old artifact is bound again and its FIC is present"
+        if created_fic is not None:
+            outcome += ", the new FIC was removed"
+    return outcome
 
 
 def _restore_file(path: Path, data: bytes) -> None:

@@ -9,8 +9,9 @@ upgrade-version`` does not support:
    ``version`` (null = 0);
 2. compute the version 2 FIC for that certificate and **add** it (the old FIC stays; cap counted first);
 3. ``PATCH managedidentities(<id>) {"version": 2}``;
-4. verify: the record holds version 2 and the v2 FIC matches the signer of the held content; on a failed
-   verification the version is set back (as ``pac … --revert-version`` would);
+4. verify: the record holds version 2 and the v2 FIC matches the signer of the held content; on any failure
+   after the v2 FIC was added (the PATCH, the verification) the version is set back (as ``pac …
+   --revert-version`` would) and the v2 FIC this run created is removed again;
 5. keep the old FIC until the plug-in is confirmed working; ``--retire-old`` (a later run) removes the FICs of
    versions 0/1 for that certificate once the record is at version 2.
 """
@@ -84,35 +85,34 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> N
 
     # 2. the v2 FIC, added next to the old one
     old_fics = [desired_fic(target, signer, version=v) for v in (0, 1) if v < to]
-    run.ensure_fic(signer, version=to, keep=tuple(old_fics))
+    res = run.ensure_fic(signer, version=to, keep=tuple(old_fics))
+    created_fic = res.fic if res.status == P.CREATED else None
 
-    # 3. the record's version
+    # 3. the record's version; 4. verify. Any failure after the FIC was added: version set back, FIC removed.
     label = mi.get("name") or f"managedidentities({mid})"
-    if current == to:
-        plan.add("managedidentity", label, P.UNCHANGED, id=mid, detail=f"version {raw_version}")
-    elif not plan.apply:
-        plan.add("managedidentity", label, P.PLANNED, id=mid, detail=f"version {shown} -> {to}")
-    else:
-        with plan.step("managedidentity", label, f"setting managedidentities({mid}) version {shown} -> {to}"):
-            run.dv.update("managedidentities", mid, {"version": to}, select=MI_SELECT)
-        plan.add("managedidentity", label, P.UPDATED, id=mid, detail=f"version {shown} -> {to}")
-
-    # 4. verify; set the version back when it does not hold
-    if plan.apply:
-        try:
+    try:
+        if current == to:
+            plan.add("managedidentity", label, P.UNCHANGED, id=mid, detail=f"version {raw_version}")
+        elif not plan.apply:
+            plan.add("managedidentity", label, P.PLANNED, id=mid, detail=f"version {shown} -> {to}")
+        else:
+            with plan.step("managedidentity", label, f"setting managedidentities({mid}) version {shown} -> {to}"):
+                run.dv.update("managedidentities", mid, {"version": to}, select=MI_SELECT)
+            plan.add("managedidentity", label, P.UPDATED, id=mid, detail=f"version {shown} -> {to}")
+        if plan.apply:
             run.verify_dataverse(component, expected=None, version=to)
-        except PpmiError as err:
-            if current != to:
-                try:
-                    run.dv.update("managedidentities", mid, {"version": raw_version}, select=MI_SELECT)
-                    plan.add("rollback", label, P.ROLLED_BACK, id=mid, detail=f"version set back to {shown}")
-                    err.message += f"; the record's version was set back to {shown}"
-                except PpmiError as e2:
-                    plan.add("rollback", label, P.FAILED, id=mid, error=e2.message)
-            raise
+    except (Exception, KeyboardInterrupt) as err:
+        if plan.apply:
+            outcome = _rollback(run, mid, label, current, to, raw_version, created_fic)
+            if isinstance(err, PpmiError):
+                err.message += outcome
+            else:
+                plan.progress(f"[upgrade] {outcome.lstrip('; ')}")
+        raise
     if target.version != to:
-        plan.note(f"[identity] version is {target.version} in the configuration; set it to {to} so that "
-                  f"`ppmi-build release` keeps the record at version {to}")
+        where = target.settings.config_file or (Path(target.settings.root) / "ppmi.toml")
+        plan.next_step(f"set [identity] version in {where} to {to}, so that `ppmi-build release` keeps the record "
+                       f"at version {to} (it is {target.version}); the line:\n    version = {to}")
 
     # 5. the old FICs: kept until the plug-in is confirmed working at the new version, i.e. a later run
     existing = run.fic.list()
@@ -141,3 +141,36 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> N
     else:
         plan.note(f"the old FIC {names} stays until the plug-in is confirmed working at version {to} (trigger it "
                   f"and check the trace); then run: {cmd}")
+
+
+def _rollback(run: Run, mid: str, label: str, current: int, to: int, raw_version: Any,
+              created_fic: entra.Fic | None) -> str:
+    """Undo a failed upgrade: set the record's version back (always sent when it was to change: a PATCH whose
+    answer was lost may have been applied), then remove the v2 FIC this run created, but only once the version is
+    known to be the old one (a record at version 2 needs it). Returns the text to append to the error message."""
+    from ..dataverse.managed_identity import MI_SELECT
+
+    plan = run.plan
+    shown = "null" if raw_version is None else raw_version
+    outcome = ""
+    version_ok = current == to
+    if current != to:
+        try:
+            run.dv.update("managedidentities", mid, {"version": raw_version}, select=MI_SELECT)
+            plan.add("rollback", label, P.ROLLED_BACK, id=mid, detail=f"version set back to {shown}")
+            outcome += f"; the record's version was set back to {shown}"
+            version_ok = True
+        except PpmiError as e2:
+            plan.add("rollback", label, P.FAILED, id=mid, error=e2.message)
+            outcome += (f"; setting the version back to {shown} FAILED ({e2.message}): check managedidentities({mid})"
+                        f" (the version {to} FIC was kept)")
+    if created_fic is not None and version_ok and current != to:
+        try:
+            run.fic.delete(created_fic)
+            plan.add("fic", f"{run.fic.target}: {created_fic.name}", P.ROLLED_BACK,
+                     detail=f"version {to} FIC removed again")
+            outcome += f", and the version {to} FIC {created_fic.name!r} was removed"
+        except PpmiError as e3:
+            plan.note(f"could not remove the version {to} FIC {created_fic.name!r} ({e3.message}); it is unused: "
+                      "delete it")
+    return outcome

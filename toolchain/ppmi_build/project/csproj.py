@@ -24,16 +24,15 @@ gives the plug-in assembly a new identity ("Plug-in assembly fullnames must be u
 from __future__ import annotations
 
 import codecs
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from lxml import etree
 
-from ..errors import InputFileError, ProjectError
+from ..errors import ProjectError
+from ..fileio import atomic_write, read_input
 
 _PROP_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _VERSION = re.compile(r"^\d+(\.\d+){1,3}$")
@@ -126,12 +125,7 @@ class Project:
             ProjectError: not well-formed XML, or the root element is not ``<Project>``.
         """
         path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise InputFileError(f"{path} does not exist; pass the plug-in project (.csproj)") from None
-        except OSError as e:
-            raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+        raw = read_input(path, missing="pass the plug-in project (.csproj)")
         encoding, bom = "utf-8", False
         for mark, enc in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
                           (codecs.BOM_UTF16_BE, "utf-16-be")):
@@ -423,36 +417,6 @@ def _text(el) -> str:
     return (el.text or "").strip() if el is not None else ""
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
-
-    Keeps the existing file's permission bits (or uses ``mode``); on any failure the original
-    is untouched and the temp file removed.
-    """
-    path = Path(path)
-    folder = path.parent
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise InputFileError(f"cannot write in {folder}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        elif path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 # -- convenience functions used by the CLI, release and the scaffold ------------------------
 
 def read_properties(path: Path | str, configuration: str = "Release") -> dict[str, str]:
@@ -503,19 +467,27 @@ def bump_version(path: Path | str, part: str = "build", *, dry_run: bool = False
     Raises:
         ProjectError: a literal version is not numeric (e.g. ``1.0.0-beta``) or the file is not XML.
     """
+    return _change_versions(path, lambda _prop, old: bump(old, part),
+                            lambda old: bump(old if _VERSION.match(old) else "1.0.0", part), save=not dry_run)
+
+
+def _change_versions(path: Path | str, new_value, new_default, *, save: bool = True) -> dict[str, tuple[str, str]]:
+    """Give every literal version property (:data:`VERSION_PROPERTIES`; not ``$(...)`` expressions) the value
+    ``new_value(property, old)``; when none is literal, set ``Version`` to ``new_default(evaluated Version)``.
+    Saves unless ``save`` is false. Returns ``{property: (old, new)}``."""
     proj = Project.load(path)
     changes: dict[str, tuple[str, str]] = {}
     for prop in VERSION_PROPERTIES:
         raw = proj.raw(prop)
         if raw is None or "$(" in raw:
             continue
-        changes[prop] = (raw, bump(raw, part))
+        changes[prop] = (raw, new_value(prop, raw))
     if not changes:
         old = proj.evaluated()["Version"]
-        changes["Version"] = (old, bump(old if _VERSION.match(old) else "1.0.0", part))
+        changes["Version"] = (old, new_default(old))
     for prop, (_old, new) in changes.items():
         proj.set_property(prop, new)
-    if not dry_run:
+    if save:
         proj.save()
     return changes
 
@@ -528,20 +500,8 @@ def set_version(path: Path | str, version: str) -> dict[str, tuple[str, str]]:
     if not _VERSION.match(version):
         raise ProjectError(f"version {version!r} is not 2-4 dot-separated numbers (e.g. 1.2.0.0)")
     four = ".".join((version.split(".") + ["0", "0"])[:4])
-    proj = Project.load(path)
-    changes: dict[str, tuple[str, str]] = {}
-    for prop in VERSION_PROPERTIES:
-        raw = proj.raw(prop)
-        if raw is None or "$(" in raw:
-            continue
-        new = four if prop in ("AssemblyVersion", "FileVersion") else version
-        changes[prop] = (raw, new)
-    if not changes:
-        changes["Version"] = (proj.evaluated()["Version"], version)
-    for prop, (_old, new) in changes.items():
-        proj.set_property(prop, new)
-    proj.save()
-    return changes
+    return _change_versions(path, lambda prop, _old: four if prop in ("AssemblyVersion", "FileVersion") else version,
+                            lambda _old: version)
 
 
 def set_signing(path: Path | str, key_file: str | None) -> Project:

@@ -30,15 +30,15 @@ import signal
 import subprocess
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputFileError, PpmiError, ProjectError, ToolFailed, ToolNotFound
-from .csproj import Project, atomic_write
-from .metadata import AssemblyIdentity, plugin_types, read_assembly_identity
+from ..fileio import atomic_write
+from .csproj import Project
+from .metadata import AssemblyIdentity, read_plugin_assembly
 
 DOTNET_ENV = "PPMI_DOTNET"
 INSTALL_HINT = ("install the .NET SDK 8 or later (https://learn.microsoft.com/dotnet/core/install/linux; "
@@ -480,50 +480,27 @@ class _PackageStash:
 
 
 def _describe_assembly(path: Path) -> Artifact:
-    identity = read_assembly_identity(path)
+    identity = read_plugin_assembly(path)
     return Artifact(path=path, kind="assembly", sha256=_sha256(path), size=path.stat().st_size,
-                    identity=identity, plugin_types=plugin_types(path))
+                    identity=identity, plugin_types=list(identity.plugin_types))
 
 
 def describe_package(path: Path) -> dict[str, Any]:
-    """``{"id", "version", "assemblies": [...]}`` from a ``.nupkg``'s ``.nuspec`` and ``lib/**.dll``.
+    """``{"id", "version", "assemblies": [...]}`` from a ``.nupkg``'s ``.nuspec`` and ``lib/**.dll``
+    (:meth:`ppmi_build.dataverse.assembly_info.PackageInfo.to_json`). DLLs that are not .NET assemblies
+    (native helpers) are left out: Dataverse ignores them too.
 
     Raises:
-        PackageFormatError: not a zip, or no ``.nuspec`` at the root.
+        InputFileError: the package cannot be read.
+        PackageFormatError: not a zip, not exactly one ``.nuspec`` at the root, or a nuspec without id/version.
     """
-    from lxml import etree
-
-    from ..errors import PackageFormatError
+    from ..dataverse.assembly_info import read_package
 
     try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise PackageFormatError(f"{path} is not a NuGet package (zip): {e}") from None
-    with z:
-        names = z.namelist()
-        nuspecs = [n for n in names if "/" not in n and n.lower().endswith(".nuspec")]
-        if len(nuspecs) != 1:
-            raise PackageFormatError(f"{path} has {len(nuspecs)} .nuspec files at its root; expected one")
-        root = etree.fromstring(z.read(nuspecs[0]), etree.XMLParser(resolve_entities=False, no_network=True))
-        meta = next((c for c in root if isinstance(c.tag, str) and c.tag.rsplit("}", 1)[-1] == "metadata"), None)
-
-        def meta_text(tag: str) -> str | None:
-            if meta is None:
-                return None
-            el = next((c for c in meta if isinstance(c.tag, str) and c.tag.rsplit("}", 1)[-1] == tag), None)
-            return (el.text or "").strip() if el is not None else None
-
-        assemblies = []
-        for n in names:
-            if n.lower().startswith("lib/") and n.lower().endswith(".dll"):
-                data = z.read(n)
-                try:
-                    ident = read_assembly_identity(data)
-                    types = plugin_types(data)
-                except PpmiError:
-                    continue  # not a .NET assembly (native helper): Dataverse ignores it too
-                assemblies.append({"path": n, **ident.to_json(), "plugin_types": types})
-    return {"id": meta_text("id"), "version": meta_text("version"), "assemblies": assemblies}
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+    return read_package(data, label=str(path), skip_non_assemblies=True).to_json()
 
 
 def build(target: Path | str | None = None, configuration: str = "Release", *, kind: str | None = None,

@@ -30,8 +30,8 @@ import jinja2
 
 from .. import __version__
 from ..errors import GuidError, ProjectError
+from ..fileio import atomic_write
 from ..resources import templates
-from .csproj import atomic_write
 
 #: C# reserved keywords (C# language specification §6.4.4 "Keywords"); contextual keywords are valid names.
 CSHARP_KEYWORDS = frozenset("""
@@ -307,7 +307,7 @@ def scaffold(root: Path | str, name: str | None = None, *, kind: str = "package"
         ProjectError: bad name/kind/scope, ``root`` is a file, or non-empty without ``force``.
         GuidError: a tenant/application ID is not a GUID.
     """
-    from ..identity.snk import generate_snk, token_of_key_file, write_private_file
+    from ..identity.snk import generate_snk, token_of_key_file
 
     root = Path(root)
     name = name if name is not None else root.resolve().name
@@ -346,7 +346,7 @@ def scaffold(root: Path | str, name: str | None = None, *, kind: str = "package"
             result.files.append(rel)
         if kind == "assembly" and snk_rel not in result.kept:
             assert snk_data is not None
-            write_private_file(root / snk_rel, snk_data)
+            atomic_write(root / snk_rel, snk_data, mode=0o600)
             result.files.append(snk_rel)
     except BaseException:
         if created_root:

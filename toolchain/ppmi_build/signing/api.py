@@ -238,12 +238,16 @@ def sign_file(
         SignatureInvalid (the output failed verification; the original is untouched).
     """
     from ..identity.certificates import describe
-    from .backends import SignOptions, resolve_backend
 
     path = Path(path)
     kind = _kind(path)
     digest = hash_algorithm(digest).name
-    be = resolve_backend(backend, kind)
+    if kind == "assembly" and (backend or "auto").lower() in ("python", "auto"):
+        be = _BUILTIN  # backends.AUTO["assembly"] is the built-in signer; the back-end table is not imported
+    else:
+        from .backends import resolve_backend
+
+        be = resolve_backend(backend, kind)
     _check_source(path)
     target = _resolve_target(path, Path(output) if output is not None else None, _many)
     _check_target(target)
@@ -259,6 +263,8 @@ def sign_file(
                 sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
                     path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes)
         else:
+            from .backends import SignOptions
+
             os.close(fd)
             fd = -1
             sha_before = _sha256_file(path) if file_hashes else None
@@ -295,6 +301,15 @@ def sign_file(
         timestamped=bool(result.timestamp), verified=True,
         replaced_signature=bool(outcome.get("replaced_signature")), backend=be.name, notes=notes,
     )
+
+
+class _Builtin:
+    """Stands for ``backends.BACKENDS["python"]`` on the built-in Authenticode path (only ``name`` is used)."""
+
+    name = "python"
+
+
+_BUILTIN = _Builtin()
 
 
 class _QuickGilHandoff:
@@ -355,63 +370,63 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
                            program_name, program_url, timestamp_urls, file_hashes: bool):
     """The built-in Authenticode path, arranged so the passes over a 16 MiB image overlap:
 
-    1. the input is mapped copy-on-write (no read copy); its SHA-256 (``file_hashes``) and the
-       authentihash run in helper threads while the checksum words are summed in another;
-    2. the signed file (kept image + padding + WIN_CERTIFICATE, CheckSum still 0) is written to the
-       temp file and flushed to disk in a helper thread while it is read back, compared byte for
-       byte with what was signed and verified (:func:`ppmi_build.signing.verify.verify_signed_image`);
-    3. the PE CheckSum, which neither the authentihash nor the signature covers, is then written
-       into the temp file (and read back), and the file is flushed again.
+    1. the input is mapped copy-on-write (no read copy); the authentihash, the checksum words and
+       (``file_hashes``) the input's SHA-256 run in helper threads
+       (:class:`ppmi_build.signing.pe.SigningPasses`; the CLI starts them before it even loads the
+       key: :func:`ppmi_build.signing.pe.prefetch_signing_passes`);
+    2. the signed file (kept image with the new CheckSum and directory entry + padding +
+       WIN_CERTIFICATE) is written to the temp file once, and flushed to disk (fsync, in a helper
+       thread: the wait needs no GIL) while it is read back, compared byte for byte with what was
+       signed and verified (:func:`ppmi_build.signing.verify.verify_signed_image`). One write and
+       one fsync per file.
 
     Returns ``(sha256_before, sha256_after, VerifyResult, anchor name, outcome dict)``.
     """
-    import struct
-
     from . import pe
     from .authenticode import sign_pe_data
     from .verify import verify_signed_image
 
-    mapping = pe.map_file(path)
-    outcome = None
+    passes = pe.take_signing_passes(path, digest, input_sha256=file_hashes)
+    if passes is None:
+        mapping = pe.map_file(path)
+        try:
+            passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping)
+        except BaseException:
+            mapping.close()
+            raise
     try:
-        outcome = sign_pe_data(mapping, key, name=path.name, digest=digest, program_name=program_name,
-                               program_url=program_url, timestamp_urls=timestamp_urls, input_sha256=file_hashes,
-                               defer_checksum=True)
-        head = memoryview(mapping)[:outcome.image_length]
+        outcome = sign_pe_data(passes.data, key, name=path.name, digest=digest, program_name=program_name,
+                               program_url=program_url, timestamp_urls=timestamp_urls, passes=passes)
+        head = memoryview(passes.data)[:outcome.image_length]
         try:
             parts = (head, outcome.tail)
             for part in parts:
                 _write_all(fd, part, tmp)
             syncer = _Fsync(fd)
+            after: dict = {}
+            hasher = None
+            if file_hashes:  # SHA-256 of the signed bytes, beside the read-back (hashlib needs no GIL)
+                def _after() -> None:
+                    h = hashlib.sha256(head)
+                    h.update(outcome.tail)
+                    after["v"] = h.hexdigest()
+
+                hasher = threading.Thread(target=_after, name="sha256-after")
+                hasher.start()
             try:
                 result = verify_signed_image(tmp, parts, authentihash=outcome.authentihash, digest=outcome.digest,
                                              hashed_ranges=outcome.hashed_ranges,
                                              trusted_roots=[key.certificate_chain()[-1]])
             finally:
+                if hasher is not None:
+                    hasher.join()
                 syncer.wait()
-            checksum = struct.pack("<I", outcome.complete_checksum())  # also stored in `head`
-            ck = outcome.checksum_offset
-            os.pwrite(fd, checksum, ck)
-            if os.pread(fd, 4, ck) != checksum:  # pragma: no cover - I/O failure
-                result.valid = False
-                result.problems.append("the PE checksum could not be written")
-            os.fsync(fd)
-            sha_after = None
-            if file_hashes:
-                h = hashlib.sha256(head)
-                h.update(outcome.tail)
-                sha_after = h.hexdigest()
         finally:
             head.release()
     finally:
-        if outcome is not None:
-            try:
-                outcome.complete_checksum()  # joins the checksum thread, releases its view
-            except Exception:  # pragma: no cover - only while unwinding another error
-                pass
-        mapping.close()  # before the rename: Windows cannot replace a mapped file
+        passes.close()  # also closes the mapping: before the rename (Windows cannot replace a mapped file)
     anchor = _finish_check(result, key, target)
-    return (outcome.input_sha256, sha_after, result, anchor,
+    return (outcome.input_sha256, after.get("v"), result, anchor,
             {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped})
 
 

@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from asn1crypto import algos, core
-from asn1crypto import cms as acms
 from cryptography import x509
 
-from ..errors import PEFormatError
+from ..errors import BadInput, PEFormatError
 from . import cms, pe
 from .keys import KeySource, hash_algorithm
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asn1crypto import cms as acms
 
 SPC_INDIRECT_DATA_OID = cms.SPC_INDIRECT_DATA_OID  # 1.3.6.1.4.1.311.2.1.4
 SPC_PE_IMAGE_DATA_OID = "1.3.6.1.4.1.311.2.1.15"
@@ -55,110 +57,163 @@ PKCS9_COUNTERSIGNATURE_OID = "1.2.840.113549.1.9.6"
 
 
 # --- ASN.1 (Authenticode_PE.docx with the errata of signify spc.py and jsign) ---------------
+#
+# The asn1crypto classes below are used to *read* signatures. They are created on first use
+# (``authenticode.SpcIndirectDataContent`` etc. still work, through the module ``__getattr__``,
+# PEP 562) so that signing, which writes the same structures as DER bytes (next section), does
+# not import asn1crypto at all (issue #2: ~50 ms of start-up).
+
+_ASN1_NAMES = ("SpcString", "SpcSerializedObject", "SpcLink", "SpcPeImageData", "SpcAttributeTypeAndOptionalValue",
+               "SpcIndirectDataContent", "SpcSpOpusInfo", "SpcStatementType")
 
 
-class SpcString(core.Choice):
-    """``SpcString ::= CHOICE { unicode [0] IMPLICIT BMPString, ascii [1] IMPLICIT IA5String }``"""
+@cache
+def _asn1() -> dict[str, type]:
+    from asn1crypto import algos, core
 
-    _alternatives = [("unicode", core.BMPString, {"implicit": 0}), ("ascii", core.IA5String, {"implicit": 1})]
+    class SpcString(core.Choice):
+        """``SpcString ::= CHOICE { unicode [0] IMPLICIT BMPString, ascii [1] IMPLICIT IA5String }``"""
 
+        _alternatives = [("unicode", core.BMPString, {"implicit": 0}), ("ascii", core.IA5String, {"implicit": 1})]
 
-class SpcSerializedObject(core.Sequence):
-    """``SpcSerializedObject ::= SEQUENCE { classId SpcUuid, serializedData OCTET STRING }``"""
+    class SpcSerializedObject(core.Sequence):
+        """``SpcSerializedObject ::= SEQUENCE { classId SpcUuid, serializedData OCTET STRING }``"""
 
-    _fields = [("class_id", core.OctetString), ("serialized_data", core.OctetString)]
+        _fields = [("class_id", core.OctetString), ("serialized_data", core.OctetString)]
 
+    class SpcLink(core.Choice):
+        """``SpcLink ::= CHOICE { url [0] IMPLICIT IA5String, moniker [1] IMPLICIT SpcSerializedObject,
+        file [2] EXPLICIT SpcString }``"""
 
-class SpcLink(core.Choice):
-    """``SpcLink ::= CHOICE { url [0] IMPLICIT IA5String, moniker [1] IMPLICIT SpcSerializedObject,
-    file [2] EXPLICIT SpcString }``"""
+        _alternatives = [
+            ("url", core.IA5String, {"implicit": 0}),
+            ("moniker", SpcSerializedObject, {"implicit": 1}),
+            ("file", SpcString, {"explicit": 2}),
+        ]
 
-    _alternatives = [
-        ("url", core.IA5String, {"implicit": 0}),
-        ("moniker", SpcSerializedObject, {"implicit": 1}),
-        ("file", SpcString, {"explicit": 2}),
-    ]
+    class SpcPeImageData(core.Sequence):
+        """``SpcPeImageData ::= SEQUENCE { flags SpcPeImageFlags DEFAULT {includeResources},
+        file [0] EXPLICIT SpcLink }`` (``file`` is tagged in real files: jsign, signing-spec §1.4)."""
 
+        _fields = [("flags", core.BitString), ("file", SpcLink, {"explicit": 0, "optional": True})]
 
-class SpcPeImageData(core.Sequence):
-    """``SpcPeImageData ::= SEQUENCE { flags SpcPeImageFlags DEFAULT {includeResources},
-    file [0] EXPLICIT SpcLink }`` (``file`` is tagged in real files: jsign, signing-spec §1.4)."""
+    class SpcAttributeTypeAndOptionalValue(core.Sequence):
+        """``SEQUENCE { type OBJECT IDENTIFIER, value ANY }`` (``value`` is not [0]-tagged in practice)."""
 
-    _fields = [("flags", core.BitString), ("file", SpcLink, {"explicit": 0, "optional": True})]
+        _fields = [("type", core.ObjectIdentifier), ("value", core.Any, {"optional": True})]
 
+    class SpcIndirectDataContent(core.Sequence):
+        """``SpcIndirectDataContent ::= SEQUENCE { data SpcAttributeTypeAndOptionalValue,
+        messageDigest DigestInfo }``"""
 
-class SpcAttributeTypeAndOptionalValue(core.Sequence):
-    """``SEQUENCE { type OBJECT IDENTIFIER, value ANY }`` (``value`` is not [0]-tagged in practice)."""
+        _fields = [("data", SpcAttributeTypeAndOptionalValue), ("message_digest", algos.DigestInfo)]
 
-    _fields = [("type", core.ObjectIdentifier), ("value", core.Any, {"optional": True})]
+    class SpcSpOpusInfo(core.Sequence):
+        """``SpcSpOpusInfo ::= SEQUENCE { programName [0] EXPLICIT SpcString OPTIONAL,
+        moreInfo [1] EXPLICIT SpcLink OPTIONAL }``"""
 
+        _fields = [
+            ("program_name", SpcString, {"explicit": 0, "optional": True}),
+            ("more_info", SpcLink, {"explicit": 1, "optional": True}),
+        ]
 
-class SpcIndirectDataContent(core.Sequence):
-    """``SpcIndirectDataContent ::= SEQUENCE { data SpcAttributeTypeAndOptionalValue,
-    messageDigest DigestInfo }``"""
+    class SpcStatementType(core.SequenceOf):
+        """``SpcStatementType ::= SEQUENCE OF OBJECT IDENTIFIER``"""
 
-    _fields = [("data", SpcAttributeTypeAndOptionalValue), ("message_digest", algos.DigestInfo)]
+        _child_spec = core.ObjectIdentifier
 
-
-class SpcSpOpusInfo(core.Sequence):
-    """``SpcSpOpusInfo ::= SEQUENCE { programName [0] EXPLICIT SpcString OPTIONAL,
-    moreInfo [1] EXPLICIT SpcLink OPTIONAL }``"""
-
-    _fields = [
-        ("program_name", SpcString, {"explicit": 0, "optional": True}),
-        ("more_info", SpcLink, {"explicit": 1, "optional": True}),
-    ]
-
-
-class SpcStatementType(core.SequenceOf):
-    """``SpcStatementType ::= SEQUENCE OF OBJECT IDENTIFIER``"""
-
-    _child_spec = core.ObjectIdentifier
-
-
-# --- building -------------------------------------------------------------------------------
-
-
-def pe_image_data() -> SpcPeImageData:
-    """The SignTool/jsign SpcPeImageData: empty flags, ``file`` = empty unicode SpcString."""
-    return SpcPeImageData({
-        "flags": core.BitString(()),
-        "file": SpcLink(name="file", value=SpcString(name="unicode", value="")),
-    })
+    classes = dict(locals())
+    for name in _ASN1_NAMES:
+        classes[name].__qualname__ = name
+    return {name: classes[name] for name in _ASN1_NAMES}
 
 
-def indirect_data_content(authentihash: bytes, digest: str = "sha256") -> SpcIndirectDataContent:
-    """SpcIndirectDataContent over ``authentihash`` made with ``digest``."""
-    return SpcIndirectDataContent({
-        "data": {"type": SPC_PE_IMAGE_DATA_OID, "value": core.Any.load(pe_image_data().dump())},
-        "message_digest": {
-            "digest_algorithm": {"algorithm": digest, "parameters": core.Null()},
-            "digest": authentihash,
-        },
-    })
+def __getattr__(name: str):  # PEP 562: the asn1crypto classes, created on first access
+    if name in _ASN1_NAMES:
+        return _asn1()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def opus_info(program_name: str | None = None, program_url: str | None = None) -> SpcSpOpusInfo:
-    """SpcSpOpusInfo with the optional description (``signtool /d``) and URL (``/du``); always
-    present, even empty, as jsign found Windows needs for SHA-512 (signing-spec §1.4, §1.6)."""
-    value: dict = {}
+# --- building (DER bytes; the same encodings the classes above read) ------------------------
+
+_tlv = cms.der_tlv
+
+#: SpcPeImageData as SignTool and jsign write it: flags = empty BIT STRING (03 01 00), file [0]
+#: EXPLICIT SpcLink.file [2] EXPLICIT SpcString.unicode [0] IMPLICIT empty BMPString (signing-spec §1.4)
+PE_IMAGE_DATA_DER = bytes.fromhex("3009030100a004a2028000")
+
+
+def _spc_string_unicode(text: str) -> bytes:
+    """SpcString.unicode: ``[0] IMPLICIT BMPString`` (UTF-16BE, X.690 §8.23.8 / X.680 §41)."""
+    return _tlv(0x80, text.encode("utf-16-be"))
+
+
+def _spc_link_url(url: str) -> bytes:
+    """SpcLink.url: ``[0] IMPLICIT IA5String`` (7-bit ASCII)."""
+    try:
+        return _tlv(0x80, url.encode("ascii"))
+    except UnicodeEncodeError:
+        raise BadInput(f"--program-url {url!r} must be ASCII (an IA5String); percent-encode other "
+                       "characters") from None
+
+
+def indirect_data_content_der(authentihash: bytes, digest: str = "sha256") -> bytes:
+    """DER of ``SpcIndirectDataContent { data { SPC_PE_IMAGE_DATA, SpcPeImageData }, messageDigest
+    DigestInfo { AlgorithmIdentifier { digest, NULL }, authentihash } }`` (signing-spec §1.4)."""
+    name = hash_algorithm(digest).name
+    data = _tlv(0x30, cms.oid_der(SPC_PE_IMAGE_DATA_OID) + PE_IMAGE_DATA_DER)
+    digest_info = _tlv(0x30, cms.algorithm_identifier(cms.DIGEST_OIDS[name]) + _tlv(0x04, bytes(authentihash)))
+    return _tlv(0x30, data + digest_info)
+
+
+def opus_info_der(program_name: str | None = None, program_url: str | None = None) -> bytes:
+    """DER of SpcSpOpusInfo with the optional description (``signtool /d``, ``[0] EXPLICIT SpcString``)
+    and URL (``/du``, ``[1] EXPLICIT SpcLink``); always present, even empty, as jsign found Windows
+    needs for SHA-512 (signing-spec §1.4, §1.6).
+
+    Raises:
+        BadInput: a URL that is not ASCII.
+    """
+    body = b""
     if program_name:
-        value["program_name"] = SpcString(name="unicode", value=program_name)
+        body += _tlv(0xA0, _spc_string_unicode(program_name))
     if program_url:
-        value["more_info"] = SpcLink(name="url", value=program_url)
-    if not value:
-        return SpcSpOpusInfo.load(b"\x30\x00")  # empty SEQUENCE (asn1crypto cannot dump an empty dict)
-    return SpcSpOpusInfo(value)
+        body += _tlv(0xA1, _spc_link_url(program_url))
+    return _tlv(0x30, body)
+
+
+def authenticode_signed_attrs_der(program_name: str | None = None, program_url: str | None = None,
+                                  commercial: bool = False) -> list[bytes]:
+    """DER of the signed attributes besides contentType and messageDigest (SignTool set, §1.6):
+    SpcStatementType (individual or commercial key purpose) and SpcSpOpusInfo."""
+    purpose = SPC_COMMERCIAL_SP_KEY_PURPOSE_OID if commercial else SPC_INDIVIDUAL_SP_KEY_PURPOSE_OID
+    return [
+        cms.attribute_der(SPC_STATEMENT_TYPE_OID, _tlv(0x30, cms.oid_der(purpose))),
+        cms.attribute_der(SPC_SP_OPUS_INFO_OID, opus_info_der(program_name, program_url)),
+    ]
+
+
+def pe_image_data():
+    """The SignTool/jsign SpcPeImageData as an asn1crypto value (see :data:`PE_IMAGE_DATA_DER`)."""
+    return _asn1()["SpcPeImageData"].load(PE_IMAGE_DATA_DER)
+
+
+def indirect_data_content(authentihash: bytes, digest: str = "sha256"):
+    """SpcIndirectDataContent over ``authentihash`` made with ``digest``, as an asn1crypto value."""
+    return _asn1()["SpcIndirectDataContent"].load(indirect_data_content_der(authentihash, digest))
+
+
+def opus_info(program_name: str | None = None, program_url: str | None = None):
+    """:func:`opus_info_der` as an asn1crypto SpcSpOpusInfo."""
+    return _asn1()["SpcSpOpusInfo"].load(opus_info_der(program_name, program_url))
 
 
 def authenticode_signed_attrs(program_name: str | None = None, program_url: str | None = None,
                               commercial: bool = False) -> list[acms.CMSAttribute]:
-    """The signed attributes besides contentType and messageDigest (SignTool set, §1.6)."""
-    purpose = SPC_COMMERCIAL_SP_KEY_PURPOSE_OID if commercial else SPC_INDIVIDUAL_SP_KEY_PURPOSE_OID
-    return [
-        cms.attribute(SPC_STATEMENT_TYPE_OID, SpcStatementType([purpose])),
-        cms.attribute(SPC_SP_OPUS_INFO_OID, opus_info(program_name, program_url)),
-    ]
+    """:func:`authenticode_signed_attrs_der` as asn1crypto CMSAttribute values."""
+    from asn1crypto import cms as acms
+
+    return [acms.CMSAttribute.load(a) for a in authenticode_signed_attrs_der(program_name, program_url, commercial)]
 
 
 def build_signature(
@@ -183,13 +238,13 @@ def build_signature(
         timestamp_urls: RFC 3161 TSAs tried in order; empty = no timestamp.
         timestamp_digest: imprint hash for the timestamp (default ``digest``).
     Raises:
-        TimestampError: every TSA failed. BadInput: bad digest.
+        TimestampError: every TSA failed. BadInput: bad digest, non-ASCII ``program_url``.
     """
     name = hash_algorithm(digest).name
-    idc = indirect_data_content(authentihash, name)
-    idc_der = idc.dump()
+    idc_der = indirect_data_content_der(authentihash, name)
     # messageDigest over the *contents* of the SEQUENCE, not its tag and length (RFC 2315 §9.3)
-    md = hashlib.new(name, idc.contents).digest()
+    _, contents_start, _ = cms.read_tlv(idc_der, 0)
+    md = hashlib.new(name, idc_der[contents_start:]).digest()
     unsigned = None
     if timestamp_urls:
         from .timestamp import request_timestamp, token_attribute
@@ -203,7 +258,7 @@ def build_signature(
         content_type=SPC_INDIRECT_DATA_OID,
         encap_content=idc_der,
         message_digest=md,
-        extra_signed_attrs=authenticode_signed_attrs(program_name, program_url),
+        extra_signed_attrs=authenticode_signed_attrs_der(program_name, program_url),
         key=key,
         digest=name,
         sid="issuer_and_serial_number",  # signify cannot parse an SKI sid (signing-spec §1.6)
@@ -226,8 +281,7 @@ class SignOutcome:
         tail: what follows them in the signed file: the zero padding and the new WIN_CERTIFICATE.
         input_sha256: hex SHA-256 of the input bytes (when asked for).
         hashed_ranges / digest: the byte ranges (in the signed file) and algorithm of the authentihash.
-        checksum_offset / complete_checksum: where the CheckSum goes and the callable that finishes it
-            (see ``defer_checksum``).
+        checksum_offset: where the CheckSum is in the file.
     """
 
     replaced_signature: bool
@@ -242,14 +296,13 @@ class SignOutcome:
     digest: str = "sha256"
     notes: list[str] = field(default_factory=list)
     checksum_offset: int = 0
-    complete_checksum: object = None
 
 
 def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = "sha256",
                  program_name: str | None = None, program_url: str | None = None,
                  timestamp_urls: Sequence[str] = (), timestamp_digest: str | None = None,
                  timestamp_timeout: float = 15, timestamp_retries: int = 2,
-                 input_sha256: bool = False, defer_checksum: bool = False) -> SignOutcome:
+                 input_sha256: bool = False, passes: pe.SigningPasses | None = None) -> SignOutcome:
     """Sign the PE file held in the writable buffer ``data`` (a bytearray, or a copy-on-write mmap of
     the input). The signed file is ``data[:outcome.image_length] + outcome.tail``; ``data`` is
     changed only in the CheckSum and certificate-table directory entry (both excluded from the
@@ -258,94 +311,45 @@ def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = 
     authentihash, sign, build the WIN_CERTIFICATE, point data directory 4 at it, recompute the PE
     checksum.
 
-    Concurrency: the authentihash (and, with ``input_sha256``, the SHA-256 of the input) run in
-    helper threads (hashlib releases the GIL); the checksum words of the image body are summed in
-    another thread. With ``defer_checksum`` the CheckSum field is left 0 and the caller finishes it
-    with ``outcome.complete_checksum()`` later (e.g. after writing and verifying the file, which
-    the CheckSum does not affect), so the checksum pass overlaps the I/O.
+    The passes over the image (authentihash, checksum words, optional input SHA-256) run in helper
+    threads (:class:`ppmi_build.signing.pe.SigningPasses`); ``passes`` takes ones already started
+    over ``data`` (e.g. prefetched by the CLI), which must use the same ``digest``.
 
     Raises:
         PEFormatError: not a PE / truncated / trailing data after the table / corrupt table.
         TimestampError, BadInput: see :func:`build_signature`.
     """
     alg_name = hash_algorithm(digest).name
-    layout = pe.parse(data, name)
-    image_len = layout.cert_table_offset if layout.signed else len(data)
-    padding = -image_len % 8
-    ck, cd = layout.checksum_offset, layout.cert_dir_offset
-    signed_end = image_len + padding
-    ranges = [(0, ck), (ck + 4, cd), (cd + 8, signed_end)]
-    if ck % 2 or cd % 2 or ck + 4 > cd:  # pragma: no cover - 4-aligned, CheckSum before the directories
-        raise PEFormatError(f"{name} has an unusual optional header layout that ppmi-build cannot sign")
-    results: dict = {}
-    mv = memoryview(data)
-    split = cd + 8  # header words (which we patch) are summed here; the body in a thread
-
-    def _run(key_name: str, fn) -> None:
-        try:
-            results[key_name] = fn()
-        except BaseException as e:  # pragma: no cover - re-raised by the joiner
-            results.setdefault("error", e)
-
-    def _authentihash() -> bytes:
-        h = hashlib.new(alg_name)
-        for a, b in ranges:
-            h.update(mv[a:min(b, image_len)])
-        h.update(b"\0" * padding)  # the zero padding is part of the hashed image
-        return h.digest()
-
-    # checksum words with the CheckSum and the directory entry taken as zero (their new values are
-    # added once known); the padding zeros add nothing
-    head_sum = pe.wordsum(mv[:split]) - pe.wordsum(mv[ck:ck + 4]) - pe.wordsum(mv[cd:cd + 8])
-    body = threading.Thread(target=_run, args=("body_sum", lambda: pe.wordsum(mv[split:image_len])),
-                            name="pe-checksum")
-    hashers = [threading.Thread(target=_run, args=("hash", _authentihash), name="authentihash")]
-    if input_sha256:
-        hashers.append(threading.Thread(target=_run, args=("input_sha256", lambda: hashlib.sha256(mv).hexdigest()),
-                                        name="sha256-input"))
-    for t in (*hashers, body):
-        t.start()
+    own = passes is None
+    if own:
+        passes = pe.SigningPasses(data, name, alg_name, input_sha256=input_sha256)
+    elif passes.hash_name != alg_name or passes.data is not data:
+        raise ValueError("the prefetched passes were made for another digest or buffer")
     try:
-        for t in hashers:
-            t.join()
-        if "error" in results:
-            raise results["error"]
-        blob = build_signature(results["hash"], key, digest=alg_name, program_name=program_name,
+        layout = passes.layout
+        blob = build_signature(passes.authentihash(), key, digest=alg_name, program_name=program_name,
                                program_url=program_url, timestamp_urls=timestamp_urls,
                                timestamp_digest=timestamp_digest, timestamp_timeout=timestamp_timeout,
                                timestamp_retries=timestamp_retries)
-    except BaseException:
-        body.join()
-        mv.release()
-        raise
-    wincert = pe.win_certificate(blob)
-    dir_entry = struct.pack("<II", signed_end, len(wincert))
-    mv[cd:cd + 8] = dir_entry  # outside the body thread's range
-    mv[ck:ck + 4] = b"\0\0\0\0"
-    outcome = SignOutcome(layout.signed, bool(timestamp_urls), results["hash"], padding, 0,
-                          image_length=image_len, tail=b"\0" * padding + wincert,
-                          input_sha256=results.get("input_sha256"), hashed_ranges=ranges, digest=alg_name)
-    outcome.checksum_offset = ck
-
-    def complete_checksum() -> int:
-        """Wait for the body sum, store the PE CheckSum in ``data`` and return it."""
-        if outcome.checksum:
-            return outcome.checksum
-        body.join()
+        wincert = pe.win_certificate(blob)
+        signed_end = passes.image_length + passes.padding
+        dir_entry = struct.pack("<II", signed_end, len(wincert))
+        checksum = passes.checksum(dir_entry, wincert)
+        input_hash = passes.input_sha256()  # before the header is patched
+        mv = memoryview(data)
         try:
-            if "error" in results:
-                raise results["error"]
-            total = head_sum + results["body_sum"] + pe.wordsum(dir_entry) + pe.wordsum(wincert)
-            outcome.checksum = pe.fold_checksum(total, True, signed_end + len(wincert))
-            mv[ck:ck + 4] = struct.pack("<I", outcome.checksum)
+            mv[layout.cert_dir_offset:layout.cert_dir_offset + 8] = dir_entry
+            mv[layout.checksum_offset:layout.checksum_offset + 4] = struct.pack("<I", checksum)
         finally:
             mv.release()
-        return outcome.checksum
-
-    outcome.complete_checksum = complete_checksum
-    if not defer_checksum:
-        complete_checksum()
-    return outcome
+        outcome = SignOutcome(layout.signed, bool(timestamp_urls), passes.authentihash(), passes.padding, checksum,
+                              image_length=passes.image_length, tail=b"\0" * passes.padding + wincert,
+                              input_sha256=input_hash, hashed_ranges=passes.hashed_ranges, digest=alg_name)
+        outcome.checksum_offset = layout.checksum_offset
+        return outcome
+    finally:
+        if own:
+            passes.close()
 
 
 def sign_pe_buffer(buf: bytearray, key: KeySource, **options) -> SignOutcome:
@@ -448,6 +452,10 @@ def parse_signature(der: bytes, name: str = "the file") -> ParsedSignature:
         PEFormatError: the blob is not a SignedData with one SignerInfo over SpcIndirectDataContent.
     """
     try:
+        from asn1crypto import cms as acms
+        from asn1crypto import core
+
+        spc = _asn1()
         ci = acms.ContentInfo.load(der)
         if ci["content_type"].native != "signed_data":
             raise ValueError("not signedData")
@@ -457,7 +465,7 @@ def parse_signature(der: bytes, name: str = "the file") -> ParsedSignature:
             raise ValueError(f"content type {eci['content_type'].dotted} is not SPC_INDIRECT_DATA")
         content = eci["content"]
         idc_der = cms.der(content)  # may or may not include the [0] EXPLICIT wrapper; normalise below
-        idc = SpcIndirectDataContent.load(_inner_sequence(idc_der))
+        idc = spc["SpcIndirectDataContent"].load(_inner_sequence(idc_der))
         infos = list(sd["signer_infos"])
         if len(infos) != 1:
             raise ValueError(f"{len(infos)} signer infos (Authenticode has exactly one)")
@@ -474,7 +482,7 @@ def parse_signature(der: bytes, name: str = "the file") -> ParsedSignature:
             signer_certificate=cms.find_signer_certificate(sd, si),
         )
         for value in cms.signed_attribute(si, SPC_SP_OPUS_INFO_OID):
-            opus = SpcSpOpusInfo.load(cms.der(value))
+            opus = spc["SpcSpOpusInfo"].load(cms.der(value))
             name_field, info_field = opus["program_name"], opus["more_info"]
             if not isinstance(name_field, core.Void):
                 parsed.program_name = name_field.chosen.native

@@ -24,6 +24,10 @@ them for an indefinite length), which breaks once signify has added names to asn
 maps. Use :func:`der` to get the bytes of an asn1crypto value without that re-encoding. Nothing is
 registered in asn1crypto's global OID maps here.
 
+asn1crypto is imported only by the functions that take or return its objects (the verification
+helpers, :func:`attribute`): building a signature from DER bytes (:func:`attribute_der`, the
+Authenticode signer) does not load it, which keeps ``ppmi-build sign`` start-up short (issue #2).
+
 Also here, for verifiers: :func:`signed_attrs_for_signature`, :func:`find_signer_certificate`,
 :func:`signed_attribute` and :func:`verify_signer_info`.
 """
@@ -32,10 +36,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asn1crypto import cms as acms
-from asn1crypto import core
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,6 +45,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from .keys import KeySource, hash_algorithm
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asn1crypto import cms as acms
 
 #: id-data (RFC 5652 §4)
 DATA_OID = "1.2.840.113549.1.7.1"
@@ -114,16 +119,54 @@ def der(value: Any) -> bytes:
     values whose length octets end in 0x80."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
+    from asn1crypto import core
+
     return core.Asn1Value.dump(value)
 
 
-def _oid(dotted: str) -> bytes:
-    return core.ObjectIdentifier(dotted).dump()
+_OID_CACHE: dict[str, bytes] = {}
+
+
+def oid_der(dotted: str) -> bytes:
+    """DER OBJECT IDENTIFIER TLV of a dotted OID (X.690 §8.19: first two arcs as 40*a+b, each
+    subidentifier base 128, high bit set on all but its last octet).
+
+    Raises:
+        ValueError: not a dotted OID.
+    """
+    cached = _OID_CACHE.get(dotted)
+    if cached is not None:
+        return cached
+    arcs = [int(a) for a in dotted.split(".")]
+    if len(arcs) < 2 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] > 39) or min(arcs) < 0:
+        raise ValueError(f"not an OID: {dotted!r}")
+    body = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    out = der_tlv(0x06, bytes(body))
+    _OID_CACHE[dotted] = out
+    return out
+
+
+_oid = oid_der
 
 
 def algorithm_identifier(oid: str, null_params: bool = True) -> bytes:
     """``AlgorithmIdentifier { algorithm, parameters NULL }`` (RFC 5280 §4.1.1.2)."""
     return der_tlv(0x30, _oid(oid) + (b"\x05\x00" if null_params else b""))
+
+
+def attribute_der(oid: str, *values: Any) -> bytes:
+    """DER of a CMS ``Attribute ::= SEQUENCE { attrType OID, attrValues SET OF ANY }`` (RFC 5652
+    §5.3); ``values`` are complete TLVs (bytes) or asn1crypto values, sorted into SET OF order
+    (X.690 §11.6)."""
+    set_of = sorted(der(v) for v in values)
+    return der_tlv(0x30, oid_der(oid) + der_tlv(0x31, b"".join(set_of)))
 
 
 def attribute(oid: str, *values: Any) -> acms.CMSAttribute:
@@ -136,8 +179,9 @@ def attribute(oid: str, *values: Any) -> acms.CMSAttribute:
         :class:`asn1crypto.cms.CMSAttribute` parsed from the DER, so it works whether or not the
         type is registered in asn1crypto (or by signify). Get its bytes with :func:`der`.
     """
-    set_of = sorted(der(v) for v in values)  # SET OF order (X.690 §11.6)
-    return acms.CMSAttribute.load(der_tlv(0x30, _oid(oid) + der_tlv(0x31, b"".join(set_of))))
+    from asn1crypto import cms as acms
+
+    return acms.CMSAttribute.load(attribute_der(oid, *values))
 
 
 def sorted_attributes(attrs: Iterable[Any]) -> list:
@@ -156,16 +200,22 @@ def signed_attrs_der(attrs: Sequence[Any]) -> bytes:
 def signed_attrs_for_signature(signer_info: acms.SignerInfo) -> bytes:
     """For verifiers: the stored ``[0] IMPLICIT`` signed attributes re-tagged as ``SET OF`` (0x31),
     byte for byte otherwise (RFC 5652 §5.4). Raises ValueError when there are none."""
+    from asn1crypto import core
+
     sa = signer_info["signed_attrs"]
     if isinstance(sa, core.Void) or sa.contents is None:
         raise ValueError("SignerInfo has no signed attributes")
     return der_tlv(0x31, sa.contents)
 
 
-def _cert_der(cert: Any) -> bytes:
+def cert_der(cert: Any) -> bytes:
+    """DER of a certificate (a cryptography object, an asn1crypto value or bytes)."""
     if isinstance(cert, x509.Certificate):
         return cert.public_bytes(serialization.Encoding.DER)
     return der(cert)
+
+
+_cert_der = cert_der
 
 
 def issuer_and_serial(cert_der: bytes) -> bytes:
@@ -189,16 +239,30 @@ def _encap_content_info(content_type_oid: str, encap_content: Any) -> bytes:
     if content_type_oid == DATA_OID:
         if isinstance(encap_content, (bytes, bytearray, memoryview)):
             inner = bytes(encap_content)
-        elif isinstance(encap_content, core.OctetString):
-            inner = encap_content.native
         else:
-            raise TypeError("encap_content for content type 'data' must be bytes or an OctetString")
+            from asn1crypto import core
+
+            if not isinstance(encap_content, core.OctetString):
+                raise TypeError("encap_content for content type 'data' must be bytes or an OctetString")
+            inner = encap_content.native
         content = der_tlv(0x04, inner)
     else:
         # Authenticode keeps SpcIndirectDataContent as a SEQUENCE, not an OCTET STRING (§1.4)
         content = der(encap_content)
     # EncapsulatedContentInfo ::= SEQUENCE { eContentType, eContent [0] EXPLICIT }
     return der_tlv(0x30, _oid(content_type_oid) + der_tlv(0xA0, content))
+
+
+def _content_type_oid(content_type: str) -> str:
+    """Dotted OID of a content type given as ``"data"``, ``"signed_data"`` or a dotted OID."""
+    known = {"data": DATA_OID, "signed_data": SIGNED_DATA_OID}
+    if content_type in known:
+        return known[content_type]
+    if content_type[:1].isdigit():
+        return content_type
+    from asn1crypto import cms as acms
+
+    return acms.ContentType(content_type).dotted
 
 
 def build_signed_data(
@@ -255,10 +319,10 @@ def build_signed_data(
         certificates = [c for c in chain if c.subject != c.issuer or c is leaf]
     leaf_der = leaf.public_bytes(serialization.Encoding.DER)
 
-    ct_oid = acms.ContentType(content_type).dotted
+    ct_oid = _content_type_oid(content_type)
     attrs = sorted_attributes([
-        attribute(CONTENT_TYPE_ATTR_OID, core.ObjectIdentifier(ct_oid)),
-        attribute(MESSAGE_DIGEST_ATTR_OID, core.OctetString(bytes(message_digest))),
+        attribute_der(CONTENT_TYPE_ATTR_OID, oid_der(ct_oid)),
+        attribute_der(MESSAGE_DIGEST_ATTR_OID, der_tlv(0x04, bytes(message_digest))),
         *extra_signed_attrs,
     ])
     attrs_bytes = b"".join(der(a) for a in attrs)
@@ -306,6 +370,8 @@ def build_signed_data(
 def certificates_of(signed_data: acms.SignedData) -> list[x509.Certificate]:
     """The X.509 certificates embedded in a SignedData, as cryptography objects (others skipped)."""
     out = []
+    from asn1crypto import core
+
     certs = signed_data["certificates"]
     if isinstance(certs, core.Void):
         return out
@@ -340,6 +406,8 @@ def find_signer_certificate(signed_data: acms.SignedData, signer_info: acms.Sign
 
 def signed_attribute(signer_info: acms.SignerInfo, oid: str) -> list:
     """Values (asn1crypto objects) of the signed attribute with dotted ``oid`` ([] when absent)."""
+    from asn1crypto import core
+
     attrs = signer_info["signed_attrs"]
     if isinstance(attrs, core.Void):
         return []
@@ -360,6 +428,8 @@ def verify_signer_info(signer_info: acms.SignerInfo, certificate: x509.Certifica
     Raises:
         ValueError: one-line reason (no signed attributes, digest mismatch, bad signature).
     """
+    from asn1crypto import core
+
     digest_name = signer_info["digest_algorithm"]["algorithm"].native
     try:
         alg = hashes.SHA1() if digest_name == "sha1" else hash_algorithm(digest_name)

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import CertificateError, InputFileError, PasswordError
@@ -175,20 +174,43 @@ def _pick_leaf(key: rsa.RSAPrivateKey | None, certs: list[x509.Certificate], pat
     return certs[0]
 
 
+def _open_pfx(data: bytes, password: bytes | None):
+    """``(key, certificate, additional certificates)`` of a PFX; ValueError for a wrong password or
+    a file that is not PKCS#12.
+
+    The fast reader (:mod:`ppmi_build.signing.pkcs12`) handles the usual files (PBES2/AES and
+    3DES, with a MAC) and skips OpenSSL's RSA key validation (50-150 ms). That is acceptable only
+    because every signature made with the key is verified against the signer certificate's public
+    key before a signed file is kept (``ppmi_build.signing.api``: ``verify_signed_image`` and
+    ``verify_pe`` call ``cms.verify_signer_info``, which runs ``RSAPublicKey.verify``; NuGet:
+    ``nuget.verify_package``), so a corrupt key cannot yield an accepted signature. Anything else
+    (RC2, no MAC, no password, a MAC that does not match) goes to cryptography's loader, which
+    gives the authoritative answer and error.
+    """
+    from . import pkcs12 as fast
+
+    got = fast.load_key_and_certificates(data, password)
+    if got is not None:
+        return got
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    return pkcs12.load_key_and_certificates(data, password)
+
+
 def _load_pfx(data: bytes, path: Path, password: PasswordSource | None):
     password = password or PasswordSource()
     pw = password.resolve(str(path))
     attempts: list[bytes | None] = [pw] if pw is not None else [None, b""]
     for attempt in attempts:
         try:
-            return pkcs12.load_key_and_certificates(data, attempt)
+            return _open_pfx(data, attempt)
         except ValueError:
             continue
     if pw is None:
         pw = password.prompt(str(path))
         if pw is not None:
             try:
-                return pkcs12.load_key_and_certificates(data, pw)
+                return _open_pfx(data, pw)
             except ValueError:
                 pass
     if pw is None:
@@ -203,14 +225,18 @@ def _load_pfx(data: bytes, path: Path, password: PasswordSource | None):
 
 
 def _load_pem_key(data: bytes, path: Path, password: PasswordSource | None):
+    """The PEM private key; OpenSSL's RSA key validation (50-150 ms) is skipped for the reason
+    given in :func:`_open_pfx` (every signature is verified with the certificate after signing)."""
+    from cryptography.hazmat.primitives import serialization
+
     password = password or PasswordSource()
     pw = password.resolve(str(path))
     try:
-        return serialization.load_pem_private_key(data, pw)
+        return serialization.load_pem_private_key(data, pw, unsafe_skip_rsa_key_validation=True)
     except TypeError:
         if pw is not None:  # a password is set (e.g. PPMI_PFX_PASSWORD) but this key is not encrypted
             try:
-                return serialization.load_pem_private_key(data, None)
+                return serialization.load_pem_private_key(data, None, unsafe_skip_rsa_key_validation=True)
             except (TypeError, ValueError):
                 pass
         pw = password.prompt(str(path))
@@ -220,7 +246,7 @@ def _load_pem_key(data: bytes, path: Path, password: PasswordSource | None):
                 f"--password-file FILE or {PASSWORD_ENV_DEFAULT}"
             ) from None
         try:
-            return serialization.load_pem_private_key(data, pw)
+            return serialization.load_pem_private_key(data, pw, unsafe_skip_rsa_key_validation=True)
         except ValueError:
             raise PasswordError(f"wrong password for the private key in {path}") from None
     except ValueError:
@@ -336,7 +362,8 @@ def load_pfx_from_env(password: PasswordSource | None = None) -> LocalKey:
     try:
         data = base64.b64decode("".join(raw.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise CertificateError(f"{PFX_BASE64_ENV} is not valid base64; encode the PFX with `base64 -w0 cert.pfx`") from None
+        raise CertificateError(
+            f"{PFX_BASE64_ENV} is not valid base64; encode the PFX with `base64 -w0 cert.pfx`") from None
     label = Path(f"${PFX_BASE64_ENV}")
     key, cert, extra = _load_pfx(data, label, password)
     certs = ([cert] if cert else []) + list(extra or [])
@@ -380,7 +407,7 @@ def check_signing_certificate(
     Raises:
         CertificateError: with the NU code in ``code`` where NuGet defines one.
     """
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     pub = cert.public_key()
     if not isinstance(pub, rsa.RSAPublicKey):
         raise CertificateError(

@@ -43,6 +43,9 @@ WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
 CERT_TABLE_INDEX = 4
 
 _CHUNK = 1 << 20  # even, so chunk boundaries fall on 16-bit word boundaries
+#: checksum words are summed this many bytes per ``int.from_bytes`` call: ~0.3 ms holding the GIL,
+#: so threads coming back from I/O or hashing wait less for it (issue #2)
+_SUM_CHUNK = 1 << 18
 
 
 @dataclass
@@ -285,8 +288,8 @@ def wordsum(data) -> int:
     mv = memoryview(data)
     total = 0
     fb = int.from_bytes
-    for o in range(0, len(mv), _CHUNK):
-        total += fb(mv[o:o + _CHUNK], "little")
+    for o in range(0, len(mv), _SUM_CHUNK):
+        total += fb(mv[o:o + _SUM_CHUNK], "little")
     return total % 0xFFFF
 
 
@@ -393,3 +396,160 @@ def map_file(path: Path | str):
         raise InputFileError(f"{path} is not readable (permission denied); fix its permissions") from None
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+
+
+# --- the passes signing needs, started early --------------------------------------------------
+
+
+class SigningPasses:
+    """The passes over a PE image that Authenticode signing needs, run in helper threads as soon as
+    this object is made (so they can overlap other work, e.g. the CLI's imports and key loading):
+
+    * the authentihash of the image *as it will be signed* (signing-spec §1.3): an existing
+      certificate table is left out and the zero padding to 8 bytes is hashed; ``hashlib``
+      releases the GIL, so this runs on another core;
+    * optionally the SHA-256 of the input bytes (``sha256_before``);
+    * the PE checksum words of the image body (everything after the certificate-table directory
+      entry), which hold the GIL (:func:`wordsum`); the header words are summed here with the
+      CheckSum and directory entry taken as zero, so the signer can patch those two fields at once.
+
+    Attributes:
+        data: the buffer (not modified here).
+        layout: :class:`PEImage` of ``data``.
+        hash_name: the authentihash algorithm.
+        image_length: bytes of ``data`` kept (before an old certificate table).
+        padding: zero bytes to append before the new certificate table.
+        hashed_ranges: the authentihash ranges in the signed file.
+    Raises:
+        PEFormatError: from :func:`parse` (no thread is started then).
+    """
+
+    def __init__(self, data, name: str, hash_name: str = "sha256", *, input_sha256: bool = False, owns=None):
+        import threading
+
+        self.data = data
+        self.name = name
+        self.hash_name = hash_name
+        self.wants_input_sha256 = input_sha256
+        self._owns = owns
+        self.layout = layout = parse(data, name)
+        self.image_length = image_len = layout.cert_table_offset if layout.signed else len(data)
+        self.padding = -image_len % 8
+        ck, cd = layout.checksum_offset, layout.cert_dir_offset
+        if ck % 2 or cd % 2 or ck + 4 > cd:  # pragma: no cover - 4-aligned, CheckSum before the directories
+            raise PEFormatError(f"{name} has an unusual optional header layout that ppmi-build cannot sign")
+        self.hashed_ranges = [(0, ck), (ck + 4, cd), (cd + 8, image_len + self.padding)]
+        self._mv = mv = memoryview(data)
+        split = cd + 8
+        self._head_sum = wordsum(mv[:split]) - wordsum(mv[ck:ck + 4]) - wordsum(mv[cd:cd + 8])
+        self._results: dict = {}
+        self._threads: dict[str, threading.Thread] = {}
+
+        def authentihash() -> bytes:
+            h = hashlib.new(hash_name)
+            for a, b in self.hashed_ranges:
+                h.update(mv[a:min(b, image_len)])
+            h.update(b"\0" * self.padding)  # the zero padding is part of the hashed image
+            return h.digest()
+
+        jobs = {"authentihash": authentihash, "body_sum": lambda: wordsum(mv[split:image_len])}
+        if input_sha256:
+            jobs["input_sha256"] = lambda: hashlib.sha256(mv).hexdigest()
+        for key, fn in jobs.items():
+            t = threading.Thread(target=self._run, args=(key, fn), name=f"pe-{key}")
+            self._threads[key] = t
+            t.start()
+
+    def _run(self, key: str, fn) -> None:
+        try:
+            self._results[key] = fn()
+        except BaseException as e:  # pragma: no cover - re-raised by _get
+            self._results[key] = e
+
+    def _get(self, key: str):
+        self._threads[key].join()
+        value = self._results[key]
+        if isinstance(value, BaseException):  # pragma: no cover - I/O error on the mapping
+            raise value
+        return value
+
+    def authentihash(self) -> bytes:
+        """The authentihash (raw digest) of the image to sign."""
+        return self._get("authentihash")
+
+    def input_sha256(self) -> str | None:
+        """Lower-case hex SHA-256 of the input bytes, or None when not asked for."""
+        return self._get("input_sha256") if self.wants_input_sha256 else None
+
+    def checksum(self, dir_entry: bytes, table: bytes) -> int:
+        """The PE CheckSum of the signed file: this image (with ``dir_entry`` in the certificate-table
+        directory entry), the zero padding, then ``table`` (the WIN_CERTIFICATE)."""
+        total = self._head_sum + self._get("body_sum") + wordsum(dir_entry) + wordsum(table)
+        return fold_checksum(total, True, self.image_length + self.padding + len(table))
+
+    def close(self) -> None:
+        """Wait for the helper threads and release the buffer (and the mapping, when owned)."""
+        for t in self._threads.values():
+            t.join()
+        self._mv.release()
+        if self._owns is not None:
+            self._owns.close()
+
+
+#: path -> (file identity, SigningPasses) started by prefetch_signing_passes
+_PREFETCHED: dict[str, tuple[tuple, SigningPasses]] = {}
+
+
+def _identity(path: Path | str) -> tuple:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def prefetch_signing_passes(path: Path | str, hash_name: str = "sha256", *, input_sha256: bool = False) -> None:
+    """Map ``path`` copy-on-write and start its :class:`SigningPasses` now, for a signer that will
+    ask for them with :func:`take_signing_passes` (``ppmi-build sign`` does this before importing
+    the signing stack and loading the key, so the hashing overlaps that work). Never raises: on any
+    problem nothing is prefetched and the signer reports it the usual way."""
+    try:
+        key = os.path.realpath(path)
+        ident = _identity(key)
+        mapping = map_file(key)
+        try:
+            passes = SigningPasses(mapping, Path(path).name, hash_name, input_sha256=input_sha256, owns=mapping)
+        except BaseException:
+            mapping.close()
+            raise
+    except Exception:
+        return
+    old = _PREFETCHED.pop(key, None)
+    if old is not None:
+        old[1].close()
+    _PREFETCHED[key] = (ident, passes)
+
+
+def take_signing_passes(path: Path | str, hash_name: str, *, input_sha256: bool = False) -> SigningPasses | None:
+    """The prefetched passes of ``path`` (removed from the cache), or None when there are none, the
+    options differ or the file changed since (device, inode, size, mtime)."""
+    key = os.path.realpath(path)
+    entry = _PREFETCHED.pop(key, None)
+    if entry is None:
+        return None
+    ident, passes = entry
+    try:
+        same = _identity(key) == ident
+    except OSError:
+        same = False
+    if same and passes.hash_name == hash_name and passes.wants_input_sha256 == input_sha256:
+        return passes
+    passes.close()
+    return None
+
+
+def discard_signing_passes() -> None:
+    """Close every prefetched :class:`SigningPasses` nobody took (e.g. the command failed first)."""
+    while _PREFETCHED:
+        try:
+            _, (_, passes) = _PREFETCHED.popitem()
+        except KeyError:  # pragma: no cover - emptied by another thread
+            return
+        passes.close()

@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default=None, help="SQLite file for the state (default: in memory)")
     parser.add_argument("--token", default="emulator-token", help="bearer token to accept (default emulator-token)")
     args = parser.parse_args(argv)
-    from .server import make_server
+    from .server import make_server, serve_until_interrupted
 
     try:
         server = make_server(port=args.port, db=args.db, token=args.token)
@@ -22,12 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Dataverse emulator listening on {server.state.base_url} (Web API {server.state.base_url}/api/data/v9.2)",
           flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
     return 0
 
 

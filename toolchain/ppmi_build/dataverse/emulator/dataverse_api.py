@@ -47,7 +47,8 @@ import time
 import uuid
 from typing import Any
 
-from ..assembly_info import AssemblyIdentity, PackageInfo, read_assembly, read_package
+from ...project.metadata import AssemblyIdentity, read_assembly_identity
+from ..assembly_info import PackageInfo, read_package
 from . import store
 from .artifacts import nupkg_is_signed, pe_is_signed
 from .server import EmulatorState, odata_error
@@ -629,7 +630,7 @@ def _b64(text: str, what: str) -> bytes:
 
 def _read_dll(data: bytes) -> AssemblyIdentity:
     try:
-        return read_assembly(data, label="content")
+        return read_assembly_identity(data, label="content")
     except Exception as e:
         raise ApiError(400, "0x80040203", f"The content is not a valid .NET assembly: {e}") from None
 

@@ -353,3 +353,13 @@ def make_server(*, host: str = "127.0.0.1", port: int = 0, db: str | None = None
     h, p = server.server_address[:2]
     state.base_url = f"http://{h}:{p}"
     return server
+
+
+def serve_until_interrupted(server: EmulatorHTTPServer) -> None:
+    """Serve ``server`` in this thread until Ctrl-C (``KeyboardInterrupt``), then close its socket."""
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
