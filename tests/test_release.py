@@ -344,7 +344,7 @@ def test_timestamp_options(cli, tmp_path, emulator, env_vars, dll, pki, tsa, str
     toml.write_text(toml.read_text().replace("timestamp_urls = []", f'timestamp_urls = ["{tsa.url}fail"]'))
     before = sha256_file(dll)
     r = cli("release", "--env", "dev", "--project", proj, dll, "--json")  # the configured server fails
-    assert r.exit_code == 3 and "fail" in parse_json(r)["error"]["message"]
+    assert r.exit_code == 3 and f"{tsa.url}fail: HTTP 500" in parse_json(r)["error"]["message"]
     assert sha256_file(dll) == before and writes(emulator) == []
 
     r = cli("release", "--env", "dev", "--project", proj, dll, "--no-timestamp", "--timestamp-url", tsa.url)

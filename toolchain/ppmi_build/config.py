@@ -121,7 +121,8 @@ def _section(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
 def _apply(obj: Any, values: dict[str, Any], path: Path, section: str) -> None:
     for key, value in values.items():
         if not hasattr(obj, key):
-            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; check the spelling (see docs/DESIGN.md §4 in ppmi-build)")
+            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; check the spelling "
+                              "(see docs/DESIGN.md §4 in ppmi-build)")
         setattr(obj, key, value)
 
 
@@ -195,7 +196,6 @@ def load_settings(
             for suffix, attr in (("_URL", "url"), ("_ENVIRONMENT_ID", "environment_id"), ("_SOLUTION", "solution")):
                 if rest.endswith(suffix) and rest[: -len(suffix)]:
                     name = rest[: -len(suffix)].lower()
-                    # URL suffix also ends ENVIRONMENT_ID? no: "_URL" vs "_ENVIRONMENT_ID" are distinct.
                     e_obj = s.environments.setdefault(name, EnvironmentSettings(name=name))
                     setattr(e_obj, attr, value)
                     break

@@ -166,29 +166,31 @@ class AzureIdentityToken:
         self._watch_chain()
 
     def _watch_chain(self) -> None:
-        """Record, per ``get_token`` call, whether each chain member was unavailable or failed."""
+        """Record, per ``get_token`` call, whether each chain member was unavailable or failed (both the
+        ``get_token`` and the ``get_token_info`` entry points are watched: the chain calls one of them)."""
         members = getattr(self._credential, "credentials", None)
         if not isinstance(members, (tuple, list)):
             return
         for member in members:
-            original = getattr(member, "get_token", None)
-            if original is None or getattr(original, "_ppmi_watched", False):
-                continue
+            for method in ("get_token", "get_token_info"):
+                original = getattr(member, method, None)
+                if original is None or getattr(original, "_ppmi_watched", False):
+                    continue
 
-            def watched(*args: Any, _original: Any = original, _member: Any = member,
-                        _outcomes: list[tuple[str, str]] = self._outcomes, **kwargs: Any) -> Any:
+                def watched(*args: Any, _original: Any = original, _member: Any = member,
+                            _outcomes: list[tuple[str, str]] = self._outcomes, **kwargs: Any) -> Any:
+                    try:
+                        return _original(*args, **kwargs)
+                    except Exception as e:
+                        text = f"{type(_member).__name__}: {_first_line(e)}"
+                        _outcomes.append((_UNAVAILABLE if _is_unavailable(e) else _FAILED, text))
+                        raise
+
+                watched._ppmi_watched = True  # type: ignore[attr-defined]
                 try:
-                    return _original(*args, **kwargs)
-                except Exception as e:
-                    text = f"{type(_member).__name__}: {_first_line(e)}"
-                    _outcomes.append((_UNAVAILABLE if _is_unavailable(e) else _FAILED, text))
-                    raise
-
-            watched._ppmi_watched = True  # type: ignore[attr-defined]
-            try:
-                member.get_token = watched
-            except (AttributeError, TypeError):  # pragma: no cover - a credential with __slots__
-                continue
+                    setattr(member, method, watched)
+                except (AttributeError, TypeError):  # pragma: no cover - a credential with __slots__
+                    continue
 
     @property
     def scope(self) -> str:

@@ -347,23 +347,18 @@ class _QuickGilHandoff:
 
 
 class _Fsync:
-    """fsync a descriptor in a helper thread (the wait happens without the GIL)."""
+    """fsync a descriptor on a helper thread (the wait happens without the GIL)."""
 
     def __init__(self, fd: int):
-        self.error: OSError | None = None
-        self.thread = threading.Thread(target=self._run, args=(fd,), name="fsync")
-        self.thread.start()
+        from .pe import submit
 
-    def _run(self, fd: int) -> None:
-        try:
-            os.fsync(fd)
-        except OSError as e:  # pragma: no cover - disk errors
-            self.error = e
+        self.job = submit(os.fsync, fd)
 
     def wait(self) -> None:
-        self.thread.join()
-        if self.error is not None:  # pragma: no cover
-            raise InputFileError(f"cannot write the signed file: {self.error.strerror}")
+        try:
+            self.job.result()
+        except OSError as e:  # pragma: no cover - disk errors
+            raise InputFileError(f"cannot write the signed file: {e.strerror}") from None
 
 
 def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: KeySource, digest: str,
@@ -403,30 +398,27 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
             for part in parts:
                 _write_all(fd, part, tmp)
             syncer = _Fsync(fd)
-            after: dict = {}
-            hasher = None
-            if file_hashes:  # SHA-256 of the signed bytes, beside the read-back (hashlib needs no GIL)
-                def _after() -> None:
-                    h = hashlib.sha256(head)
-                    h.update(outcome.tail)
-                    after["v"] = h.hexdigest()
 
-                hasher = threading.Thread(target=_after, name="sha256-after")
-                hasher.start()
+            def _after() -> str:
+                h = hashlib.sha256(head)
+                h.update(outcome.tail)
+                return h.hexdigest()
+
+            # SHA-256 of the signed bytes beside the read-back (hashlib needs no GIL)
+            hasher = pe.submit(_after) if file_hashes else None
             try:
                 result = verify_signed_image(tmp, parts, authentihash=outcome.authentihash, digest=outcome.digest,
                                              hashed_ranges=outcome.hashed_ranges,
                                              trusted_roots=[key.certificate_chain()[-1]])
             finally:
-                if hasher is not None:
-                    hasher.join()
+                sha_after = hasher.result() if hasher is not None else None
                 syncer.wait()
         finally:
             head.release()
     finally:
         passes.close()  # also closes the mapping: before the rename (Windows cannot replace a mapped file)
     anchor = _finish_check(result, key, target)
-    return (outcome.input_sha256, after.get("v"), result, anchor,
+    return (outcome.input_sha256, sha_after, result, anchor,
             {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped})
 
 

@@ -398,6 +398,88 @@ def map_file(path: Path | str):
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
 
 
+# --- helper threads ---------------------------------------------------------------------------
+
+
+class Job:
+    """A task running on a helper thread (:func:`submit`); :meth:`result` waits for it."""
+
+    __slots__ = ("_fn", "_args", "_done", "_value", "_error")
+
+    def __init__(self, fn, args: tuple):
+        import threading
+
+        self._fn, self._args = fn, args
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._value = self._error = None
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn(*self._args)
+        except BaseException as e:  # re-raised by result()
+            self._error = e
+        finally:
+            self._fn = self._args = None
+            self._done.release()
+
+    def result(self):
+        """Wait for the task; return its value or raise its exception."""
+        with self._done:
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Helpers:
+    """Reusable helper threads for the passes over images (hashing, checksum words, fsync).
+
+    ``threading.Thread.start`` waits until the new thread runs, which takes milliseconds when another
+    thread is busy holding the GIL (the checksum words), i.e. on every file of a batch; a queue hand-off
+    to an idle thread does not wait (issue #2). Threads are daemons: at exit nothing waits for an idle
+    one (a running job is always waited for by its owner).
+    """
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, fn, *args) -> Job:
+        job = Job(fn, args)
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+        if spawn:
+            import threading
+
+            threading.Thread(target=self._work, name="ppmi-helper", daemon=True).start()
+        self._queue.put(job)
+        return job
+
+    def _work(self) -> None:
+        while True:
+            self._queue.get()._run()
+            with self._lock:
+                self._idle += 1
+
+
+_HELPERS: _Helpers | None = None
+
+
+def submit(fn, *args) -> Job:
+    """Run ``fn(*args)`` on a helper thread; returns its :class:`Job`."""
+    global _HELPERS
+    if _HELPERS is None:
+        _HELPERS = _Helpers()
+    return _HELPERS.submit(fn, *args)
+
+
 # --- the passes signing needs, started early --------------------------------------------------
 
 
@@ -425,8 +507,6 @@ class SigningPasses:
     """
 
     def __init__(self, data, name: str, hash_name: str = "sha256", *, input_sha256: bool = False, owns=None):
-        import threading
-
         self.data = data
         self.name = name
         self.hash_name = hash_name
@@ -442,8 +522,7 @@ class SigningPasses:
         self._mv = mv = memoryview(data)
         split = cd + 8
         self._head_sum = wordsum(mv[:split]) - wordsum(mv[ck:ck + 4]) - wordsum(mv[cd:cd + 8])
-        self._results: dict = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._jobs: dict[str, Job] = {}
 
         def authentihash() -> bytes:
             h = hashlib.new(hash_name)
@@ -452,26 +531,13 @@ class SigningPasses:
             h.update(b"\0" * self.padding)  # the zero padding is part of the hashed image
             return h.digest()
 
-        jobs = {"authentihash": authentihash, "body_sum": lambda: wordsum(mv[split:image_len])}
+        self._jobs["authentihash"] = submit(authentihash)
         if input_sha256:
-            jobs["input_sha256"] = lambda: hashlib.sha256(mv).hexdigest()
-        for key, fn in jobs.items():
-            t = threading.Thread(target=self._run, args=(key, fn), name=f"pe-{key}")
-            self._threads[key] = t
-            t.start()
-
-    def _run(self, key: str, fn) -> None:
-        try:
-            self._results[key] = fn()
-        except BaseException as e:  # pragma: no cover - re-raised by _get
-            self._results[key] = e
+            self._jobs["input_sha256"] = submit(lambda: hashlib.sha256(mv).hexdigest())
+        self._jobs["body_sum"] = submit(wordsum, mv[split:image_len])
 
     def _get(self, key: str):
-        self._threads[key].join()
-        value = self._results[key]
-        if isinstance(value, BaseException):  # pragma: no cover - I/O error on the mapping
-            raise value
-        return value
+        return self._jobs[key].result()
 
     def authentihash(self) -> bytes:
         """The authentihash (raw digest) of the image to sign."""
@@ -489,8 +555,11 @@ class SigningPasses:
 
     def close(self) -> None:
         """Wait for the helper threads and release the buffer (and the mapping, when owned)."""
-        for t in self._threads.values():
-            t.join()
+        for job in self._jobs.values():
+            try:
+                job.result()
+            except BaseException:  # pragma: no cover - already reported to whoever asked for it
+                pass
         self._mv.release()
         if self._owns is not None:
             self._owns.close()

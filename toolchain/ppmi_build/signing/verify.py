@@ -231,14 +231,18 @@ def verify_signed_image(
     """Post-signing check of a file we just wrote from ``parts`` (the signed bytes in memory, e.g.
     the kept image and the new padding + certificate table).
 
-    The file is read back and compared with ``parts`` byte for byte; then every check of
-    :func:`verify_pe` runs on the file (layout, WIN_CERTIFICATE, PKCS#7 structure, digest
-    algorithms, contentType, messageDigest = H(SpcIndirectDataContent), the CMS signature with the
-    signer certificate, timestamp token integrity, chain to ``trusted_roots``). The authentihash is
-    not recomputed: the signer hashed exactly these bytes over ``hashed_ranges`` (only the excluded
-    CheckSum, directory entry and the appended table changed since), so the signed
-    SpcIndirectDataContent digest is compared with ``authentihash`` after checking that the file's
-    own layout gives the same ranges. This saves one SHA pass over a 16 MiB image.
+    The file is read back and compared with ``parts`` byte for byte (1 MiB at a time, one
+    ``memcmp`` per chunk); then :func:`_verify_own` checks the signature on the file without
+    asn1crypto: layout, WIN_CERTIFICATE, PKCS#7 structure, digest algorithms, contentType,
+    messageDigest = H(SpcIndirectDataContent), the RSA signature with the signer certificate's
+    public key, and the chain to ``trusted_roots``. Anything it does not accept (including every
+    failure, and signatures with unsigned attributes such as a timestamp) goes to the full checks of
+    :func:`verify_pe` (:func:`_verify_mapped`), which give the verdict and the problem wording. The
+    authentihash is not recomputed: the signer hashed exactly these bytes over ``hashed_ranges``
+    (only the excluded CheckSum, directory entry and the appended table changed since, and the
+    byte comparison covers them), so the signed SpcIndirectDataContent digest is compared with
+    ``authentihash`` after checking that the file's own layout gives the same ranges. This saves one
+    SHA pass over a 16 MiB image.
 
     Returns:
         :class:`VerifyResult` (``valid`` False with problems when anything differs).
