@@ -90,7 +90,7 @@ finally:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench_sign_pe")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args(argv)
@@ -110,9 +110,13 @@ def main(argv: list[str]) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _paired(ours, ref, rounds: int, prepare=None) -> tuple[float, float, float]:
+#: per-round ratios ours/ref of each paired measure, printed after the table (shows the noise)
+ROUND_RATIOS: dict[str, list[float]] = {}
+
+
+def _paired(ours, ref, rounds: int, prepare=None, name: str = "") -> tuple[float, float, float]:
     """Run ``ours`` and ``ref`` alternately (so both see the same machine load); returns the median
-    times and the median of the per-round ratios ours/ref."""
+    times and the median of the per-round ratios ours/ref (also kept in ``ROUND_RATIOS[name]``)."""
     t_ours, t_ref, ratios = [], [], []
     for _ in range(rounds):
         if prepare:
@@ -128,6 +132,7 @@ def _paired(ours, ref, rounds: int, prepare=None) -> tuple[float, float, float]:
         t_ours.append(a)
         t_ref.append(b)
         ratios.append(a / b)
+    ROUND_RATIOS[name] = ratios
     return statistics.median(t_ours), statistics.median(t_ref), statistics.median(ratios)
 
 
@@ -161,7 +166,8 @@ def _bench(work: Path, args, make_pki, password: str) -> None:
     shutil.copyfile(big, one)
     ours_one()  # warm-up: bytecode cache, page cache
     ossl_one()
-    one_ours, one_ossl, one_ratio = _paired(ours_one, ossl_one, rounds, lambda: shutil.copyfile(big, one))
+    one_ours, one_ossl, one_ratio = _paired(ours_one, ossl_one, rounds, lambda: shutil.copyfile(big, one),
+                                         "whole process, 1 file")
 
     files = [work / f"batch-{i:02d}.dll" for i in range(batch)]
     outs = [work / f"batch-{i:02d}.ossl.dll" for i in range(batch)]
@@ -177,7 +183,8 @@ def _bench(work: Path, args, make_pki, password: str) -> None:
         for f, o in zip(files, outs, strict=True):
             ossl_one(f, o)
 
-    b_ours, b_ossl, b_ratio = _paired(ours_batch, ossl_batch, max(3, rounds // 2), prep_batch)
+    b_ours, b_ossl, b_ratio = _paired(ours_batch, ossl_batch, max(3, rounds // 2), prep_batch,
+                                   f"whole process, {batch} files")
 
     # in process: imports and key loading done once; then per file
     from ppmi_build.signing.api import sign_file
@@ -197,8 +204,9 @@ def _bench(work: Path, args, make_pki, password: str) -> None:
         shutil.copyfile(big, inproc)
 
     ip_ours, ip_floor, ip_ratio = _paired(lambda: sign_file(inproc, key, file_hashes=False), floor, rounds,
-                                          prep_inproc)
-    ipj_ours, ipj_floor, ipj_ratio = _paired(lambda: sign_file(inproc, key), floor, rounds, prep_inproc)
+                                          prep_inproc, "in process, per file")
+    ipj_ours, ipj_floor, ipj_ratio = _paired(lambda: sign_file(inproc, key), floor, rounds, prep_inproc,
+                                             "  same, + sha256 before/after")
 
     # peak memory of one ppmi-build sign process
     shutil.copyfile(big, one)
@@ -230,6 +238,11 @@ def _bench(work: Path, args, make_pki, password: str) -> None:
           f"{'< ' + format(limit, '.1f') + ' MiB':16} {'yes' if peak_mib < limit else 'NO'}")
     print(f"{'ppmi-build --version':30} {t_version * 1000:10.1f}ms {'':12}  {'':22} {'':7}  {'< 100 ms':16} "
           f"{'yes' if t_version < 0.1 else 'NO'}")
+    print()
+    print("per-round ratios ppmi-build/reference (the medians above come from these; a busy machine spreads them):")
+    for name, ratios in ROUND_RATIOS.items():
+        print(f"  {name.strip():30} " + " ".join(f"{r:.2f}" for r in ratios))
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@
 * The PKCS#12 KDF (RFC 7292 Appendix B.2) equals OpenSSL's ``PKCS12KDF`` (``openssl kdf``).
 * A wrong password, a tampered file and a MAC-less file are left to cryptography's loader
   (fast path returns None) and ``load_key_source`` keeps its errors.
+
+Also here, because they guard the same issue (#2, ``ppmi-build sign`` start-up): the modules the
+sign command must not load, and the console entry point's quick exit (complete JSON on stdout,
+exit codes, the signed file verified by osslsigncode).
 """
 
 from __future__ import annotations
@@ -217,3 +221,31 @@ def test_sign_command_start_up_footprint(pki, pfx_password, plain_dll, tmp_path)
     assert r.stderr.strip().splitlines()[-1] == "[]"
     v = run_tool("osslsigncode", "verify", "-in", dll, "-CAfile", pki.root.pem)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+@pytest.mark.interop
+def test_console_entry_point_exits_cleanly_after_signing(pki, pfx_password, plain_dll, tmp_path):
+    """``run()`` ends a successful ``sign`` without the interpreter's teardown (issue #2): the whole
+    JSON document must still reach stdout, the exit code be 0 and the file verify (osslsigncode)."""
+    import json
+
+    dll = tmp_path / "y.dll"
+    dll.write_bytes(plain_dll.read_bytes())
+    r = subprocess.run([sys.executable, "-m", "ppmi_build", "sign", str(dll), "--cert", str(pki.leaf.pfx),
+                        "--password-file", str(_pwfile(tmp_path, pfx_password)), "--json"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (record,) = json.loads(r.stdout)
+    assert record["verified"] is True and record["sha256_after"] == __import__("hashlib").sha256(
+        dll.read_bytes()).hexdigest()
+    v = run_tool("osslsigncode", "verify", "-in", dll, "-CAfile", pki.root.pem)
+    assert v.returncode == 0, v.stdout + v.stderr
+    version = subprocess.run([sys.executable, "-m", "ppmi_build", "--version"], capture_output=True, text=True,
+                             timeout=60)
+    from ppmi_build import __version__
+
+    assert version.returncode == 0 and version.stdout == f"ppmi-build, version {__version__}\n"
+    bad = subprocess.run([sys.executable, "-m", "ppmi_build", "sign", str(tmp_path / "missing.dll"), "--cert",
+                          str(pki.leaf.pfx), "--password-file", str(_pwfile(tmp_path, pfx_password))],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert bad.returncode == 2 and "missing.dll does not exist" in bad.stderr

@@ -16,13 +16,26 @@ Environment variables: ``PPMI_TENANT_ID``, ``PPMI_APPLICATION_ID``, ``PPMI_MI_VE
 ``PPMI_TIMESTAMP_URLS`` (space or comma separated; set but empty = no timestamp), ``PPMI_GRAPH_URL``, ``PPMI_ARM_URL``,
 ``PPMI_FIC_TARGET``, ``PPMI_APPLICATION_OBJECT_ID``, ``PPMI_UAMI_RESOURCE_ID``,
 ``PPMI_ENV_<NAME>_URL``, ``PPMI_ENV_<NAME>_ENVIRONMENT_ID``, ``PPMI_ENV_<NAME>_SOLUTION``.
-Secrets (``PPMI_PFX_PASSWORD``, ``PPMI_PFX_BASE64``, ``PPMI_ACCESS_TOKEN``) are read where
-they are used, never stored on :class:`Settings`.
+Secrets (``PPMI_PFX_PASSWORD``, ``PPMI_PFX_BASE64``, ``PPMI_ACCESS_TOKEN``, ...) are read where
+they are used, never stored on :class:`Settings`; :func:`secret_env_names` lists them, for the code that
+starts child processes (they never get them).
+
+``ppmi.toml`` is read as UTF-8 (TOML v1.0.0 "A TOML file must be a valid UTF-8 encoded Unicode document"); a
+byte-order mark is honoured, so a file saved by Windows PowerShell 5 (``Out-File`` / ``>``: UTF-16 LE with BOM;
+``Set-Content -Encoding utf8``: UTF-8 with BOM) reads as well. Every key is checked against the type of its
+:class:`Settings` field (string, integer, array of strings); ``timestamp_urls`` also takes one string, read like
+``PPMI_TIMESTAMP_URLS`` (URLs separated by spaces or commas). A wrong type is a :class:`ConfigError` naming the
+file, the key and the expected type.
 """
 
 from __future__ import annotations
 
+import codecs
+import datetime as _dt
 import os
+import types
+import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,12 +131,186 @@ def _section(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
     return value
 
 
+def _toml_type(value: Any) -> str:
+    """The TOML name of a parsed value's type (TOML v1.0.0 terms), with its article."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return "a date/time"
+    return type(value).__name__  # pragma: no cover - tomllib returns only the types above
+
+
+def _toml_value(value: Any) -> str:
+    """``value`` written the TOML way (strings quoted, booleans lower case), at most 60 characters."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (str, int, float, list, dict)):
+        import json  # only for this error message (keeps `ppmi-build sign` start-up short)
+
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):  # pragma: no cover - dates inside arrays
+            text = repr(value)
+    else:
+        text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def split_urls(text: str) -> list[str]:
+    """URLs separated by spaces or commas (``PPMI_TIMESTAMP_URLS``, ``timestamp_urls = "…"``)."""
+    return text.replace(",", " ").split()
+
+
+def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
+    """``(True, value)`` when ``value`` (as tomllib parsed it) fits the field type ``tp`` (``str``, ``int``,
+    ``list[str]`` or a union with ``None``), with a single string turned into a list for ``list[str]``;
+    ``(False, None)`` otherwise."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        for member in typing.get_args(tp):
+            if member is type(None):
+                continue
+            ok, out = _coerce(value, member)
+            if ok:
+                return True, out
+        return False, None
+    if tp is str:
+        return isinstance(value, str), value
+    if tp is int:  # TOML booleans are not integers (bool is an int subclass in Python)
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if origin is list and typing.get_args(tp) == (str,):
+        if isinstance(value, str):
+            return True, split_urls(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return True, list(value)
+        return False, None
+    return True, value  # pragma: no cover - every Settings field has one of the types above
+
+
+def _expected(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_expected(m) for m in typing.get_args(tp) if m is not type(None))
+    if tp is str:
+        return "a string"
+    if tp is int:
+        return "an integer"
+    if origin is list:
+        return "an array of strings (or one string)"
+    return getattr(tp, "__name__", str(tp))  # pragma: no cover
+
+
+def _example(key: str, value: Any, tp: Any) -> str:
+    """A corrected line for the message, when one can be derived from the wrong value."""
+    want = _expected(tp)
+    if want.startswith("a string") and isinstance(value, (int, float, bool)):
+        return f'; write it in quotes: {key} = "…"'
+    if want.startswith("an integer") and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return f"; write it without quotes: {key} = {int(value)}"
+    if want.startswith("an array") and isinstance(value, list):
+        return f'; write every item in quotes: {key} = ["https://…", "https://…"]'
+    return ""
+
+
 def _apply(obj: Any, values: dict[str, Any], path: Path, section: str) -> None:
+    """Set the fields of ``obj`` (a settings dataclass) from one ``ppmi.toml`` table.
+
+    Raises:
+        ConfigError: an unknown key, or a value whose TOML type does not fit the field's annotation
+            (names the file, ``[section] key``, the type found and the type expected).
+    """
+    hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
-        if not hasattr(obj, key):
+        if key not in hints or (key == "name" and isinstance(obj, EnvironmentSettings)):
             raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; check the spelling "
                               "(see docs/DESIGN.md §4 in ppmi-build)")
-        setattr(obj, key, value)
+        ok, converted = _coerce(value, hints[key])
+        if not ok:
+            tp = hints[key]
+            if isinstance(value, list) and typing.get_origin(tp) is list:
+                bad = next(i for i, v in enumerate(value) if not isinstance(v, str))
+                got = f"an array whose item {bad + 1} is {_toml_type(value[bad])} ({_toml_value(value[bad])})"
+            else:
+                got = _toml_type(value)
+            raise ConfigError(f"{path}: [{section}] {key} = {_toml_value(value)} is {got}; {key} must be "
+                              f"{_expected(tp)}{_example(key, value, tp)}")
+        setattr(obj, key, converted)
+
+
+#: byte-order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one)
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32", "UTF-32"), (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+         (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"), (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+         (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"))
+
+
+def read_config_text(path: Path) -> str:
+    """The text of ``ppmi.toml``: UTF-8 (TOML v1.0.0), or UTF-8/UTF-16/UTF-32 with a byte-order mark (what
+    Windows PowerShell 5 writes: ``Out-File`` and ``>`` UTF-16 LE with BOM, ``-Encoding utf8`` UTF-8 with BOM).
+
+    Raises:
+        ConfigError: unreadable, or not text in one of those encodings (names the file and how to save it).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}; check the file and its permissions") from None
+    fix = "save it as UTF-8 (PowerShell: Set-Content -Encoding utf8; an editor: 'Save with encoding UTF-8')"
+    for bom, codec, name in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec)
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{path} starts with a {name} byte-order mark but is not valid {name} "
+                                  f"(offset {e.start}); {fix}") from None
+    if b"\x00" in raw:
+        raise ConfigError(f"{path} holds NUL bytes: it looks like UTF-16 or UTF-32 text without a byte-order "
+                          f"mark; {fix}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                          f"{fix}") from None
+
+
+#: Environment variables that hold secrets (issue #8): child processes (dotnet, osslsigncode, nuget, signtool)
+#: never get them. PFX: ``PPMI_PFX_PASSWORD``/``PPMI_PFX_BASE64``; tokens: ``PPMI_ACCESS_TOKEN``,
+#: ``PPMI_GRAPH_TOKEN``, ``PPMI_ARM_TOKEN``; azure-identity's ``EnvironmentCredential`` secrets
+#: (``AZURE_CLIENT_SECRET``, ``AZURE_CLIENT_CERTIFICATE_PASSWORD``; ``AZURE_FEDERATED_TOKEN`` for tools that take
+#: the assertion itself); Azure Pipelines' ``SYSTEM_ACCESSTOKEN``; GitHub Actions' OIDC request token
+#: ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``.
+SECRET_ENV = ("PPMI_PFX_PASSWORD", "PPMI_PFX_BASE64", "PPMI_ACCESS_TOKEN", "PPMI_GRAPH_TOKEN", "PPMI_ARM_TOKEN",
+              "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_FEDERATED_TOKEN",
+              "SYSTEM_ACCESSTOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+
+
+def secret_env_names(settings: Settings | None = None, extra: Iterable[str | None] = ()) -> frozenset[str]:
+    """Names of the environment variables a child process must not inherit.
+
+    :data:`SECRET_ENV`, plus the variable ``[signing] password_env`` of ``settings`` names, plus ``extra`` (e.g.
+    the ``--password-env`` of the command line; None/empty entries are ignored).
+    """
+    names = set(SECRET_ENV)
+    if settings is not None and settings.signing.password_env:
+        names.add(settings.signing.password_env)
+    names.update(n for n in extra if n)
+    return frozenset(names)
+
+
+def scrubbed_environ(environ: typing.Mapping[str, str] | None = None, settings: Settings | None = None,
+                     extra: Iterable[str | None] = ()) -> dict[str, str]:
+    """A copy of ``environ`` (default ``os.environ``) without :func:`secret_env_names`, for a child process."""
+    drop = secret_env_names(settings, extra)
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if k not in drop}
 
 
 def load_settings(
@@ -142,7 +329,8 @@ def load_settings(
             ``None`` values are ignored.
         require_file: raise ConfigError when no ``ppmi.toml`` is found.
     Raises:
-        ConfigError: unreadable TOML, unknown keys, wrong types.
+        ConfigError: unreadable file or TOML (see :func:`read_config_text`), unknown keys, wrong types (see
+            :func:`_apply`), values out of range.
     """
     env = os.environ if environ is None else environ
     cfg_path = find_config(Path(start) if start else None)
@@ -154,12 +342,11 @@ def load_settings(
     if cfg_path:
         import tomllib  # only when there is a ppmi.toml (keeps `ppmi-build sign` start-up short)
 
+        text = read_config_text(cfg_path)
         try:
-            data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{cfg_path} is not valid TOML: {e}; fix the file") from None
-        except OSError as e:
-            raise ConfigError(f"cannot read {cfg_path}: {e.strerror}") from None
         _apply(s.plugin, _section(data, "plugin", cfg_path), cfg_path, "plugin")
         _apply(s.identity, _section(data, "identity", cfg_path), cfg_path, "identity")
         _apply(s.signing, _section(data, "signing", cfg_path), cfg_path, "signing")
@@ -189,7 +376,7 @@ def load_settings(
     from_env("PPMI_UAMI_RESOURCE_ID", s.identity, "uami_resource_id")
     from_env("PPMI_CERT", s.signing, "certificate")
     if "PPMI_TIMESTAMP_URLS" in env:  # set but empty = no timestamp (overrides ppmi.toml)
-        s.signing.timestamp_urls = env["PPMI_TIMESTAMP_URLS"].replace(",", " ").split()
+        s.signing.timestamp_urls = split_urls(env["PPMI_TIMESTAMP_URLS"])
     for var, value in env.items():
         if var.startswith("PPMI_ENV_") and value:
             rest = var[len("PPMI_ENV_"):]

@@ -36,9 +36,16 @@ def bind(env_name: str, artifact: Path | None, kind: str | None, unique_name: st
     art = resolve_artifact(settings, artifact, kind, unique_name)
     spec = None
     if not unbind:
+        from ..identity.guids import normalize_guid
+
         ident = settings.identity
-        spec = IdentitySpec(application_id=ident.application_id or "", tenant_id=ident.tenant_id or "",
-                            version=ident.version, managed_identity_id=ident.managed_identity_id)
+        # malformed or all-zero (Guid.Empty) IDs are refused here, naming the setting (identity/guids.py)
+        ids = {key: normalize_guid(value, label) if value else ""
+               for key, value, label in (("application_id", ident.application_id, "application ID"),
+                                         ("tenant_id", ident.tenant_id, "tenant ID"),
+                                         ("managed_identity_id", ident.managed_identity_id, "managed identity ID"))}
+        spec = IdentitySpec(application_id=ids["application_id"], tenant_id=ids["tenant_id"],
+                            version=ident.version, managed_identity_id=ids["managed_identity_id"] or None)
     env, client = open_client(settings, env_name)
     log = ActionLog()
     with client:

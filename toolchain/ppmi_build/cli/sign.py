@@ -56,9 +56,10 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     settings = load_settings()
     digest = digest or settings.signing.digest
     backend = backend or settings.signing.backend
-    # Start hashing the first assembly now, so that it overlaps importing the signing stack and
-    # loading the key (issue #2); sign_files takes the result, or recomputes it if anything changed.
-    prefetched = _prefetch(artifacts[0], digest, backend, as_json)
+    # Start hashing the first assemblies now (as many as sign_files signs at once), so that it
+    # overlaps importing the signing stack and loading the key on the other core (issue #2);
+    # sign_files takes the results, or recomputes them if anything changed.
+    prefetched = _prefetch(artifacts[:(os.cpu_count() or 2) + 1], digest, backend, as_json)
     try:
         import_x509()
         from ..signing.api import sign_files
@@ -92,17 +93,25 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
 
             pe.discard_signing_passes()
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
+    from . import skip_teardown
+
+    skip_teardown()  # every file is signed, verified, fsynced and renamed; the output is printed
 
 
-def _prefetch(first: Path, digest: str, backend: str, as_json: bool) -> bool:
-    """Start the signing passes of ``first`` (:func:`ppmi_build.signing.pe.prefetch_signing_passes`)
-    when the built-in Authenticode signer will sign it. Never raises."""
-    if (backend or "auto").lower() not in ("auto", "python") or first.suffix.lower() not in (".dll", ".exe"):
+def _prefetch(first: tuple[Path, ...], digest: str, backend: str, as_json: bool) -> bool:
+    """Start the signing passes (:func:`ppmi_build.signing.pe.prefetch_signing_passes`) of the
+    assemblies in ``first`` that the built-in Authenticode signer will sign. Never raises."""
+    if (backend or "auto").lower() not in ("auto", "python"):
         return False
     from ..signing import pe
 
-    pe.prefetch_signing_passes(first, str(digest).lower().replace("-", ""), input_sha256=as_json)
-    return True
+    hash_name = str(digest).lower().replace("-", "")
+    started = False
+    for path in first:
+        if path.suffix.lower() in (".dll", ".exe"):
+            pe.prefetch_signing_passes(path, hash_name, input_sha256=as_json)
+            started = True
+    return started
 
 
 def _line(r) -> str:

@@ -30,8 +30,16 @@ The scope for Dataverse is ``https://ORG/.default`` where ``ORG`` is the host of
 (domain-spec §6 runtime note: scopes look like ``https://{org}.crm*.dynamics.com/.default``).
 
 ``azure-identity`` is an optional dependency (``pip install 'ppmi-build[azure]'``), imported only when needed.
-Tokens never appear in messages or logs. The ``azure.identity`` / ``azure.core`` loggers are set to ERROR (their
-per-credential WARNING/INFO lines would flood stderr) unless the command runs with ``-v``.
+Tokens never appear in messages or logs. The ``azure.identity`` / ``azure.core`` / ``msal`` loggers are silenced
+(their per-credential WARNING/INFO lines, and msal's logged tracebacks, would flood stderr; the failure itself is
+reported as one line) unless the command runs with ``-v``.
+
+Static tokens (``PPMI_ACCESS_TOKEN``, and ``PPMI_GRAPH_TOKEN`` / ``PPMI_ARM_TOKEN`` in
+:mod:`ppmi_build.identity.entra`): surrounding white space and a ``Bearer `` prefix are removed. A variable that
+is set but empty (what a CI template passes for a secret that is not defined) counts as not set: one note on
+stderr says so, then the next source is used. A token with characters a bearer token cannot have (RFC 6750
+§2.1 ``b64token``: visible ASCII only; here: anything outside ``!``..``~``, e.g. non-ASCII, spaces, control
+characters) is a :class:`~ppmi_build.errors.ConfigError` naming the variable, never showing the value.
 
 Errors: *no credential configured* (azure-identity ``CredentialUnavailableError``, or ``DefaultAzureCredential`` /
 a credential chain in which every member was unavailable) is a :class:`~ppmi_build.errors.ConfigError` (exit 2)
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -66,16 +75,75 @@ class TokenProvider(Protocol):
     def description(self) -> str: ...
 
 
+def _strip_token(value: str) -> str:
+    value = value.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    return value
+
+
+def _blank(value: str | None) -> bool:
+    """True for a token variable that is unset, empty, white space or only the word ``Bearer``."""
+    return not value or _strip_token(value).lower() in ("", "bearer")
+
+
+def clean_token(value: str, source: str = "PPMI_ACCESS_TOKEN") -> str:
+    """``value`` without surrounding white space and ``Bearer `` prefix, checked for characters a bearer token
+    cannot have (RFC 6750 §2.1: ``b64token`` is visible ASCII; an HTTP header value cannot carry non-ASCII).
+
+    Raises:
+        ConfigError: empty, or a character outside ``!``..``~`` (named by kind and position, never shown).
+    """
+    if _blank(value):
+        raise ConfigError(f"{source} is empty; set it to an access token for the environment or unset it")
+    value = _strip_token(value)
+    for i, ch in enumerate(value):
+        if not "!" <= ch <= "~":
+            what = "a non-ASCII character" if not ch.isascii() else "a space" if ch == " " else "a control character"
+            raise ConfigError(f"{source} holds characters an access token cannot have ({what} at position {i + 1} "
+                              "of its value); set it to the token alone, e.g. the accessToken printed by "
+                              "`az account get-access-token`")
+    return value
+
+
+#: variables already reported as set-but-empty in this process (the note is printed once per variable)
+_NOTED_EMPTY: set[str] = set()
+
+
+def _note_empty(name: str) -> None:
+    if name in _NOTED_EMPTY:
+        return
+    _NOTED_EMPTY.add(name)
+    print(f"note: {name} is set but empty; ignoring it (unset it, or set it to an access token)",
+          file=sys.stderr)
+
+
+def env_token(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    """The first static token among the variables ``names``: ``(token, variable name)``, or None.
+
+    A variable that is set but empty (or only white space / ``Bearer``) is skipped with a note on stderr
+    (once per process). Raises ConfigError for a token with characters a token cannot have (:func:`clean_token`).
+    """
+    for name in names:
+        raw = env.get(name)
+        if raw is None:
+            continue
+        if _blank(raw):
+            _note_empty(name)
+            continue
+        return clean_token(raw, name), name
+    return None
+
+
 class StaticToken:
-    """A fixed token (``PPMI_ACCESS_TOKEN``). ``repr``/``description`` never show it."""
+    """A fixed token (``PPMI_ACCESS_TOKEN``). ``repr``/``description`` never show it.
+
+    Raises:
+        ConfigError: the value is empty or holds characters a token cannot have (:func:`clean_token`).
+    """
 
     def __init__(self, value: str, source: str = "PPMI_ACCESS_TOKEN"):
-        value = value.strip()
-        if value.lower().startswith("bearer "):
-            value = value[7:].strip()
-        if not value:
-            raise ConfigError(f"{source} is empty; set it to an access token for the environment or unset it")
-        self._value = value
+        self._value = clean_token(value, source)
         self._source = source
 
     def token(self) -> str:
@@ -89,8 +157,11 @@ class StaticToken:
         return f"<StaticToken from {self._source}>"
 
 
-#: loggers azure-identity and azure-core write per-credential attempts to (WARNING/INFO)
-AZURE_LOGGERS = ("azure.identity", "azure.core")
+#: loggers azure-identity, azure-core and MSAL write per-credential attempts to (INFO/WARNING, and MSAL logs
+#: tracebacks at ERROR, e.g. "Token response is not in json format")
+AZURE_LOGGERS = ("azure.identity", "azure.core", "msal", "msal_extensions")
+#: the level they get without ``-v``: above CRITICAL, i.e. silent (the failure is reported by the error message)
+QUIET_LEVEL = logging.CRITICAL + 1
 _UNAVAILABLE, _FAILED = "unavailable", "failed"
 
 
@@ -107,10 +178,10 @@ def _verbosity() -> int:
 
 
 def quiet_azure_logging(verbose: int | None = None) -> None:
-    """Set the :data:`AZURE_LOGGERS` to ERROR unless ``verbose`` (default: the CLI's ``-v`` count) is set, then
-    leave them at their default level. Without this, ``DefaultAzureCredential`` prints one WARNING block listing
-    every credential it tried (Python's last-resort handler writes it to stderr)."""
-    level = logging.NOTSET if (_verbosity() if verbose is None else verbose) else logging.ERROR
+    """Silence the :data:`AZURE_LOGGERS` (:data:`QUIET_LEVEL`) unless ``verbose`` (default: the CLI's ``-v``
+    count) is set, then leave them at their default level. Without this, ``DefaultAzureCredential`` prints one
+    WARNING block listing every credential it tried (Python's last-resort handler writes it to stderr)."""
+    level = logging.NOTSET if (_verbosity() if verbose is None else verbose) else QUIET_LEVEL
     for name in AZURE_LOGGERS:
         logging.getLogger(name).setLevel(level)
 
@@ -313,7 +384,7 @@ def azure_credential(method: str, env: Mapping[str, str]) -> tuple[Any, str]:
 
 def detect_method(env: Mapping[str, str]) -> str:
     """The method ``auto`` resolves to (see the module docstring)."""
-    if env.get("PPMI_ACCESS_TOKEN"):
+    if not _blank(env.get("PPMI_ACCESS_TOKEN")):
         return "static"
     if env.get("ACTIONS_ID_TOKEN_REQUEST_URL") and env.get("AZURE_CLIENT_ID") and env.get("AZURE_TENANT_ID"):
         return "github"
@@ -332,7 +403,8 @@ def token_provider(url: str, *, method: str | None = None, environ: Mapping[str,
         environ: environment mapping (default ``os.environ``).
         credential: an azure-identity ``TokenCredential`` to use as it is (overrides ``method``).
     Raises:
-        ConfigError: no usable credentials (message says what to set).
+        ConfigError: no usable credentials (message says what to set); ``PPMI_ACCESS_TOKEN`` holds characters a
+            token cannot have. A set-but-empty ``PPMI_ACCESS_TOKEN`` counts as not set (one note on stderr).
     """
     env = os.environ if environ is None else environ
     scope = scope_for(url)
@@ -341,12 +413,13 @@ def token_provider(url: str, *, method: str | None = None, environ: Mapping[str,
     method = (method or env.get("PPMI_AUTH") or "auto").strip().lower()
     if method not in METHODS:
         raise ConfigError(f"PPMI_AUTH={method!r} is not known; use one of {', '.join(METHODS)}")
-    if method == "auto":
-        method = detect_method(env)
-    if method == "static":
-        if not env.get("PPMI_ACCESS_TOKEN"):
+    if method in ("auto", "static"):
+        found = env_token(env, "PPMI_ACCESS_TOKEN")  # set but empty: noted once, then treated as not set
+        if found is not None:
+            return StaticToken(found[0])
+        if method == "static":
             raise ConfigError("PPMI_AUTH=static needs PPMI_ACCESS_TOKEN; set it to an access token for "
                               f"{scope}")
-        return StaticToken(env["PPMI_ACCESS_TOKEN"])
+        method = detect_method(env)
     cred, label = azure_credential(method, env)
     return AzureIdentityToken(cred, scope, label)

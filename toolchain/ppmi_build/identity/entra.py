@@ -244,10 +244,20 @@ def scope_for(base_url: str) -> str:
 
 
 def static_token(kind: str, environ: dict[str, str] | None = None) -> str | None:
-    """``PPMI_GRAPH_TOKEN`` (kind ``graph``) / ``PPMI_ARM_TOKEN`` (kind ``arm``), else ``PPMI_ACCESS_TOKEN``."""
+    """``PPMI_GRAPH_TOKEN`` (kind ``graph``) / ``PPMI_ARM_TOKEN`` (kind ``arm``), else ``PPMI_ACCESS_TOKEN``, else
+    None. A variable that is set but empty counts as not set (one note on stderr); white space and a ``Bearer``
+    prefix are removed (:func:`ppmi_build.dataverse.auth.env_token`).
+
+    Raises:
+        ConfigError: the token holds characters a token cannot have (non-ASCII, spaces, control characters):
+            the message names the variable, never the value.
+    """
+    from ..dataverse.auth import env_token
+
     env = os.environ if environ is None else environ
     specific = {"graph": "PPMI_GRAPH_TOKEN", "arm": "PPMI_ARM_TOKEN"}[kind]
-    return env.get(specific) or env.get("PPMI_ACCESS_TOKEN") or None
+    found = env_token(env, specific, "PPMI_ACCESS_TOKEN")
+    return found[0] if found else None
 
 
 def default_token_getter(kind: str, environ: dict[str, str] | None = None) -> TokenGetter:
@@ -257,19 +267,20 @@ def default_token_getter(kind: str, environ: dict[str, str] | None = None) -> To
     (:func:`ppmi_build.dataverse.auth.token_provider`: ``PPMI_AUTH``, azure-identity) asked for the scope.
 
     Raises (when called):
-        ConfigError / AuthError: no usable credentials (the message says what to set).
+        ConfigError / AuthError: no usable credentials, or a static token with characters a token cannot have
+            (the message says what to set).
     """
-    token = static_token(kind, environ)
-    if token:
-        return lambda scope: token
 
-    def from_provider(scope: str) -> str:
+    def getter(scope: str) -> str:
+        token = static_token(kind, environ)
+        if token:
+            return token
         from ..dataverse.auth import token_provider
 
         base = scope[: -len("/.default")] if scope.endswith("/.default") else scope
         return token_provider(base, environ=environ).token()
 
-    return from_provider
+    return getter
 
 
 # --- HTTP ---------------------------------------------------------------------------------------

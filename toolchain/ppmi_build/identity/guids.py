@@ -14,6 +14,10 @@ Hex digits may be upper or lower case. The canonical form we hand on is ``D`` in
 (what Dataverse and Entra show, domain-spec §1.5). Not accepted (documented .NET compat
 quirks nobody types): ``+``/``0x`` prefixes inside the ``D`` groups.
 
+The all-zero GUID (.NET ``Guid.Empty``) is refused for the IDs in :data:`NON_EMPTY` (tenant, application,
+environment and managed identity ID): Entra and Dataverse never assign it (it is the "no value" of a ``Guid``
+field), so it is always a placeholder left in a template (``ppmi.toml`` comments show it).
+
 ``encodedTenantId`` (domain-spec §1.3, [MS-V2] "Get the encoded tenant ID"): base64url without
 padding of ``Guid.ToByteArray()``, i.e. the first three groups little-endian (``uuid.UUID.bytes_le``),
 always 22 characters.
@@ -45,6 +49,10 @@ HINTS: dict[str, str] = {
     "application ID": "copy the Application (client) ID from the app registration or managed identity Overview",
     "managed identity ID": "use the managedidentityid GUID of the Dataverse managedidentities row",
 }
+
+
+#: Labels whose value is never the all-zero GUID (``Guid.Empty``): real IDs of these kinds are never empty.
+NON_EMPTY = frozenset({"tenant ID", "environment ID", "application ID", "managed identity ID"})
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,8 @@ def parse_guid(text: str, label: str = "GUID", *, hint: str | None = None) -> Pa
     Returns:
         :class:`ParsedGuid` with the canonical lower-case hyphenated value.
     Raises:
-        GuidError: not a GUID in any .NET format (exit code 2), one line naming the input and the fix.
+        GuidError: not a GUID in any .NET format, or the all-zero GUID for a label in :data:`NON_EMPTY`
+            (exit code 2), one line naming the input and the fix.
     """
     if not isinstance(text, str):
         raise GuidError(f"{label} is missing; {hint or HINTS.get(label, 'pass a GUID')}")
@@ -131,6 +140,9 @@ def parse_guid(text: str, label: str = "GUID", *, hint: str | None = None) -> Pa
             extra = " (that looks like the default environment's name, not its ID)"
         raise GuidError(f"{label} {_shown(text)} is not a GUID{extra}; {fix}")
     u = uuid.UUID(hex=hexdigits)
+    if u.int == 0 and label in NON_EMPTY:
+        raise GuidError(f"{label} {_shown(text)} is the all-zero GUID (Guid.Empty), a placeholder that is never a "
+                        f"real {label}; {fix}")
     return ParsedGuid(value=str(u), original=text, format=fmt, label=label)
 
 

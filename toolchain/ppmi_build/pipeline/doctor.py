@@ -96,7 +96,11 @@ def _first_line(text: str) -> str:
 
 def check_tools(report: DoctorReport, *, which: Callable[[str], str | None] = shutil.which,
                 run: Callable[..., Any] = subprocess.run) -> None:
-    """Find each tool of :data:`TOOLS` on PATH and read its version line (5 s timeout each)."""
+    """Find each tool of :data:`TOOLS` on PATH and read its version line (5 s timeout each). The tools run
+    without the secrets of :func:`ppmi_build.config.secret_env_names` in their environment."""
+    from ..config import scrubbed_environ
+
+    env = scrubbed_environ()
     for name, (argv, needed_for) in TOOLS.items():
         path = which(argv[0])
         if path is None:
@@ -106,7 +110,8 @@ def check_tools(report: DoctorReport, *, which: Callable[[str], str | None] = sh
                 report.add(f"tool:{name}", "tools", WARN, f"not found on PATH; needed for {needed_for}")
             continue
         try:
-            res = run([path, *argv[1:]], capture_output=True, text=True, timeout=5, stdin=subprocess.DEVNULL)
+            res = run([path, *argv[1:]], capture_output=True, text=True, timeout=5, stdin=subprocess.DEVNULL,
+                      env=env)
             version = _first_line(res.stdout) or _first_line(res.stderr)
         except (OSError, subprocess.SubprocessError) as e:
             report.add(f"tool:{name}", "tools", WARN, f"{path} does not run: {e}")

@@ -161,12 +161,15 @@ def dataverse_client(target: EnvironmentTarget, environ: dict[str, str] | None =
 
 
 def identity_spec(target: EnvironmentTarget, version: int | None = None) -> Any:
+    """The ``managedidentities`` row the target needs. Raises GuidError for a malformed or all-zero
+    ``[identity] managed_identity_id``."""
     from ..dataverse.managed_identity import IdentitySpec
+    from ..identity.guids import normalize_guid
 
     ident = target.settings.identity
+    mi_id = normalize_guid(ident.managed_identity_id, "managed identity ID") if ident.managed_identity_id else None
     return IdentitySpec(application_id=target.application_id, tenant_id=target.tenant_id,
-                        version=target.version if version is None else int(version),
-                        managed_identity_id=ident.managed_identity_id or None)
+                        version=target.version if version is None else int(version), managed_identity_id=mi_id)
 
 
 def read_record_version(target: EnvironmentTarget, *, environ: dict[str, str] | None = None
@@ -334,6 +337,15 @@ class Run:
         self._dv: Any = None
         #: --plan: the artifact would be (re-)signed first, so its content would change
         self.sign_pending = False
+        #: more variables to keep from dotnet (the --password-env of the command line); the fixed list and
+        #: [signing] password_env are always kept from it (ppmi_build.config.secret_env_names)
+        self.secret_env: list[str] = []
+
+    def keep_secret(self, password: Any) -> None:
+        """Keep the variable ``password`` (a PasswordSource) reads from out of child processes' environment."""
+        name = getattr(password, "env", None)
+        if name:
+            self.secret_env.append(name)
 
     @property
     def fic(self) -> entra.FicClient:
@@ -376,7 +388,8 @@ class Run:
 
         with plan.step("build", str(settings.plugin.project or settings.root), "building with dotnet"):
             result = build(settings.root, kind=settings.plugin.kind,
-                           on_output=lambda line: plan.progress(f"  {line}"), environ=self.environ)
+                           on_output=lambda line: plan.progress(f"  {line}"), environ=self.environ,
+                           secret_env=self.secret_env)
         primary = result.primary.path
         plan.add("build", str(primary), P.CREATED, detail=f"{result.kind}, sha256 {result.primary.sha256}")
         return Path(primary)
@@ -680,6 +693,7 @@ def with_timestamp_urls(settings: Any, timestamp_urls: list[str] | None) -> Any:
 def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None) -> None:
     """Steps 1–7 for one environment (see the module docstring); inputs checked first (:func:`check_inputs`)."""
     plan, target = run.plan, run.target
+    run.keep_secret(password)
     with plan.step("certificate", "signing certificate", "loading the signing certificate"):
         key = load_signing_key(target.settings, password=password, environ=run.environ)
     cert = key.certificate_chain()[0]

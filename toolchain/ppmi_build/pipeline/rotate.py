@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput, PpmiError
+from ..errors import BadInput, CertificateError, PpmiError
 from ..identity import entra
 from . import plan as P
 from .plan import Plan
@@ -110,6 +110,30 @@ def certificate_next_step(run: Run, new_cert: Path | str) -> str | None:
             f"    certificate = {json.dumps(shown)}")
 
 
+#: the fix :func:`ppmi_build.signing.keys.check_signing_certificate` suggests for an expired certificate; wrong
+#: for the --new-cert of a rotation (that is the rotation)
+_RENEW_FIX = "renew it and rotate (ppmi-build rotate)"
+
+
+def check_new_certificate(key: Any, *, kind: str, new_cert: Path | str) -> None:
+    """:func:`ppmi_build.pipeline.release.check_certificate` for the ``--new-cert`` of a rotation (the same check
+    ``--plan`` and a real run make), with a fix that fits: pick a valid new certificate (an expired one is not
+    renewed by rotating to it).
+
+    Raises:
+        CertificateError (exit 2): the certificate cannot sign ``kind`` (expired, not yet valid, no code-signing
+            EKU, short key, NuGet rules).
+    """
+    try:
+        check_certificate(key, kind=kind, label=f"--new-cert {new_cert}")
+    except CertificateError as e:
+        if _RENEW_FIX in e.message:
+            e.message = e.message.replace(_RENEW_FIX, "pick a valid (unexpired) certificate for --new-cert "
+                                                      "(`ppmi-build cert new` makes one for development)")
+            e.args = (e.message,)
+        raise
+
+
 def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None = None, *, plan_only: bool = False,
                retire_old: bool = False, old_fic_name: str | None = None, start: Path | str | None = None,
                environ: dict[str, str] | None = None, progress: Callable[[str], None] | None = None,
@@ -180,7 +204,7 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
     plan.extra["new_certificate"] = describe(new)
     # the inputs, before anything changes
     with plan.step("certificate", str(new_cert), "checking the new certificate"):
-        check_certificate(key, kind=kind, label=f"--new-cert {new_cert}")
+        check_new_certificate(key, kind=kind, new_cert=new_cert)
     if artifact is None:
         with plan.step("build", str(target.settings.plugin.project or target.settings.root),
                        "checking the project can be built"):

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,13 +347,16 @@ def resolve_project(target: Path | str | None = None) -> tuple[Path, Path, str |
 OutputCallback = Callable[[str], None]
 
 
-#: Secrets a build never needs; kept out of dotnet's environment (MSBuild logs the environment at
-#: diagnostic verbosity, and project targets can read it).
-SCRUBBED_ENV = ("PPMI_PFX_PASSWORD", "PPMI_PFX_BASE64", "PPMI_ACCESS_TOKEN")
+def _child_env(environ: dict[str, str] | None, settings: Any = None,
+               secret_env: Iterable[str | None] = ()) -> dict[str, str]:
+    """dotnet's environment: ``environ`` (default ``os.environ``) without the secrets a build never needs
+    (:func:`ppmi_build.config.secret_env_names`: PFX password/base64, access tokens, azure-identity and CI
+    secrets, ``[signing] password_env`` of ``settings``, ``secret_env``) — MSBuild logs the environment at
+    diagnostic verbosity, and project targets and NuGet restore plug-ins can read it (issue #8) — plus
+    English, no-logo, no-telemetry settings."""
+    from ..config import scrubbed_environ
 
-
-def _child_env(environ: dict[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in SCRUBBED_ENV}
+    env = scrubbed_environ(environ, settings, secret_env)
     env.update({
         "DOTNET_CLI_UI_LANGUAGE": "en",  # diagnostics are parsed: keep them in English
         "DOTNET_NOLOGO": "1",
@@ -505,7 +508,8 @@ def describe_package(path: Path) -> dict[str, Any]:
 
 def build(target: Path | str | None = None, configuration: str = "Release", *, kind: str | None = None,
           on_output: OutputCallback | None = None, environ: dict[str, str] | None = None,
-          timeout_s: float | None = None, record: bool = True) -> BuildResult:
+          timeout_s: float | None = None, record: bool = True,
+          secret_env: Iterable[str | None] = ()) -> BuildResult:
     """Build the plug-in project and describe the artifacts this run produced.
 
     Args:
@@ -517,6 +521,9 @@ def build(target: Path | str | None = None, configuration: str = "Release", *, k
         environ: environment for locating and running dotnet (default ``os.environ``).
         timeout_s: stop dotnet after this many seconds.
         record: write ``<root>/.ppmi/last-build.json``.
+        secret_env: more environment variables to keep from dotnet (e.g. the ``--password-env`` of the
+            command line); the secrets of :func:`ppmi_build.config.secret_env_names` (with the project's
+            ``[signing] password_env``) are always kept from it.
     Returns:
         :class:`BuildResult`; ``artifacts[0]`` is the ``.nupkg`` (package) or ``.dll`` (assembly).
     Raises:
@@ -538,7 +545,10 @@ def build(target: Path | str | None = None, configuration: str = "Release", *, k
     pkg_dir_raw = props.get("PackageOutputPath") or f"bin/{configuration}/"
     pkg_dir = (csproj.parent / pkg_dir_raw.replace("\\", "/")).resolve()
     package_id = props["PackageId"]
-    env = _child_env(environ)
+    from ..config import CONFIG_NAME, load_settings
+
+    settings = load_settings(root / CONFIG_NAME) if (root / CONFIG_NAME).is_file() else None
+    env = _child_env(environ, settings, secret_env)
     commands: list[list[str]] = []
     diagnostics: list[Diagnostic] = []
     seen: set[tuple] = set()

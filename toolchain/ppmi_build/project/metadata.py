@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,59 @@ from ..identity.snk import public_key_token
 
 #: Full name of the Dataverse plug-in interface (https://learn.microsoft.com/dotnet/api/microsoft.xrm.sdk.iplugin).
 IPLUGIN = "Microsoft.Xrm.Sdk.IPlugin"
+
+# dnfile logs every damaged table or stream at WARNING/ERROR through the ``dnfile`` logger tree; with no handler
+# configured Python's last-resort handler prints each line to stderr (hundreds for one damaged assembly). What
+# matters reaches the user as one PEFormatError line instead.
+_DNFILE_LOG = logging.getLogger("dnfile")
+_DNFILE_LOG.setLevel(logging.CRITICAL + 1)
+
+
+class _LoggingToDnfileLogger:
+    """Stands in for the ``logging`` module inside dnfile modules that call ``logging.warning(...)`` directly
+    (``dnfile.stream`` 0.18): those calls go to the *root* logger, and the first one runs ``basicConfig()``,
+    which would print every later warning of the process to stderr. They are sent to the silenced ``dnfile``
+    logger instead; every other attribute is the real ``logging`` module."""
+
+    _CALLS = frozenset({"debug", "info", "warning", "warn", "error", "exception", "critical", "log"})
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._CALLS:
+            return getattr(_DNFILE_LOG, "warning" if name == "warn" else name)
+        return getattr(logging, name)
+
+
+def _quiet_dnfile() -> None:
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if (name == "dnfile" or name.startswith("dnfile.")) and getattr(module, "logging", None) is logging:
+            module.logging = _LoggingToDnfileLogger()
+
+
+class MetadataCorrupt(PEFormatError):
+    """The file is a .NET assembly whose metadata (ECMA-335 §II.24 streams and tables) does not parse (exit 2)."""
+
+
+@contextlib.contextmanager
+def _guard(label: str) -> Iterator[None]:
+    """Turn any failure of dnfile/pefile while reading metadata (``IndexError``, ``AttributeError`` for a row
+    field a damaged table lacks, ``struct.error``, ``UnicodeDecodeError``, ``RecursionError``…) into one
+    :class:`MetadataCorrupt` line naming ``label``; ppmi-build's own errors pass through."""
+    from ..errors import PpmiError
+
+    try:
+        yield
+    except PpmiError:
+        raise
+    except Exception as e:  # dnfile raises assorted errors on damaged metadata
+        raise MetadataCorrupt(f"{label}: .NET metadata is corrupt ({_reason(e)}); rebuild the assembly "
+                              "or pass an intact copy") from None
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (f"{type(e).__name__}: {text}" if text else type(e).__name__)[:120]
 
 
 @dataclass(frozen=True)
@@ -117,6 +171,7 @@ def _open(source: Path | str | bytes, label: str | None = None):
     import dnfile
     import pefile
 
+    _quiet_dnfile()
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, label = bytes(source), label or "the assembly"
     else:
@@ -128,13 +183,25 @@ def _open(source: Path | str | bytes, label: str | None = None):
         # (a full eager parse of a 4 MB assembly takes ~15 s; this takes ~10 ms).
         with contextlib.redirect_stdout(io.StringIO()):
             pe = dnfile.dnPE(data=data, fast_load=True, clr_lazy_load=True)
-            pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_COM_DESCRIPTOR"]])
     except pefile.PEFormatError as e:
         raise PEFormatError(f"{label} is not a PE file ({e}); pass a .NET assembly (.dll)") from None
-    except Exception as e:  # dnfile raises assorted errors on damaged metadata
-        raise PEFormatError(f"{label}: cannot read .NET metadata ({type(e).__name__}: {e})") from None
-    net = getattr(pe, "net", None)
-    if net is None or getattr(net, "mdtables", None) is None:
+    except Exception as e:  # pefile on a damaged PE header
+        raise PEFormatError(f"{label} is not a readable PE file ({_reason(e)}); pass a .NET assembly (.dll)") from None
+    try:
+        with _guard(label), contextlib.redirect_stdout(io.StringIO()):
+            pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_COM_DESCRIPTOR"]])
+            net = getattr(pe, "net", None)
+            has_tables = net is not None and getattr(net, "mdtables", None) is not None
+            # dnfile keeps going past a stream it cannot parse (and records why): what it then reads from the
+            # tables is unreliable, so such an assembly is refused rather than half read.
+            broken = [w for w in pe.get_warnings() if str(w).startswith("Unable to parse stream")]
+            if broken:
+                raise MetadataCorrupt(f"{label}: .NET metadata is corrupt ({'; '.join(map(str, broken))[:120]}); "
+                                      "rebuild the assembly or pass an intact copy")
+    except BaseException:
+        pe.close()
+        raise
+    if not has_tables:
         pe.close()
         raise PEFormatError(f"{label} is a PE file without .NET metadata (native code); pass a .NET assembly")
     return pe, label
@@ -146,6 +213,9 @@ def _identity(pe: Any, label: str) -> AssemblyIdentity:
     if table is None or not table.num_rows:
         raise PEFormatError(f"{label} has no Assembly manifest (a .netmodule?); pass the assembly itself")
     row = table[0]
+    if not _s(row.Name):  # ECMA-335 §II.22.2: Name shall index a non-empty string in the String heap
+        raise MetadataCorrupt(f"{label}: .NET metadata is corrupt (the Assembly row has no name); "
+                              "rebuild the assembly or pass an intact copy")
     version = ".".join(str(int(x)) for x in (row.MajorVersion, row.MinorVersion, row.BuildNumber,
                                               row.RevisionNumber))
     key = getattr(row.PublicKey, "value", row.PublicKey) if row.PublicKey is not None else None
@@ -170,11 +240,13 @@ def read_assembly_identity(path: Path | str | bytes, *, label: str | None = None
         :class:`AssemblyIdentity`.
     Raises:
         InputFileError: the file is missing or unreadable.
-        PEFormatError: not a PE file, no .NET metadata, or no ``Assembly`` row (a netmodule).
+        PEFormatError: not a PE file, no .NET metadata, or no ``Assembly`` row (a netmodule);
+            :class:`MetadataCorrupt` ("X.dll: .NET metadata is corrupt (…)") when the metadata does not parse.
     """
     pe, label = _open(path, label)
     try:
-        return _identity(pe, label)
+        with _guard(label):
+            return _identity(pe, label)
     finally:
         pe.close()
 
@@ -339,10 +411,11 @@ def plugin_types(path: Path | str | bytes, interface: str = IPLUGIN, *, external
     Raises:
         InputFileError, PEFormatError: as :func:`read_assembly_identity`.
     """
-    pe, _label = _open(path, label)
+    pe, label = _open(path, label)
     try:
-        graph = _TypeGraph(pe)
-        return graph.plugin_types(graph.implementers(interface, frozenset(external)))
+        with _guard(label):
+            graph = _TypeGraph(pe)
+            return graph.plugin_types(graph.implementers(interface, frozenset(external)))
     finally:
         pe.close()
 
@@ -383,12 +456,16 @@ def read_plugin_assemblies(assemblies: Mapping[str, Path | str | bytes], *, inte
         key -> :class:`PluginAssembly`, in the order of ``assemblies``.
     Raises:
         InputFileError: a path is missing or unreadable.
-        PEFormatError: an input is not a .NET assembly (unless ``skip_invalid``).
+        PEFormatError: an input is not a .NET assembly (unless ``skip_invalid``); :class:`MetadataCorrupt`
+            (a PEFormatError) when its metadata does not parse (skipped too with ``skip_invalid``).
     """
     labels = labels or {}
     opened: list[Any] = []  # dnfile decodes rows lazily: every assembly stays open until its types are named
     read: dict[str, tuple[AssemblyIdentity, _TypeGraph]] = {}
+    names: dict[str, str] = {}  # key -> label for messages
     try:
+        known = frozenset(external)
+        found: dict[str, set[int]] = {}
         for key, source in assemblies.items():
             try:
                 pe, label = _open(source, labels.get(key) or key or None)
@@ -398,22 +475,40 @@ def read_plugin_assemblies(assemblies: Mapping[str, Path | str | bytes], *, inte
                 raise
             opened.append(pe)
             try:
-                read[key] = (_identity(pe, label), _TypeGraph(pe))
-            except PEFormatError:  # no Assembly row: a netmodule
+                with _guard(label):
+                    ident, graph = _identity(pe, label), _TypeGraph(pe)
+                    # decode every row the answer needs now, so a damaged table is refused (or skipped) here
+                    rows = graph.implementers(interface, known)
+                    graph.plugin_types(rows)
+            except PEFormatError:  # no Assembly row (a netmodule), or damaged metadata
                 if not skip_invalid:
                     raise
-        known = frozenset(external)
-        found = {key: graph.implementers(interface, known) for key, (_ident, graph) in read.items()}
+                continue
+            read[key], names[key], found[key] = (ident, graph), label, rows
+
+        def implementers(known: frozenset[str]) -> dict[str, set[int]]:
+            out = {}
+            for key, (_ident, graph) in read.items():
+                with _guard(names[key]):
+                    out[key] = graph.implementers(interface, known)
+            return out
+
         while len(read) > 1:  # one assembly's own names only matter to the others
-            grown = known.union(*({graph.def_name(i) for i in found[key]} for key, (_ident, graph) in read.items()))
+            grown = set(known)
+            for key, (_ident, graph) in read.items():
+                with _guard(names[key]):
+                    grown.update(graph.def_name(i) for i in found[key])
             if grown == known:
                 break
-            known = grown
-            found = {key: graph.implementers(interface, known) for key, (_ident, graph) in read.items()}
-        return {key: PluginAssembly(name=ident.name, version=ident.version, culture=ident.culture,
-                                    public_key_token=ident.public_key_token, public_key=ident.public_key,
-                                    plugin_types=tuple(graph.plugin_types(found[key])))
-                for key, (ident, graph) in read.items()}
+            known = frozenset(grown)
+            found = implementers(known)
+        result = {}
+        for key, (ident, graph) in read.items():
+            with _guard(names[key]):
+                result[key] = PluginAssembly(name=ident.name, version=ident.version, culture=ident.culture,
+                                             public_key_token=ident.public_key_token, public_key=ident.public_key,
+                                             plugin_types=tuple(graph.plugin_types(found[key])))
+        return result
     finally:
         for pe in opened:
             pe.close()

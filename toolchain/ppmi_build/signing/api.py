@@ -315,9 +315,9 @@ _BUILTIN = _Builtin()
 class _QuickGilHandoff:
     """Lower ``sys.setswitchinterval`` (default 5 ms) to 0.5 ms while signing, restoring it after.
 
-    The checksum thread holds the GIL in ~1 ms steps (``int.from_bytes`` over 1 MiB); with the
-    default interval every return of the main thread from a GIL-free call (write, fsync, read-back)
-    waits up to 5 ms for it, which was 15-20% of the time for a 16 MiB file. Re-entrant and
+    The checksum words are summed holding the GIL (``int.from_bytes`` over 256 KiB steps); with the
+    default interval every return of another thread from a GIL-free call (write, fsync, read-back,
+    hashing) waits up to 5 ms for it, which was 15-20% of the time for a 16 MiB file. Re-entrant and
     shared by the threads of :func:`sign_files`.
     """
 
@@ -366,14 +366,18 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
     """The built-in Authenticode path, arranged so the passes over a 16 MiB image overlap:
 
     1. the input is mapped copy-on-write (no read copy); the authentihash, the checksum words and
-       (``file_hashes``) the input's SHA-256 run in helper threads
+       (``file_hashes``) the input's SHA-256 run on helper threads
        (:class:`ppmi_build.signing.pe.SigningPasses`; the CLI starts them before it even loads the
        key: :func:`ppmi_build.signing.pe.prefetch_signing_passes`);
-    2. the signed file (kept image with the new CheckSum and directory entry + padding +
-       WIN_CERTIFICATE) is written to the temp file once, and flushed to disk (fsync, in a helper
-       thread: the wait needs no GIL) while it is read back, compared byte for byte with what was
-       signed and verified (:func:`ppmi_build.signing.verify.verify_signed_image`). One write and
-       one fsync per file.
+    2. once signed, the file (kept image with the new directory entry + padding + WIN_CERTIFICATE)
+       is written to the temp file while the checksum words may still be summed (writing needs no
+       GIL); the 4-byte CheckSum follows with ``pwrite``;
+    3. the file is flushed to disk (one fsync, after the last write, on a helper thread: the wait
+       needs no GIL) while it is read back, compared byte for byte with what was signed and
+       verified (:func:`ppmi_build.signing.verify.verify_signed_image`).
+
+    Writing the image before the signature exists (and flushing it twice) was measured slower:
+    on two cores the hashing, the checksum words and the copy into the page cache then compete.
 
     Returns ``(sha256_before, sha256_after, VerifyResult, anchor name, outcome dict)``.
     """
@@ -389,34 +393,40 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
         except BaseException:
             mapping.close()
             raise
+    syncer = None
+    head = memoryview(passes.data)[:passes.image_length]
     try:
         outcome = sign_pe_data(passes.data, key, name=path.name, digest=digest, program_name=program_name,
-                               program_url=program_url, timestamp_urls=timestamp_urls, passes=passes)
-        head = memoryview(passes.data)[:outcome.image_length]
+                               program_url=program_url, timestamp_urls=timestamp_urls, passes=passes,
+                               defer_checksum=True)
+        for part in (head, outcome.tail):
+            _write_all(fd, part, tmp)
+        outcome.complete_checksum()  # stored in `head` too
+        ck = passes.layout.checksum_offset
+        if os.pwrite(fd, head[ck:ck + 4], ck) != 4:  # pragma: no cover - a 4-byte write is not split
+            raise InputFileError(f"cannot write {tmp.parent}: short write")
+        syncer = _Fsync(fd)
+
+        def _after() -> str:
+            h = hashlib.sha256(head)
+            h.update(outcome.tail)
+            return h.hexdigest()
+
+        # SHA-256 of the signed bytes beside the read-back (hashlib needs no GIL)
+        hasher = pe.submit(_after) if file_hashes else None
         try:
-            parts = (head, outcome.tail)
-            for part in parts:
-                _write_all(fd, part, tmp)
-            syncer = _Fsync(fd)
-
-            def _after() -> str:
-                h = hashlib.sha256(head)
-                h.update(outcome.tail)
-                return h.hexdigest()
-
-            # SHA-256 of the signed bytes beside the read-back (hashlib needs no GIL)
-            hasher = pe.submit(_after) if file_hashes else None
-            try:
-                result = verify_signed_image(tmp, parts, authentihash=outcome.authentihash, digest=outcome.digest,
-                                             hashed_ranges=outcome.hashed_ranges,
-                                             trusted_roots=[key.certificate_chain()[-1]])
-            finally:
-                sha_after = hasher.result() if hasher is not None else None
+            result = verify_signed_image(tmp, (head, outcome.tail), authentihash=outcome.authentihash,
+                                         digest=outcome.digest, hashed_ranges=outcome.hashed_ranges,
+                                         trusted_roots=[key.certificate_chain()[-1]])
+        finally:
+            sha_after = hasher.result() if hasher is not None else None
+    finally:
+        try:
+            if syncer is not None:  # before the descriptor is closed, also when unwinding
                 syncer.wait()
         finally:
             head.release()
-    finally:
-        passes.close()  # also closes the mapping: before the rename (Windows cannot replace a mapped file)
+            passes.close()  # also closes the mapping: before the rename (Windows cannot replace a mapped file)
     anchor = _finish_check(result, key, target)
     return (outcome.input_sha256, sha_after, result, anchor,
             {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped})

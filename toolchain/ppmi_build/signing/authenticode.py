@@ -282,6 +282,8 @@ class SignOutcome:
         input_sha256: hex SHA-256 of the input bytes (when asked for).
         hashed_ranges / digest: the byte ranges (in the signed file) and algorithm of the authentihash.
         checksum_offset: where the CheckSum is in the file.
+        complete_checksum: stores the CheckSum in the buffer and returns it (already done unless
+            ``defer_checksum``).
     """
 
     replaced_signature: bool
@@ -296,13 +298,15 @@ class SignOutcome:
     digest: str = "sha256"
     notes: list[str] = field(default_factory=list)
     checksum_offset: int = 0
+    complete_checksum: object = None
 
 
 def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = "sha256",
                  program_name: str | None = None, program_url: str | None = None,
                  timestamp_urls: Sequence[str] = (), timestamp_digest: str | None = None,
                  timestamp_timeout: float = 15, timestamp_retries: int = 2,
-                 input_sha256: bool = False, passes: pe.SigningPasses | None = None) -> SignOutcome:
+                 input_sha256: bool = False, passes: pe.SigningPasses | None = None,
+                 defer_checksum: bool = False) -> SignOutcome:
     """Sign the PE file held in the writable buffer ``data`` (a bytearray, or a copy-on-write mmap of
     the input). The signed file is ``data[:outcome.image_length] + outcome.tail``; ``data`` is
     changed only in the CheckSum and certificate-table directory entry (both excluded from the
@@ -313,7 +317,10 @@ def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = 
 
     The passes over the image (authentihash, checksum words, optional input SHA-256) run in helper
     threads (:class:`ppmi_build.signing.pe.SigningPasses`); ``passes`` takes ones already started
-    over ``data`` (e.g. prefetched by the CLI), which must use the same ``digest``.
+    over ``data`` (e.g. prefetched by the CLI), which must use the same ``digest``. With
+    ``defer_checksum`` (only with ``passes``) the CheckSum field is left as it is and
+    ``outcome.complete_checksum()`` stores it later (it waits for the checksum words), so writing
+    the file can overlap that pass; the CheckSum is not covered by the authentihash or the signature.
 
     Raises:
         PEFormatError: not a PE / truncated / trailing data after the table / corrupt table.
@@ -321,6 +328,8 @@ def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = 
     """
     alg_name = hash_algorithm(digest).name
     own = passes is None
+    if own and defer_checksum:
+        raise ValueError("defer_checksum needs passes the caller closes")
     if own:
         passes = pe.SigningPasses(data, name, alg_name, input_sha256=input_sha256)
     elif passes.hash_name != alg_name or passes.data is not data:
@@ -334,22 +343,35 @@ def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = 
         wincert = pe.win_certificate(blob)
         signed_end = passes.image_length + passes.padding
         dir_entry = struct.pack("<II", signed_end, len(wincert))
-        checksum = passes.checksum(dir_entry, wincert)
         input_hash = passes.input_sha256()  # before the header is patched
-        mv = memoryview(data)
-        try:
-            mv[layout.cert_dir_offset:layout.cert_dir_offset + 8] = dir_entry
-            mv[layout.checksum_offset:layout.checksum_offset + 4] = struct.pack("<I", checksum)
-        finally:
-            mv.release()
-        outcome = SignOutcome(layout.signed, bool(timestamp_urls), passes.authentihash(), passes.padding, checksum,
+        ck = layout.checksum_offset
+        _patch(data, layout.cert_dir_offset, dir_entry)
+        outcome = SignOutcome(layout.signed, bool(timestamp_urls), passes.authentihash(), passes.padding, 0,
                               image_length=passes.image_length, tail=b"\0" * passes.padding + wincert,
                               input_sha256=input_hash, hashed_ranges=passes.hashed_ranges, digest=alg_name)
-        outcome.checksum_offset = layout.checksum_offset
+        outcome.checksum_offset = ck
+
+        def complete_checksum() -> int:
+            if not outcome.checksum:
+                outcome.checksum = passes.checksum(dir_entry, wincert)
+                _patch(data, ck, struct.pack("<I", outcome.checksum))
+            return outcome.checksum
+
+        outcome.complete_checksum = complete_checksum
+        if not defer_checksum:
+            complete_checksum()
         return outcome
     finally:
         if own:
             passes.close()
+
+
+def _patch(data, offset: int, value: bytes) -> None:
+    mv = memoryview(data)
+    try:
+        mv[offset:offset + len(value)] = value
+    finally:
+        mv.release()
 
 
 def sign_pe_buffer(buf: bytearray, key: KeySource, **options) -> SignOutcome:

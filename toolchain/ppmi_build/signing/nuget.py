@@ -42,6 +42,7 @@ import stat
 import struct
 import tempfile
 import time
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -56,10 +57,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..errors import BadInput, InputFileError, PackageFormatError
+from ..errors import BadInput, InputFileError, PackageFormatError, PpmiError
 from . import cms
 from .keys import LIFETIME_SIGNING_EKU, RSA_MIN_BITS, KeySource, check_signing_certificate, hash_algorithm
 from .results import VerifyResult
+
+# A damaged certificate in a signature being verified is reported as a problem (or skipped); cryptography's
+# deprecation notice about its non-positive serial number (RFC 5280 §4.1.2.2) would only add a stray stderr line.
+warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
 
 # --- constants (zip: PKWARE APPNOTE.TXT §4.3; NuGet: SigningSpecificationsV1, Oids.cs) ----------------
 
@@ -111,6 +116,10 @@ class CommitmentTypeIndication(core.Sequence):
 # --- zip structure ---------------------------------------------------------------------------------
 
 
+class _NotAZip(PackageFormatError):
+    """No end of central directory record at all: the file is not a zip (bad input, exit 2, even for verify)."""
+
+
 @dataclass
 class _Record:
     """One central-directory file header (APPNOTE §4.3.12) and where its local entry lies."""
@@ -128,6 +137,12 @@ class _Record:
     external_attrs: int
     local_offset: int
     entry_total: int = 0  # local header + data (+ descriptor): next local offset (or CD start) - this one
+
+    @property
+    def text_name(self) -> str:
+        """The entry name as zip readers show it: UTF-8 when flag bit 11 is set, else code page 437
+        (APPNOTE §4.4.4, Appendix D)."""
+        return self.name.decode("utf-8" if self.flags & _UTF8_FLAG else "cp437", "replace")
 
     @property
     def is_signature(self) -> bool:
@@ -182,8 +197,8 @@ def _read_archive(f: IO[bytes], path: Path, *, check_local_zip64: bool = True) -
     tail = f.read(tail_len)
     at = tail.rfind(b"PK\x05\x06")
     if size < _EOCD_LEN or at < 0 or at + _EOCD_LEN > len(tail):
-        raise PackageFormatError(f"{path} is not a zip archive (no end of central directory record); "
-                                 "pass a .nupkg made by nuget pack or dotnet pack")
+        raise _NotAZip(f"{path} is not a zip archive (no end of central directory record); "
+                       "pass a .nupkg made by nuget pack or dotnet pack")
     eocd_pos = size - tail_len + at
     disk, cd_disk, count_disk, count, cd_size, cd_offset = struct.unpack_from("<HHHHII", tail, at + 4)
     zip64 = count == 0xFFFF or count_disk == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF
@@ -290,9 +305,15 @@ def _signature_entry_problems(f: IO[bytes], arc: _Archive, rec: _Record) -> list
 def _read_signature_bytes(f: IO[bytes], rec: _Record) -> bytes:
     """The stored ``.signature.p7s`` bytes (``SignedPackageArchiveUtility.GetPackageSignatureFile``)."""
     f.seek(rec.local_offset + 26)
-    nlen, elen = struct.unpack("<HH", f.read(4))
+    lens = f.read(4)
+    if len(lens) < 4:
+        raise PackageFormatError("the package signature file's local header is truncated")
+    nlen, elen = struct.unpack("<HH", lens)
     f.seek(rec.local_offset + _LFH_LEN + nlen + elen)
-    return f.read(rec.compressed)
+    data = f.read(rec.compressed)
+    if len(data) < rec.compressed:
+        raise PackageFormatError("the package signature file is truncated")
+    return data
 
 
 Segment = tuple[int, int] | bytes
@@ -568,6 +589,10 @@ def _check_signable(f: IO[bytes], arc: _Archive, *, overwrite: bool) -> _Record 
     if len(sigs) > 1:
         raise PackageFormatError(f"NU3005: {arc.path} has {len(sigs)} .signature.p7s entries; "
                                  "repack the package", code="NU3005")
+    # Entries NuGet cannot read (encrypted) or cannot extract unambiguously (two at one path, NU5050).
+    from ..dataverse.assembly_info import check_entries
+
+    check_entries(((r.text_name, r.flags) for r in arc.records), str(arc.path))
     if sigs and not overwrite:
         raise BadInput(f"NU3001: {arc.path} is already signed; pass --overwrite to replace the signature "
                        "(or remove it with ppmi-build unsign)", code="NU3001")
@@ -697,35 +722,86 @@ def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_ur
     signing, signing-spec §5 "Signing a NuGet package together with the DLLs inside it"). Entry order,
     names, dates, methods and attributes are kept; an existing ``.signature.p7s`` is dropped.
 
+    Entries are inflated through :func:`ppmi_build.dataverse.assembly_info.iter_entry`: assemblies up to
+    Dataverse's 16 MB limit, other entries streamed (never whole in memory) up to 256 MiB each and
+    :data:`_CONTENTS_LIMIT` in all, none beyond 100 times its compressed size (zip bombs).
+
     Returns the number of assemblies signed.
+    Raises:
+        PackageFormatError: an entry is encrypted, duplicated (NU5050), damaged (CRC, deflate stream) or over a
+            limit; errors about an entry, including the Authenticode signer's, name it ``package!path/inside``.
     """
+    from ..dataverse.assembly_info import iter_entry, open_package, read_entry
     from . import api
 
+    label = src.name
     count = 0
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout, \
+    total = 0
+
+    def inflated(n: int) -> None:
+        nonlocal total
+        total += n
+        if total > _CONTENTS_LIMIT:
+            raise PackageFormatError(f"{label} inflates to more than {_CONTENTS_LIMIT >> 20} MiB; that is not a "
+                                     "plug-in package (Dataverse takes at most 16 MB): remove unneeded files")
+
+    with open_package(src, label) as zin, zipfile.ZipFile(out, "w") as zout, \
             tempfile.TemporaryDirectory(dir=out.parent, prefix=".ppmi-contents-") as tmp:
         for zi in zin.infolist():
             if zi.filename.encode() == SIGNATURE_NAME and not zi.flag_bits & _UTF8_FLAG:
                 continue
-            data = zin.read(zi)
-            if zi.filename.lower().endswith((".dll", ".exe")) and not zi.is_dir():
-                plain = Path(tmp, f"{count}{Path(zi.filename).suffix}")
-                signed = Path(tmp, f"{count}.signed{Path(zi.filename).suffix}")
-                plain.write_bytes(data)
-                api.sign_file(plain, key, output=signed, timestamp_urls=list(timestamp_urls), digest=digest,
-                              program_name=program_name or Path(zi.filename).stem, program_url=program_url,
-                              overwrite=True)
-                data = signed.read_bytes()
-                count += 1
             new = zipfile.ZipInfo(zi.filename, date_time=zi.date_time)
             new.compress_type = zi.compress_type
             new.external_attr = zi.external_attr
             new.create_system = zi.create_system
             new.flag_bits = zi.flag_bits & _UTF8_FLAG
             new.comment = zi.comment
-            zout.writestr(new, data)
+            if zi.filename.lower().endswith((".dll", ".exe")) and not zi.is_dir():
+                data = read_entry(zin, zi, label)
+                inflated(len(data))
+                suffix = Path(zi.filename).suffix
+                plain = Path(tmp, f"ppmi-entry-{count}{suffix}")
+                signed = Path(tmp, f"ppmi-entry-{count}.signed{suffix}")
+                plain.write_bytes(data)
+                del data
+                try:
+                    api.sign_file(plain, key, output=signed, timestamp_urls=list(timestamp_urls), digest=digest,
+                                  program_name=program_name or Path(zi.filename).stem, program_url=program_url,
+                                  overwrite=True)
+                except PpmiError as e:
+                    raise _about_entry(e, f"{label}!{zi.filename}", plain, signed) from None
+                zout.writestr(new, signed.read_bytes())
+                plain.unlink()
+                signed.unlink()
+                count += 1
+            else:
+                with zout.open(new, "w") as dst:
+                    for block in iter_entry(zin, zi, label):
+                        inflated(len(block))
+                        dst.write(block)
         zout.comment = zin.comment
     return count
+
+
+#: Inflated bytes ``--sign-contents`` writes for one package in all (zip-bomb guard; see _sign_inner_assemblies).
+_CONTENTS_LIMIT = 1 << 30
+
+
+def _about_entry(e: PpmiError, where: str, *temps: Path) -> PpmiError:
+    """``e`` with the temporary files' names in its message replaced by ``package!entry``."""
+    import copy
+
+    message = e.message
+    for t in temps:
+        message = message.replace(str(t), where)
+    for t in temps:
+        message = message.replace(t.name, where)
+    if where not in message:
+        message = f"{where}: {message}"
+    out = copy.copy(e)
+    out.message = message
+    out.args = (message,)
+    return out
 
 
 def remove_signature(src: Path, dst: Path) -> None:
@@ -891,17 +967,22 @@ def verify_package(path: Path, *, trusted_roots: Sequence[Any] = (), use_system_
 
     Checks, each failure reported as a ``"NU30xx: …"`` string in ``problems``:
 
-    * signature entry metadata and uniqueness (NU3005), no Zip64 (NU3006);
+    * signature entry metadata and uniqueness (NU3005), no Zip64 (NU3006); a damaged zip structure
+      (central directory, local headers) once the file is a zip at all (NU3008);
     * CMS SignedData with one signer (NU3009/NU3011), signature content format (NU3007/NU3016);
     * the package hash rebuilt as NuGet does and compared (NU3008);
-    * signer certificate present (NU3010), messageDigest and the signature over the signed attributes
-      (NU3012), author attributes (NU3011), key length / lifetime EKU (NU3014/NU3015);
+    * signer certificate present and readable (NU3010), messageDigest and the signature over the signed
+      attributes (NU3012), author attributes (NU3011), key length / lifetime EKU (NU3014/NU3015);
     * the RFC 3161 timestamp (signature-time-stamp-token): imprint over the signature value (NU3019), token
       signature (NU3021), TSA chain to ``trusted_roots`` with the timeStamping EKU (NU3028), TSA key
-      (NU3023), genTime inside the TSA validity (NU3036);
+      (NU3023), genTime inside the TSA validity (NU3036), unreadable token (NU3029);
     * the signer chain to ``trusted_roots`` with the code-signing EKU, using ``cryptography.x509.verification``
       at the timestamp's genTime when the timestamp is valid, else now (NU3018; NU3037 when the certificate
       has expired and there is no valid timestamp).
+
+    A malformed ``.signature.p7s``, certificate or attribute never raises: it becomes a problem with its NuGet
+    code (NU3003 "the package signature is invalid" when nothing more precise applies) and the result is
+    invalid.
 
     Args:
         path: the package.
@@ -912,13 +993,12 @@ def verify_package(path: Path, *, trusted_roots: Sequence[Any] = (), use_system_
         check_tsa_chain: check the TSA certificate's chain (off for the check right after signing, when only
             the signer's own chain is known).
     Returns:
-        :class:`VerifyResult` (``kind="package"``); ``valid`` is True only when ``problems`` is empty.
-        An unsigned package gives ``signed=False`` and a NU3004 problem.
+        :class:`VerifyResult` (``kind="package"``); ``valid`` is True only when the package is signed and
+        ``problems`` is empty. An unsigned package gives ``signed=False`` and a NU3004 problem.
     Raises:
-        InputFileError: missing file. PackageFormatError: not a zip archive.
+        InputFileError: missing or unreadable file, unreadable ``trusted_roots``. PackageFormatError: not a zip
+        archive at all (no end of central directory record).
     """
-    from ..identity.certificates import describe
-
     path = Path(path)
     roots = _load_roots(trusted_roots)
     if use_system_roots:
@@ -926,60 +1006,124 @@ def verify_package(path: Path, *, trusted_roots: Sequence[Any] = (), use_system_
 
         roots += [r for r in microsoft_roots() if r not in roots]
     result = VerifyResult(path=path, kind="package", signed=False, valid=False)
+    problems: list[str] = []
     with _open(path) as f:
-        arc, rec, problems = _load_signature(f, path)
-        if rec is None:
-            result.problems = problems or ["NU3004: the package is not signed"]
-            result.signed = bool(problems)
-            return result
-        result.signed = True
-        if problems:
-            result.problems = problems
-            return result
-        p7s = _read_signature_bytes(f, rec)
         try:
-            sd, si, problems = _parse_cms(p7s)
-        except ValueError as e:
-            result.problems = [str(e)]
-            return result
-        if si is None:
-            result.problems = problems
-            return result
-        eci = sd["encap_content_info"]
-        if eci["content_type"].dotted != cms.DATA_OID or eci["content"].native is None:
-            result.problems = ["NU3011: the primary signature has no attached id-data content"]
-            return result
-        content = eci["content"].native
-        try:
-            hash_name, expected = parse_signature_content(content)
-        except ValueError as e:
-            problems.append(str(e))
-        else:
-            if _package_hash(f, arc, rec, hash_name) != expected:
-                problems.append("NU3008: the package integrity check failed: the package was changed after signing")
+            _verify_into(result, problems, f, path, roots, check_tsa_chain)
+        except _NotAZip:
+            raise
+        except PackageFormatError as e:  # the zip structure is damaged (a tampered or truncated package)
+            if not result.signed:
+                result.signed = _mentions_signature(f)
+            text = e.message.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+            problems.append(f"NU3008: the package integrity check failed: the zip structure is damaged ({text})")
+        except OSError as e:
+            raise InputFileError(f"cannot read package {path}: {e.strerror or e}") from None
+        except Exception as e:  # the safety net: a malformed signature must give an INVALID result, not a crash
+            problems.append(f"NU3003: the package signature is invalid: it cannot be read ({type(e).__name__})")
+    if not result.signed and not problems:
+        problems.append("NU3004: the package is not signed")
+    result.problems = [" ".join(str(p).split()) for p in problems]  # one line each (library messages may wrap)
+    result.valid = result.signed and not problems
+    return result
 
-    leaf = cms.find_signer_certificate(sd, si)
-    if leaf is None:
-        problems.append("NU3010: the primary signature does not have a signing certificate")
-        result.problems = problems
-        return result
-    result.signer = describe(leaf)
-    result.signer_certificate = leaf
-    digest_name = si["digest_algorithm"]["algorithm"].native
-    if digest_name not in HASH_OIDS:
-        problems.append(f"NU3016: the signature uses an unsupported digest algorithm ({digest_name})")
+
+def _mentions_signature(f: IO[bytes]) -> bool:
+    """Whether a package whose zip structure no longer parses still names ``.signature.p7s`` near its end (where
+    the signature entry and its central-directory record are): it was signed, and has been damaged since."""
+    try:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - (1 << 20)))
+        return SIGNATURE_NAME in f.read()
+    except OSError:
+        return False
+
+
+def _step(problems: list[str], code: str, what: str) -> Any:
+    """A context manager that turns any failure inside it into ``"{code}: {what} ({ExceptionType})"``."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard() -> Iterator[None]:
+        try:
+            yield
+        except Exception as e:
+            problems.append(f"{code}: {what} ({type(e).__name__})")
+
+    return guard()
+
+
+def _verify_into(result: VerifyResult, problems: list[str], f: IO[bytes], path: Path, roots: list[x509.Certificate],
+                 check_tsa_chain: bool) -> None:
+    """The checks of :func:`verify_package`, filling ``result`` and ``problems`` as they go (so the caller's
+    safety net keeps what was found before an unexpected failure)."""
+    from ..identity.certificates import describe
+
+    arc, rec, entry_problems = _load_signature(f, path)
+    if rec is None:
+        result.signed = bool(entry_problems)
+        problems.extend(entry_problems)
+        return
+    result.signed = True
+    if entry_problems:
+        problems.extend(entry_problems)
+        return
+    p7s = _read_signature_bytes(f, rec)
+    try:
+        sd, si, cms_problems = _parse_cms(p7s)
+    except ValueError as e:
+        problems.append(str(e))
+        return
+    if si is None:
+        problems.extend(cms_problems)
+        return
+    eci = sd["encap_content_info"]
+    content = eci["content"].native if eci["content_type"].dotted == cms.DATA_OID else None
+    if not isinstance(content, bytes):
+        problems.append("NU3011: the primary signature has no attached id-data content")
+        return
+    try:
+        hash_name, expected = parse_signature_content(content)
+    except ValueError as e:
+        problems.append(str(e))
     else:
+        if _package_hash(f, arc, rec, hash_name) != expected:
+            problems.append("NU3008: the package integrity check failed: the package was changed after signing")
+
+    leaf = None
+    with _step(problems, "NU3010", "the primary signature's signing certificate cannot be read"):
+        leaf = cms.find_signer_certificate(sd, si)
+        if leaf is None:
+            problems.append("NU3010: the primary signature does not have a signing certificate")
+    if leaf is None:
+        return
+    result.signer_certificate = leaf
+    with _step(problems, "NU3018", "the signing certificate cannot be read"):
+        result.signer = describe(leaf)
+
+    digest_name = None
+    with _step(problems, "NU3016", "the signature's digest algorithm cannot be read"):
+        digest_name = si["digest_algorithm"]["algorithm"].native
+    pub = None
+    with _step(problems, "NU3012", "primary signature validation failed: the signing certificate's public key "
+                                   "cannot be read"):
+        pub = leaf.public_key()
+    if digest_name is not None and digest_name not in HASH_OIDS:
+        problems.append(f"NU3016: the signature uses an unsupported digest algorithm ({digest_name})")
+    elif digest_name is not None and pub is not None:
         try:
             cms.verify_signer_info(si, leaf, hashlib.new(digest_name, content).digest())
         except ValueError as e:
             problems.append(f"NU3012: primary signature validation failed: {e}")
+        except Exception as e:  # e.g. UnsupportedAlgorithm for a damaged signatureAlgorithm or key
+            problems.append(f"NU3012: primary signature validation failed: the signature cannot be checked "
+                            f"({type(e).__name__})")
     try:
         problems.extend(_attribute_problems(si, leaf))
     except Exception as e:  # a signed attribute that does not parse
         problems.append(f"NU3011: the primary signature is invalid: a signed attribute cannot be read "
                         f"({type(e).__name__})")
-    pub = leaf.public_key()
-    if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < RSA_MIN_BITS:
+    if pub is not None and (not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < RSA_MIN_BITS):
         problems.append("NU3014: the signing certificate does not meet the RSA-2048 minimum key length")
     try:
         ekus = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -987,11 +1131,18 @@ def verify_package(path: Path, *, trusted_roots: Sequence[Any] = (), use_system_
             problems.append("NU3015: the signing certificate has the lifetime-signing EKU")
     except x509.ExtensionNotFound:
         pass
+    except Exception as e:  # duplicate or malformed extensions
+        problems.append(f"NU3018: the signing certificate's extensions cannot be read ({type(e).__name__})")
 
     # timestamp (unsigned attribute signature-time-stamp-token)
-    tokens = [a for a in (si["unsigned_attrs"] or []) if a["type"].dotted == SIGNATURE_TIME_STAMP_TOKEN_OID]
     trusted_time: _dt.datetime | None = None
-    if len(tokens) > 1 or (tokens and len(tokens[0]["values"]) != 1):
+    try:
+        tokens = [a for a in (si["unsigned_attrs"] or []) if a["type"].dotted == SIGNATURE_TIME_STAMP_TOKEN_OID]
+        many = len(tokens) > 1 or (tokens and len(tokens[0]["values"]) != 1)
+    except Exception as e:
+        tokens, many = [], False
+        problems.append(f"NU3029: the signature's unsigned attributes cannot be read ({type(e).__name__})")
+    if many:
         problems.append("NU3029: the signature has more than one timestamp")
     elif tokens:
         try:
@@ -1013,15 +1164,15 @@ def verify_package(path: Path, *, trusted_roots: Sequence[Any] = (), use_system_
     if trusted_time is None and now > leaf.not_valid_after_utc:
         problems.append("NU3037: the signing certificate has expired and the signature has no valid timestamp")
     else:
-        others = [c for c in cms.certificates_of(sd) if c != leaf]
         try:
+            others = [c for c in cms.certificates_of(sd) if c != leaf]
             verify_chain(leaf, others, roots, eku=CODE_SIGNING, at=at)
         except ChainError as e:
             problems.append(f"NU3018: chain building failed for the primary signature: {e}; "
                             "pass its root with --trusted-root if it is a private or self-signed certificate")
-    result.problems = problems
-    result.valid = not problems
-    return result
+        except Exception as e:  # a certificate that cryptography cannot read (e.g. a damaged subject)
+            problems.append(f"NU3018: chain building failed for the primary signature: a certificate cannot be "
+                            f"read ({type(e).__name__})")
 
 
 def signer_certificate(path: Path) -> x509.Certificate:
@@ -1047,7 +1198,13 @@ def signer_certificate(path: Path) -> x509.Certificate:
         raise PackageFormatError(f"{path}: {e}", code="NU3011") from None
     if si is None:
         raise PackageFormatError(f"{path}: {problems[0]}", code="NU3009")
-    leaf = cms.find_signer_certificate(sd, si)
+    try:
+        leaf = cms.find_signer_certificate(sd, si)
+        if leaf is not None:
+            leaf.subject, leaf.public_key()  # noqa: B018 - parse what callers read (fic: subject, thumbprint)
+    except Exception as e:  # a damaged certificate
+        raise PackageFormatError(f"NU3010: {path}: the primary signature's signing certificate cannot be read "
+                                 f"({type(e).__name__}); re-sign the package", code="NU3010") from None
     if leaf is None:
         raise PackageFormatError(f"NU3010: {path}: the primary signature does not have a signing certificate",
                                  code="NU3010")
@@ -1073,12 +1230,16 @@ def unsign_package_file(path: Path, output: Path | None = None) -> dict[str, Any
         ``{"path", "kind": "package", "sha256_before", "sha256_after", "removed": True}`` (hex SHA-256 of the
         whole file before and after).
     Raises:
-        as :func:`remove_signature`; InputFileError when the target folder is not writable.
+        as :func:`remove_signature`; InputFileError when the target is read-only (worded as ``sign`` refuses
+        it) or its folder is not writable.
     """
     path = Path(path)
     target = Path(output) if output is not None else path
     if target.is_dir():
         raise InputFileError(f"{target} is a directory; pass a file path to -o")
+    if target.exists() and _is_read_only(target):  # as sign refuses it (signing.api._check_target)
+        raise InputFileError(
+            f"{target} is read-only; make it writable (chmod u+w {target.name}) or write elsewhere with -o OUT")
     before = _sha256_file(path) if path.is_file() else None
     tmp = _temp_beside(target)
     try:
@@ -1092,6 +1253,12 @@ def unsign_package_file(path: Path, output: Path | None = None) -> dict[str, Any
         tmp.unlink(missing_ok=True)
     return {"path": str(target), "kind": "package", "sha256_before": before, "sha256_after": _sha256_file(target),
             "removed": True}
+
+
+def _is_read_only(path: Path) -> bool:
+    """No write permission, or no write bit at all (``os.access`` alone ignores the mode bits for root)."""
+    st = path.stat()
+    return not os.access(path, os.W_OK) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _temp_beside(target: Path) -> Path:

@@ -21,9 +21,14 @@ Sources (signing-spec §1.2-§1.3, §1.10):
   ``CheckSumMappedFile``). An odd trailing byte counts as a word with a zero high byte (imagehlp,
   pefile); signed files are 8-byte aligned so this never matters for our output.
 
+Signing needs three passes over the image (authentihash, checksum words, optionally the SHA-256 of
+the input): :class:`SigningPasses` runs them on reusable helper threads (:func:`submit`), and
+:func:`prefetch_signing_passes` lets ``ppmi-build sign`` start them before it has imported the
+signing stack and loaded the key (issue #2).
+
 The hashing works on memoryviews of one buffer (no copies), and the checksum uses the identity
 ``2**16 ≡ 1 (mod 0xFFFF)``: the sum of the 16-bit words of a byte string equals, modulo 0xFFFF,
-the little-endian integer it encodes, so ``int.from_bytes`` over 1 MiB chunks does the work in C.
+the little-endian integer it encodes, so ``int.from_bytes`` over 256 KiB chunks does the work in C.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -407,8 +413,6 @@ class Job:
     __slots__ = ("_fn", "_args", "_done", "_value", "_error")
 
     def __init__(self, fn, args: tuple):
-        import threading
-
         self._fn, self._args = fn, args
         self._done = threading.Lock()
         self._done.acquire()
@@ -443,7 +447,6 @@ class _Helpers:
 
     def __init__(self) -> None:
         import queue
-        import threading
 
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -456,8 +459,6 @@ class _Helpers:
             if not spawn:
                 self._idle -= 1
         if spawn:
-            import threading
-
             threading.Thread(target=self._work, name="ppmi-helper", daemon=True).start()
         self._queue.put(job)
         return job
@@ -470,13 +471,16 @@ class _Helpers:
 
 
 _HELPERS: _Helpers | None = None
+_HELPERS_LOCK = threading.Lock()
 
 
 def submit(fn, *args) -> Job:
     """Run ``fn(*args)`` on a helper thread; returns its :class:`Job`."""
     global _HELPERS
     if _HELPERS is None:
-        _HELPERS = _Helpers()
+        with _HELPERS_LOCK:
+            if _HELPERS is None:
+                _HELPERS = _Helpers()
     return _HELPERS.submit(fn, *args)
 
 

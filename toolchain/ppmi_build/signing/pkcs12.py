@@ -19,8 +19,9 @@ What is handled (RFC 7292; anything else returns ``None`` and the caller uses cr
 
 * ``PFX { version 3, authSafe ContentInfo(data), macData }`` (RFC 7292 §4) in DER (definite lengths);
 * the integrity MAC (§5, Appendix B): HMAC with a key from the PKCS#12 KDF (ID 3) over the
-  authSafe content octets, SHA-1/224/256/384/512 — checked first, so a wrong password is detected
-  before anything is decrypted; a file without ``macData`` (or with PBMAC1) falls back;
+  authSafe content octets, SHA-1/224/256/384/512 — checked before the key is decrypted or any
+  result is used, so a wrong password or a modified file is detected as before; a file without
+  ``macData`` (or with PBMAC1) falls back;
 * the key: exactly one ``keyBag`` / ``pkcs8ShroudedKeyBag``, decrypted by ``load_der_private_key``
   (which reads PBES2 and the PKCS#12 PBEs of RFC 7292 Appendix C);
 * the certificates (``certBag`` with an X.509 certificate; other bag types are ignored, as
@@ -452,6 +453,6 @@ def load_key_and_certificates(data: bytes, password: bytes | None):
     data = bytes(data)
     try:
         got = _parse(data, password)
-    except (_Unsupported, IndexError, ValueError):
+    except Exception:  # _Unsupported, or anything unexpected: cryptography's loader decides
         return None
     return None if got == "bad-mac" else got
