@@ -280,6 +280,8 @@ def test_register_refuses_hostile_packages(cli, project, emulator, dll_bytes, bo
     r = cli("register", "--env", "emu", "--kind", "package", pkg, "--json")
     message = refused(r)
     assert message.startswith(("p.nupkg!", "NU5050: p.nupkg")), message
+    assert {"encrypted": "is encrypted", "duplicate": "more than one entry", "crc": "cannot be read",
+            "bomb": "over the 16 MiB limit"}[case] in message
     assert pkg.read_bytes() == before
     assert [q for q in emulator.requests() if q["method"] != "GET"] == []  # refused before any upload
 
