@@ -315,8 +315,11 @@ def test_missing_tools_exit_3(cli, plain_dll, copy_of, pki, password_env, monkey
     r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode")
     assert r.exit_code == 3 and "osslsigncode is not installed" in one_line_error(r)
     assert dll.read_bytes() == before
-    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode", "--timestamp-url", "x")
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode", "--timestamp-url", "http://127.0.0.1:9/")
     assert r.exit_code == 3
+    # not a URL at all: bad input (exit 2), refused before signing (report #20)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--timestamp-url", "notaurl")
+    assert r.exit_code == 2 and "notaurl" in one_line_error(r) and dll.read_bytes() == before
 
 
 def test_package_only_backend_refuses_assemblies(cli, plain_dll, copy_of, pki, password_env):

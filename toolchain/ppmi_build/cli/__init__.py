@@ -36,7 +36,40 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
-    """A click group that imports a command's module only when that command runs."""
+    """A click group that imports a command's module only when that command runs.
+
+    With ``--json`` anywhere on the command line, a usage error (missing argument, bad choice,
+    unknown option; exit 2) also prints one JSON document on stdout,
+    ``{"error": {"message", "code": "usage", "exit_code": 2}}``, besides click's usage text on stderr.
+    """
+
+    _json_requested = False
+
+    def main(self, args=None, *a, **kw):  # type: ignore[override]
+        argv = list(args) if args is not None else sys.argv[1:]
+        self._json_requested = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+        return super().main(args, *a, **kw)
+
+    def _usage_json(self, err: click.UsageError) -> None:
+        if self._json_requested:
+            import json
+
+            click.echo(json.dumps({"error": {"message": " ".join(err.format_message().split()), "code": "usage",
+                                             "exit_code": err.exit_code}}, indent=2))
+
+    def make_context(self, *a, **kw):  # type: ignore[override]
+        try:
+            return super().make_context(*a, **kw)
+        except click.UsageError as err:
+            self._usage_json(err)
+            raise
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            self._usage_json(err)
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         import importlib.util  # only for --help
@@ -94,9 +127,59 @@ def skip_teardown() -> None:
     _SKIP_TEARDOWN = True
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by the SIGTERM/SIGHUP handler (:func:`_install_signal_handlers`) so
+    that ``finally`` blocks run as on an error: temp files beside targets and private key folders
+    are removed, child tools are killed. A BaseException so that ``except Exception`` does not
+    swallow it. The process then exits with 128 + the signal number (143 for SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM / SIGHUP (CI cancellation, ``timeout``, a closed terminal) -> :class:`Terminated`.
+
+    Python's default for these signals ends the process at once, without cleanup. Later signals
+    of either kind are ignored so that the cleanup itself is not interrupted."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+        raise Terminated(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            if signal.getsignal(sig) is signal.SIG_IGN:  # e.g. nohup: keep ignoring
+                continue
+            signal.signal(sig, handler)
+        except (ValueError, OSError):  # pragma: no cover - not the main thread / not supported
+            pass
+
+
 def run() -> None:  # console-script entry point
+    _install_signal_handlers()
     try:
         main(prog_name="ppmi-build")
+    except Terminated as t:
+        import signal
+
+        try:
+            what = signal.Signals(t.signum).name
+        except ValueError:  # pragma: no cover
+            what = str(t.signum)
+        try:
+            sys.stderr.write(f"error: stopped by {what}; temporary files removed\n")
+            sys.stderr.flush()
+        except Exception:  # pragma: no cover
+            pass
+        sys.exit(128 + t.signum)
     except SystemExit as e:
         if not _SKIP_TEARDOWN or not isinstance(e.code, (int, type(None))):
             raise

@@ -9,6 +9,20 @@ import click
 from ._common import emit, handle_errors, json_option, password_options, password_source, progress
 
 
+def _artifact_integrity_problems(path: Path, certificate) -> list[str]:
+    """Problems of the artifact's signature other than trust (the signer may be a private CA): a
+    tampered or corrupt file gives at least one. Never raises."""
+    try:
+        from ..signing.api import verify_file
+
+        result = verify_file(path, trusted_roots=[certificate])
+    except Exception as e:  # noqa: BLE001 - reported as a warning
+        return [str(e) or type(e).__name__]
+    return [p for p in result.problems
+            if not p.startswith(("untrusted signer", "signify: ", "no trusted roots"))] or (
+        [] if result.signed else ["not signed"])
+
+
 def _signer_of_artifact(path: Path):
     """The signer certificate of a signed .dll (Authenticode) or .nupkg (NuGet author signature)."""
     from ..errors import InputFileError, ToolNotFound
@@ -100,6 +114,13 @@ def fic(cert_path: Path | None, artifact: Path | None, tenant_id: str | None, en
         progress(f"warning: {warning}")
     record = describe(certificate)
     data = {**values.as_dict(), "certificate": record, "source": source}
+    if artifact:
+        bad = _artifact_integrity_problems(artifact, certificate)
+        if bad:
+            warning = (f"the signature of {artifact} does not verify ({bad[0]}); these values are those of its "
+                       "embedded signer certificate: check the file before trusting them")
+            progress(f"warning: {warning}")
+            data["warnings"] = [*data.get("warnings", []), warning]
 
     def human() -> str:
         kind = "self-signed" if values.self_signed else "CA-issued"

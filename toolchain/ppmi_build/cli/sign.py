@@ -25,7 +25,7 @@ BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotne
                    "Default: [signing] certificate in ppmi.toml, PPMI_CERT, or PPMI_PFX_BASE64.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
               help="PEM private key when --cert holds only the certificate chain.")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
+@click.option("-o", "--output", "output_arg", type=click.Path(),
               help="Write the signed file here (one artifact) or into this folder (several); default: in place.")
 @click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL",
               help="RFC 3161 timestamp server; repeat for fallbacks. Default: [signing] timestamp_urls.")
@@ -41,7 +41,7 @@ BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotne
 @password_options
 @json_option
 @handle_errors
-def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | None, output: Path | None,
+def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | None, output_arg: str | None,
          timestamp_urls: tuple[str, ...], no_timestamp: bool, digest: str | None, program_name: str | None,
          program_url: str | None, backend: str | None, overwrite: bool, sign_contents: bool,
          password_env: str | None, password_file: Path | None, as_json: bool) -> None:
@@ -54,6 +54,7 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     from ..errors import BadInput, ConfigError
 
     settings = load_settings()
+    output = _output_path(output_arg)
     digest = digest or settings.signing.digest
     backend = backend or settings.signing.backend
     # Start hashing the first assemblies now (as many as sign_files signs at once), so that it
@@ -62,7 +63,7 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     prefetched = _prefetch(artifacts[:(os.cpu_count() or 2) + 1], digest, backend, as_json)
     try:
         import_x509()
-        from ..signing.api import sign_files
+        from ..signing.api import BatchSignError, sign_files
         from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
 
         cert: str | Path | None = cert_path
@@ -80,13 +81,20 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
             raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
         urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
         password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
+        if password_env:  # external tools must not inherit it (config.scrubbed_environ)
+            from ..signing.backends import hide_env
+
+            hide_env(password_env)
         key = load_key_source(cert, password, key_path=key_path)
 
-        results = sign_files(
-            list(artifacts), key, output=output, timestamp_urls=urls, digest=digest, program_name=program_name,
-            program_url=program_url, backend=backend, overwrite=overwrite, sign_contents=sign_contents,
-            file_hashes=as_json,
-        )
+        try:
+            results = sign_files(
+                list(artifacts), key, output=output, timestamp_urls=urls, digest=digest, program_name=program_name,
+                program_url=program_url, backend=backend, overwrite=overwrite, sign_contents=sign_contents,
+                file_hashes=as_json,
+            )
+        except BatchSignError as err:  # some files signed, some not: report each one (exit = worst code)
+            _report_batch(err, as_json)
     finally:
         if prefetched:
             from ..signing import pe
@@ -98,6 +106,35 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     skip_teardown()  # every file is signed, verified, fsynced and renamed; the output is printed
 
 
+def _output_path(raw: str | None) -> Path | None:
+    """``-o`` as a Path; a value ending with a path separator names a folder, which must exist
+    (``-o newdir/`` must not write a file called ``newdir``)."""
+    if raw is None:
+        return None
+    from ..errors import InputFileError
+
+    seps = ("/", os.sep) + ((os.altsep,) if os.altsep else ())
+    if raw.endswith(seps) and not Path(raw).is_dir():
+        raise InputFileError(f"folder {raw.rstrip(''.join(seps)) or raw} does not exist; create it first "
+                             "(mkdir) or give a file path to -o")
+    return Path(raw)
+
+
+def _report_batch(err, as_json: bool) -> None:
+    """Print each file's outcome of a partly failed batch, then exit with the worst code."""
+    import sys
+
+    import click
+
+    for o in err.outcomes:
+        if o["status"] != "signed":
+            click.echo(f"error: {o['path']}: {o['error']['message']}", err=True)
+    emit(as_json, err.outcomes, lambda: "\n".join(
+        f"signed {o['path']}" if o["status"] == "signed" else f"NOT signed {o['path']}: {o['error']['message']}"
+        for o in err.outcomes))
+    sys.exit(err.exit_code)
+
+
 def _prefetch(first: tuple[Path, ...], digest: str, backend: str, as_json: bool) -> bool:
     """Start the signing passes (:func:`ppmi_build.signing.pe.prefetch_signing_passes`) of the
     assemblies in ``first`` that the built-in Authenticode signer will sign. Never raises."""
@@ -107,8 +144,14 @@ def _prefetch(first: tuple[Path, ...], digest: str, backend: str, as_json: bool)
 
     hash_name = str(digest).lower().replace("-", "")
     started = False
+    import stat
+
     for path in first:
-        if path.suffix.lower() in (".dll", ".exe"):
+        try:  # only regular files: opening a FIFO would block (sign_files refuses it with a message)
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except OSError:
+            regular = False
+        if regular and path.suffix.lower() in (".dll", ".exe"):
             pe.prefetch_signing_passes(path, hash_name, input_sha256=as_json)
             started = True
     return started

@@ -20,7 +20,13 @@ def unsign(artifact: Path, output: Path | None, as_json: bool) -> None:
     """Remove the signature of ARTIFACT (.nupkg: the .signature.p7s entry, giving back the package as it was
     before signing, byte for byte)."""
     from ..errors import BadInput
+    from ..signing.api import _check_source, _check_target
     from ..signing.results import kind_of
+
+    # a regular, readable input and a replaceable regular target (not a symlink/FIFO/device,
+    # not read-only) for both kinds, before anything is read or written
+    _check_source(artifact)
+    _check_target(output if output is not None else artifact)
 
     if kind_of(artifact) == "package":
         from ..signing.nuget import unsign_package_file

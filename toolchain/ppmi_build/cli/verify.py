@@ -1,7 +1,9 @@
 """``ppmi-build verify ARTIFACT... [--trusted-root PEM]...``: check Authenticode / NuGet signatures.
 
-Exit code 0 when every artifact is signed and valid, 1 when any is not (DESIGN.md §3); bad input
-(missing file, not a PE/zip) is exit 2.
+Exit code 0 when every artifact is signed and valid, 1 when any is not (DESIGN.md §3). Each input
+gets its own result: a file that cannot be verified at all (missing, not a PE/zip, a FIFO) is
+reported with ``valid: false`` and an ``error`` record, the others keep theirs, and the exit code is
+1; it is 2 only when NO input could be verified at all (every one unusable).
 """
 
 from __future__ import annotations
@@ -21,18 +23,44 @@ from ._common import emit, handle_errors, json_option
 @json_option
 @handle_errors
 def verify(artifacts: tuple[Path, ...], trusted_roots: tuple[Path, ...], as_json: bool) -> None:
-    """Verify signatures: integrity, signer certificate chain, timestamp; list each problem found."""
+    """Verify signatures: integrity, signer certificate chain, timestamp; list each problem found.
+
+    Exit 0: all valid; 1: any invalid, unsigned or unreadable; 2: no input could be read at all.
+    """
+    from ..errors import PpmiError
     from ..signing.api import verify_file
+    from ..signing.results import VerifyResult, kind_of
     from ..signing.verify import load_trusted_roots
 
     roots = load_trusted_roots(trusted_roots)
-    results = [verify_file(a, trusted_roots=roots) for a in artifacts]
-    emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_lines(r) for r in results))
+    results: list[VerifyResult] = []
+    errors: dict[int, PpmiError] = {}
+    for a in artifacts:
+        try:
+            results.append(verify_file(a, trusted_roots=roots))
+        except PpmiError as e:  # this file is unusable; the others keep their results
+            errors[len(results)] = e
+            results.append(VerifyResult(path=a, kind=kind_of(a), signed=False, valid=False, problems=[e.message]))
+            click.echo(f"error: {e.message}", err=True)
+
+    def record(i: int, r: VerifyResult) -> dict:
+        out = r.to_json()
+        if i in errors:
+            e = errors[i]
+            out["error"] = {"message": e.message, "code": e.code, "exit_code": e.exit_code}
+        return out
+
+    emit(as_json, [record(i, r) for i, r in enumerate(results)],
+         lambda: "\n".join(_lines(r, i in errors) for i, r in enumerate(results)))
+    if errors and len(errors) == len(results):
+        sys.exit(max(e.exit_code for e in errors.values()))
     if not all(r.valid for r in results):
         sys.exit(1)
 
 
-def _lines(r) -> str:
+def _lines(r, unusable: bool = False) -> str:
+    if unusable:
+        return f"{r.path}: CANNOT VERIFY: {r.problems[0]}"
     if not r.signed:
         head = f"{r.path}: NOT SIGNED"
     elif r.valid:

@@ -66,12 +66,18 @@ class _LoggingToDnfileLogger:
         return getattr(logging, name)
 
 
+_quieted: set[str] = set()
+
+
 def _quiet_dnfile() -> None:
+    """Point every loaded dnfile module's ``logging`` at :class:`_LoggingToDnfileLogger` (once per module)."""
     import sys
 
-    for name, module in list(sys.modules.items()):
-        if (name == "dnfile" or name.startswith("dnfile.")) and getattr(module, "logging", None) is logging:
+    for name in [n for n in sys.modules if (n == "dnfile" or n.startswith("dnfile.")) and n not in _quieted]:
+        module = sys.modules[name]
+        if getattr(module, "logging", None) is logging:
             module.logging = _LoggingToDnfileLogger()
+        _quieted.add(name)
 
 
 class MetadataCorrupt(PEFormatError):

@@ -39,13 +39,47 @@ def _kind(path: Path | str) -> str:
 # --- files ----------------------------------------------------------------------------------
 
 
+#: PE files cannot exceed 4 GiB (32-bit offsets in the headers, PE/COFF specification); Dataverse takes 16 MB
+MAX_PE_SIZE = 0xFFFFFFFF
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 def _check_source(path: Path) -> None:
-    if not path.exists():
-        raise InputFileError(f"{path} does not exist; check the path")
-    if path.is_dir():
+    """The input must be an existing, readable regular file (a symbolic link to one is fine for
+    reading). FIFOs and devices are refused before they are opened (opening a FIFO blocks).
+
+    Raises:
+        InputFileError: missing, a directory, a FIFO/device/socket, unreadable, or a PE file over 4 GiB.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(f"{path} does not exist; check the path") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputFileError(f"{path} is {_file_kind(st.st_mode)}, not a regular file; pass a .dll, .exe or "
+                             ".nupkg file")
     if not os.access(path, os.R_OK):
         raise InputFileError(f"{path} is not readable (permission denied); fix its permissions")
+    if st.st_size > MAX_PE_SIZE and kind_of(path) == "assembly":
+        from ..errors import PEFormatError
+
+        raise PEFormatError(f"{path} is {st.st_size} bytes; a PE file cannot exceed 4 GiB (Dataverse accepts "
+                            "16 MB): pass the right file")
 
 
 def _is_read_only(path: Path) -> bool:
@@ -55,12 +89,33 @@ def _is_read_only(path: Path) -> bool:
 
 
 def _check_target(target: Path) -> None:
+    """The file to be replaced must be absent or a writable regular file (not a symbolic link, FIFO,
+    device or directory: the final rename would replace the link or special file itself).
+
+    Raises:
+        InputFileError: with the fix in the message.
+    """
     folder = target.parent
     if not folder.is_dir():
         raise InputFileError(f"output folder {folder} does not exist; create it first")
-    if target.exists():
-        if target.is_dir():
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                dest = os.readlink(target)
+            except OSError:  # pragma: no cover
+                dest = "?"
+            real = (target.parent / dest) if not os.path.isabs(dest) else Path(dest)
+            raise InputFileError(f"{target} is a symbolic link to {dest}; sign {real} (or write elsewhere with "
+                                 "-o OUT)")
+        if stat.S_ISDIR(st.st_mode):
             raise InputFileError(f"{target} is a directory; pass a file path to -o")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputFileError(f"{target} is {_file_kind(st.st_mode)}, not a regular file; it would be replaced: "
+                                 "write to a regular file path with -o OUT")
         if _is_read_only(target):
             raise InputFileError(
                 f"{target} is read-only; make it writable (chmod u+w {target.name}) or write elsewhere with -o OUT"
@@ -149,6 +204,38 @@ def _resolve_target(path: Path, output: Path | None, many: bool) -> Path:
     if output.is_dir() or (many and not output.suffix):
         return output / path.name
     return output
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` userinfo replaced by ``***@`` (for messages)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def check_urls(urls: Sequence[str]) -> None:
+    """Refuse timestamp URLs that are not absolute http(s) URLs, before anything is signed.
+
+    Raises:
+        BadInput: names the URL (userinfo redacted) and the fix.
+    """
+    from urllib.parse import urlsplit
+
+    for url in urls:
+        try:
+            parts = urlsplit(str(url))
+            ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise BadInput(f"timestamp URL {redact_url(str(url))!r} is not an http(s) URL; pass e.g. "
+                           "--timestamp-url http://timestamp.digicert.com")
 
 
 # --- verification of our own output ---------------------------------------------------------
@@ -242,6 +329,7 @@ def sign_file(
     path = Path(path)
     kind = _kind(path)
     digest = hash_algorithm(digest).name
+    check_urls(timestamp_urls)
     if kind == "assembly" and (backend or "auto").lower() in ("python", "auto"):
         be = _BUILTIN  # backends.AUTO["assembly"] is the built-in signer; the back-end table is not imported
     else:
@@ -432,19 +520,66 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
             {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped})
 
 
+class BatchSignError(PpmiError):
+    """Some files of a :func:`sign_files` batch were signed and some were not.
+
+    Attributes:
+        outcomes: one dict per input, in input order: the :meth:`SignResult.to_json` record plus
+            ``"status": "signed"``, or ``{"path", "status": "failed" | "skipped", "error": {message, code,
+            exit_code}}``.
+        exit_code: the worst exit code of the failed files.
+    """
+
+    def __init__(self, message: str, outcomes: list[dict], exit_code: int):
+        super().__init__(message, exit_code=exit_code)
+        self.outcomes = outcomes
+
+
+def _precheck(path: Path, target: Path) -> None:
+    """Everything that can be checked about one input before any file of a batch is written:
+    a readable regular file, a PE image / zip archive, a replaceable target.
+
+    Raises:
+        InputFileError, PEFormatError, PackageFormatError.
+    """
+    _check_source(path)
+    _check_target(target)
+    if _kind(path) == "package":
+        import zipfile
+
+        from ..errors import PackageFormatError
+
+        if not zipfile.is_zipfile(path):
+            raise PackageFormatError(f"{path} is not a zip archive, so not a NuGet package; pass a .nupkg file")
+    else:
+        from . import pe
+
+        mapping = pe.map_file(path)
+        try:
+            pe.parse(mapping, str(path))
+        finally:
+            mapping.close()
+
+
 def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:
     """Sign several artifacts in one process (same options as :func:`sign_file`; ``output`` must be
     a folder when there are several). Files are signed concurrently (hashing and I/O run without the
-    GIL); results come back in input order. Each file is atomic on its own; the first error is
-    raised after the running files finish, and files not yet started are skipped.
+    GIL); results come back in input order. Each file is atomic on its own.
+
+    Every input is checked first (exists, regular file, PE/zip parses, target writable): one bad
+    input refuses the whole batch before anything is written. When a later step still fails for
+    some files (e.g. a timestamp server), the others are signed and :class:`BatchSignError` reports
+    each file's outcome; files not yet started when the first error happened are skipped.
 
     Raises:
-        BadInput: the same target twice, or ``output`` is not a folder for several files.
-        Any error of :func:`sign_file`.
+        BadInput: the same target twice, ``output`` is not a folder for several files, an input
+            fails the checks. BatchSignError: some files failed after signing started.
+        Any error of :func:`sign_file` (one file).
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise BadInput("no artifact given; pass one or more .dll, .exe or .nupkg files")
+    check_urls(kw.get("timestamp_urls") or ())
     output = kw.get("output")
     many = len(paths) > 1
     if many and output is not None and not Path(output).is_dir():
@@ -458,6 +593,13 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         seen.add(r)
     if not many:
         return [sign_file(paths[0], key, **kw)]
+    for p, t in zip(paths, targets, strict=True):
+        try:
+            _precheck(p, t)
+        except PpmiError as e:
+            e.message = f"{e.message} (nothing was signed)"
+            e.args = (e.message,)
+            raise e from None
     from concurrent.futures import ThreadPoolExecutor
 
     # one more worker than cores: each file also waits on fsync, which needs no CPU
@@ -476,17 +618,30 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ppmi-sign") as pool:
         futures = [pool.submit(one, p) for p in paths]
         results: list[SignResult] = []
-        first_error: BaseException | None = None
-        for fut in futures:
+        outcomes: list[dict] = []
+        errors: list[PpmiError] = []
+        for p, t, fut in zip(paths, targets, futures, strict=True):
             try:
                 r = fut.result()
             except PpmiError as e:
-                first_error = first_error or e
+                errors.append(e)
+                outcomes.append({"path": str(t), "status": "failed",
+                                 "error": {"message": e.message, "code": e.code, "exit_code": e.exit_code}})
                 continue
-            if r is not None:
+            if r is None:
+                outcomes.append({"path": str(t), "status": "skipped",
+                                 "error": {"message": f"{p} was not signed: an earlier file failed",
+                                           "code": None, "exit_code": 2}})
+            else:
                 results.append(r)
-    if first_error is not None:
-        raise first_error
+                outcomes.append({**r.to_json(), "status": "signed"})
+    if errors:
+        if not results:
+            raise errors[0]
+        failed = [o["path"] for o in outcomes if o["status"] != "signed"]
+        raise BatchSignError(
+            f"signed {len(results)} of {len(paths)} files; not signed: {', '.join(failed)} ({errors[0].message})",
+            outcomes, max(e.exit_code for e in errors))
     return results
 
 

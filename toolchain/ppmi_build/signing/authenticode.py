@@ -522,8 +522,9 @@ def parse_signature(der: bytes, name: str = "the file") -> ParsedSignature:
         return parsed
     except PEFormatError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-        raise PEFormatError(f"{name} has an unreadable Authenticode signature ({e}); sign it again") from None
+    except Exception as e:  # asn1crypto/cryptography errors of every kind (ValueError, UnsupportedAlgorithm, ...)
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        raise PEFormatError(f"{name} has an unreadable Authenticode signature ({detail}); sign it again") from None
 
 
 def _inner_sequence(der: bytes) -> bytes:
@@ -540,20 +541,19 @@ def unsign_file(path: Path | str, output: Path | str | None = None) -> dict:
 
     Returns:
         ``{"path", "kind": "assembly", "sha256_before", "sha256_after", "removed"}`` (hex SHA-256 of
-        the whole file; ``removed`` False when the file was not signed and nothing was written).
+        the whole file; ``removed`` is always True).
     Raises:
+        BadInput: the file is not signed (nothing to remove; like NU3004 for packages).
         InputFileError (missing input, read-only target), PEFormatError.
     """
     path = Path(path)
     target = Path(output) if output is not None else path
     before_buf = pe.read_file(path)
     before = hashlib.sha256(before_buf).hexdigest()
+    if not pe.parse(before_buf, path.name).signed:  # same outcome class as a .nupkg (NU3004): exit 2
+        raise BadInput(f"{path} is not signed; there is no signature to remove")
     del before_buf
     removed = remove_signature(path, target)
-    if not removed and target != path:
-        from .api import atomic_write
-
-        atomic_write(target, pe.read_file(path))
     after = hashlib.sha256(pe.read_file(target)).hexdigest()
     return {"path": str(target), "kind": "assembly", "sha256_before": before, "sha256_after": after,
             "removed": removed}

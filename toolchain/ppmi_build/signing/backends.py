@@ -113,9 +113,17 @@ class _PrivateDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _run(cmd: list[str], *, tool: str, secrets_: Sequence[str] = (), timeout: float = 600) -> str:
+def _run(cmd: list[str], *, tool: str, secrets_: Sequence[str] = (), timeout: float = 600,
+         pass_fds: Sequence[int] = ()) -> str:
+    """Run an external tool with an environment without secrets (``config.scrubbed_environ``: the
+    PPMI_* secrets, the ``[signing] password_env`` and ``--password-env`` variables). Raises
+    ToolNotFound / ToolFailed (output redacted)."""
+    from ..config import scrubbed_environ
+
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                             env=scrubbed_environ(settings=_settings_or_none(), extra=_extra_secret_env),
+                             pass_fds=tuple(pass_fds))
     except FileNotFoundError:
         raise ToolNotFound(f"{tool} is not installed or not on PATH") from None
     except subprocess.TimeoutExpired:
@@ -125,6 +133,25 @@ def _run(cmd: list[str], *, tool: str, secrets_: Sequence[str] = (), timeout: fl
         last = " ".join(out.strip().splitlines()[-3:])[:400] or "no output"
         raise ToolFailed(f"{tool} failed with exit code {res.returncode}: {last}")
     return out
+
+
+#: more variables to keep from child processes (the CLI's ``--password-env VAR``): :func:`hide_env`
+_extra_secret_env: tuple[str, ...] = ()
+
+
+def hide_env(*names: str | None) -> None:
+    """Also withhold these environment variables (e.g. ``--password-env VAR``) from external tools."""
+    global _extra_secret_env
+    _extra_secret_env = tuple(dict.fromkeys(_extra_secret_env + tuple(n for n in names if n)))
+
+
+def _settings_or_none():
+    try:
+        from ..config import load_settings
+
+        return load_settings()
+    except Exception:  # a broken ppmi.toml was already reported by the command; the fixed list still applies
+        return None
 
 
 def _key_material(key: KeySource):
@@ -164,31 +191,70 @@ def _osslsigncode_sign(src: Path, dst: Path, key: KeySource, opts: SignOptions) 
     buf = pe.read_file(src)
     replaced = pe.parse(buf, src.name).signed  # also validates the input like the python backend
     del buf
-    import secrets
-
-    passphrase = secrets.token_urlsafe(24)
     with _PrivateDir() as holder:
-        key_pem = local.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase.encode()),
-        )
-        key_file = holder.write("key.pem", key_pem)
-        certs_file = holder.write("certs.pem", b"".join(
-            c.public_bytes(serialization.Encoding.PEM) for c in local.certificate_chain()))
-        pass_file = holder.write("pass.txt", passphrase.encode())
-        cmd = [exe, "sign", "-certs", str(certs_file), "-key", str(key_file), "-readpass", str(pass_file),
-               "-h", opts.digest]
-        if opts.program_name:
-            cmd += ["-n", opts.program_name]
-        if opts.program_url:
-            cmd += ["-i", opts.program_url]
-        for url in opts.timestamp_urls:
-            cmd += ["-ts", url]
-        cmd += ["-in", str(src), "-out", str(dst)]
-        if dst.exists():
-            dst.unlink()  # osslsigncode refuses to overwrite on some versions
-        _run(cmd, tool="osslsigncode", secrets_=[passphrase])
+        # The ORIGINAL key file is handed over (still encrypted when it was): a PFX with -pkcs12, a PEM key
+        # with -key. No decrypted or re-encrypted copy is written, and the passphrase goes through a pipe
+        # (POSIX) or a 0600 file in the 0700 folder (removed in __exit__, also on SIGTERM: cli.run).
+        password = local.key_password
+        if local.key_format == "pkcs12" and (local.key_file is not None or local.pfx_data is not None):
+            pfx = local.key_file if local.key_file is not None else holder.write("signing.pfx", local.pfx_data)
+            cmd = [exe, "sign", "-pkcs12", str(pfx)]
+        elif local.key_format == "pem" and local.key_file is not None:
+            certs_file = holder.write("certs.pem", b"".join(
+                c.public_bytes(serialization.Encoding.PEM) for c in local.certificate_chain()))
+            cmd = [exe, "sign", "-certs", str(certs_file), "-key", str(local.key_file)]
+        else:  # a key made in memory: an encrypted PKCS#8 copy whose random passphrase never touches the disk
+            import secrets
+
+            password = secrets.token_urlsafe(24).encode()
+            key_file = holder.write("key.pem", local.private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(password)))
+            certs_file = holder.write("certs.pem", b"".join(
+                c.public_bytes(serialization.Encoding.PEM) for c in local.certificate_chain()))
+            cmd = [exe, "sign", "-certs", str(certs_file), "-key", str(key_file)]
+        with _PasswordChannel(holder, password) as (pass_arg, fds):
+            if pass_arg is not None:
+                cmd += ["-readpass", pass_arg]
+            cmd += ["-h", opts.digest]
+            if opts.program_name:
+                cmd += ["-n", opts.program_name]
+            if opts.program_url:
+                cmd += ["-i", opts.program_url]
+            for url in opts.timestamp_urls:
+                cmd += ["-ts", url]
+            cmd += ["-in", str(src), "-out", str(dst)]
+            if dst.exists():
+                dst.unlink()  # osslsigncode refuses to overwrite on some versions
+            secrets_ = [password.decode("utf-8", "replace")] if password else []
+            _run(cmd, tool="osslsigncode", secrets_=secrets_, pass_fds=fds)
     return {"replaced_signature": replaced, "timestamped": bool(opts.timestamp_urls)}
+
+
+class _PasswordChannel:
+    """A passphrase for ``-readpass``: the read end of a pipe (``/dev/fd/N``, inherited by the child;
+    nothing on disk) on POSIX, else a 0600 file in the private folder. Enter gives ``(argument or None
+    when there is no password, descriptors the child must inherit)``."""
+
+    def __init__(self, holder: _PrivateDir, password: bytes | None):
+        self.holder, self.password, self.rfd = holder, password, -1
+
+    def __enter__(self) -> tuple[str | None, tuple[int, ...]]:
+        if self.password is None:
+            return None, ()
+        if os.name == "posix" and os.path.isdir("/dev/fd") and len(self.password) < 60000:
+            r, w = os.pipe()
+            try:
+                os.write(w, self.password)
+            finally:
+                os.close(w)
+            self.rfd = r
+            return f"/dev/fd/{r}", (r,)
+        return str(self.holder.write("pass.txt", self.password)), ()
+
+    def __exit__(self, *exc) -> None:
+        if self.rfd >= 0:
+            os.close(self.rfd)
 
 
 # --- signtool (Windows SDK) -----------------------------------------------------------------

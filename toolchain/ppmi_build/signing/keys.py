@@ -68,6 +68,13 @@ class LocalKey:
     private_key: rsa.RSAPrivateKey
     chain: list[x509.Certificate]
     source: str = "memory"
+    #: where the key came from, so external tools can read the original (still encrypted) file instead of a
+    #: decrypted copy: ``key_format`` is ``"pkcs12"`` (``key_file`` is the PFX, or None with ``pfx_data`` for
+    #: PPMI_PFX_BASE64) or ``"pem"`` (``key_file`` is the PEM private key); ``key_password`` opened it
+    key_file: Path | None = None
+    key_format: str | None = None
+    key_password: bytes | None = field(default=None, repr=False)
+    pfx_data: bytes | None = field(default=None, repr=False)
 
     def certificate_chain(self) -> list[x509.Certificate]:
         return list(self.chain)
@@ -104,7 +111,12 @@ class PasswordSource:
         value: str | None = None
         if self.file is not None:
             try:
-                value = Path(self.file).read_text(encoding="utf-8").rstrip("\r\n")
+                # utf-8-sig: a byte order mark (Notepad, PowerShell 5 Out-File) is not part of the password
+                value = Path(self.file).read_text(encoding="utf-8-sig").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise PasswordError(
+                    f"password file {self.file} is not UTF-8 text; save it as UTF-8 (the first line is the password)"
+                ) from None
             except OSError as e:
                 raise InputFileError(
                     f"cannot read password file {self.file}: {e.strerror}; "
@@ -124,6 +136,10 @@ class PasswordSource:
         self._cache = value.encode("utf-8")
         return self._cache
 
+    def resolve_cached(self) -> bytes | None:
+        """The password already resolved or prompted for (None when none was needed)."""
+        return self._cache
+
     def prompt(self, what: str) -> bytes | None:
         """Ask on the terminal (no echo). Returns None when not interactive."""
         if not (self.interactive and sys.stdin.isatty()):
@@ -137,15 +153,15 @@ class PasswordSource:
 # --- loading --------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, what: str = "certificate file", option: str = "--cert") -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise InputFileError(f"certificate file {path} does not exist; check the path given to --cert") from None
+        raise InputFileError(f"{what} {path} does not exist; check the path given to {option}") from None
     except IsADirectoryError:
-        raise InputFileError(f"certificate path {path} is a directory; pass a .pfx, .pem or .cer file") from None
+        raise InputFileError(f"{what} {path} is a directory; pass a file to {option}") from None
     except OSError as e:
-        raise InputFileError(f"cannot read certificate file {path}: {e.strerror}") from None
+        raise InputFileError(f"cannot read {what} {path}: {e.strerror}; check the path given to {option}") from None
 
 
 def _order_chain(leaf: x509.Certificate, others: list[x509.Certificate]) -> list[x509.Certificate]:
@@ -224,7 +240,7 @@ def _load_pfx(data: bytes, path: Path, password: PasswordSource | None):
     )
 
 
-def _load_pem_key(data: bytes, path: Path, password: PasswordSource | None):
+def _load_pem_key(data: bytes, path: Path, password: PasswordSource | None, option: str = "--cert"):
     """The PEM private key; OpenSSL's RSA key validation (50-150 ms) is skipped for the reason
     given in :func:`_open_pfx` (every signature is verified with the certificate after signing)."""
     from cryptography.hazmat.primitives import serialization
@@ -252,7 +268,8 @@ def _load_pem_key(data: bytes, path: Path, password: PasswordSource | None):
     except ValueError:
         if pw is not None:
             raise PasswordError(f"wrong password for the private key in {path}, or the key is corrupt") from None
-        raise CertificateError(f"{path} does not contain a readable PEM private key") from None
+        raise CertificateError(f"{path} does not contain a readable PEM private key; pass a PEM private key "
+                               f"file to {option}") from None
 
 
 def load_certificates(path: Path | str, password: PasswordSource | None = None) -> list[x509.Certificate]:
@@ -323,6 +340,7 @@ def load_key_source(
     Raises:
         InputFileError, PasswordError, CertificateError (no private key, not RSA).
     """
+    password = password or PasswordSource()
     if str(cert_path) in ("-", "env:" + PFX_BASE64_ENV):
         return load_pfx_from_env(password)
     path = Path(cert_path)
@@ -330,6 +348,7 @@ def load_key_source(
     key = None
     certs: list[x509.Certificate]
     if path.suffix.lower() in PFX_SUFFIXES or (not data.startswith(b"-----") and _looks_pkcs12(data)):
+        key_fmt = "pkcs12"
         key, cert, extra = _load_pfx(data, path, password)
         certs = ([cert] if cert else []) + list(extra or [])
         if key is None:
@@ -337,9 +356,11 @@ def load_key_source(
                 f"{path} has no private key; export the PFX with its private key (e.g. Export-PfxCertificate)"
             )
     else:
+        key_fmt = "pem"
         certs = _parse_certs(data, path) if b"CERTIFICATE" in data or not data.startswith(b"-----") else []
         if key_path is not None:
-            key = _load_pem_key(_read(Path(key_path)), Path(key_path), password)
+            key = _load_pem_key(_read(Path(key_path), "private key file", "--key"), Path(key_path), password,
+                                option="--key")
         elif b"PRIVATE KEY-----" in data:
             key = _load_pem_key(data, path, password)
         else:
@@ -351,14 +372,23 @@ def load_key_source(
             f"the key in {path} is not RSA; Authenticode and NuGet signing need an RSA key (>= 2048 bits)"
         )
     leaf = _pick_leaf(key, certs, path)
-    return LocalKey(private_key=key, chain=_order_chain(leaf, certs), source=str(path))
+    if key_fmt == "pkcs12":
+        origin = {"key_file": path, "key_format": "pkcs12"}
+    else:
+        origin = {"key_file": Path(key_path) if key_path is not None else path, "key_format": "pem"}
+    return LocalKey(private_key=key, chain=_order_chain(leaf, certs), source=str(path),
+                    key_password=password.resolve_cached(), **origin)
 
 
 def load_pfx_from_env(password: PasswordSource | None = None) -> LocalKey:
     """Load the PFX held base64-encoded in ``PPMI_PFX_BASE64`` (CI secret)."""
+    password = password or PasswordSource()
     raw = os.environ.get(PFX_BASE64_ENV)
-    if not raw:
+    if raw is None:
         raise CertificateError(f"{PFX_BASE64_ENV} is not set; put the base64 of the PFX in that variable")
+    if not raw.strip():
+        raise CertificateError(f"{PFX_BASE64_ENV} is empty; put the base64 of the PFX in that variable "
+                               "(base64 -w0 cert.pfx)")
     try:
         data = base64.b64decode("".join(raw.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -370,7 +400,9 @@ def load_pfx_from_env(password: PasswordSource | None = None) -> LocalKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise CertificateError(f"the PFX in {PFX_BASE64_ENV} has no RSA private key")
     leaf = _pick_leaf(key, certs, label)
-    return LocalKey(private_key=key, chain=_order_chain(leaf, certs), source=f"${PFX_BASE64_ENV}")
+    return LocalKey(private_key=key, chain=_order_chain(leaf, certs), source=f"${PFX_BASE64_ENV}",
+                    key_format="pkcs12", pfx_data=data,
+                    key_password=password.resolve_cached())
 
 
 # --- checks ---------------------------------------------------------------------------------

@@ -1015,7 +1015,9 @@ def verify_package(path: Path, *, trusted_roots: Sequence[Any] = (), use_system_
         except PackageFormatError as e:  # the zip structure is damaged (a tampered or truncated package)
             if not result.signed:
                 result.signed = _mentions_signature(f)
-            text = e.message.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+            text = e.message.removeprefix(f"{path}: ")
+            if text.startswith(f"{path} "):
+                text = "the package " + text.removeprefix(f"{path} ")
             problems.append(f"NU3008: the package integrity check failed: the zip structure is damaged ({text})")
         except OSError as e:
             raise InputFileError(f"cannot read package {path}: {e.strerror or e}") from None

@@ -42,6 +42,11 @@ from pathlib import Path
 
 from ..errors import PEFormatError
 
+
+class CertificateTableError(PEFormatError):
+    """The image is a PE file whose certificate table (signature) is corrupt or followed by data:
+    a verifier reports it as an invalid signature rather than as unusable input."""
+
 PE32_MAGIC = 0x10B
 PE32PLUS_MAGIC = 0x20B
 WIN_CERT_REVISION_2_0 = 0x0200
@@ -183,12 +188,12 @@ def parse(data, name: str = "the file") -> PEImage:
     pe = PEImage(name, size, plus, opt + 64, cert_dir, va if sz else 0, sz, size_of_headers, sections, image_end)
     if sz:
         if va < image_end or va + sz > size or sz < 8:
-            raise PEFormatError(
+            raise CertificateTableError(
                 f"{name} has a corrupt certificate table entry (offset {va}, size {sz}, file {size} bytes); "
                 "remove the signature with `ppmi-build unsign` or rebuild the file"
             )
         if va + sz != size:
-            raise PEFormatError(
+            raise CertificateTableError(
                 f"{name} has data after the certificate table ({size - va - sz} bytes); verifiers reject such "
                 "files: rebuild the file (or remove the appended data) and sign again"
             )
@@ -208,7 +213,7 @@ def certificate_entries(data, pe: PEImage) -> list[tuple[int, int, bytes]]:
     while pos + 8 <= end:
         length, rev, typ = struct.unpack_from("<IHH", data, pos)
         if length < 8 or pos + length > end:
-            raise PEFormatError(
+            raise CertificateTableError(
                 f"{pe.name} has a corrupt certificate table (entry at {pos} claims {length} bytes); "
                 "remove the signature with `ppmi-build unsign` or rebuild the file"
             )

@@ -39,6 +39,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import BadInput, TimestampError
 from . import cms
+from .api import check_urls, redact_url  # noqa: F401  (re-exported)
 
 #: Authenticode unsigned attribute holding an RFC 3161 TimeStampToken (signing-spec §1.7)
 RFC3161_COUNTERSIGN_OID = "1.3.6.1.4.1.311.3.3.1"
@@ -231,6 +232,26 @@ def _parse_response(body: bytes, signature: bytes, nonce: int, digest: str,
     return token
 
 
+#: a TimeStampResp is a few KiB; a larger body is refused instead of read into memory without limit
+MAX_RESPONSE_BYTES = 1 << 20
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_capped(response) -> bytes:
+    length = response.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
+        raise _TooLarge
+    out = bytearray()
+    for chunk in response.iter_bytes():
+        out += chunk
+        if len(out) > MAX_RESPONSE_BYTES:
+            raise _TooLarge
+    return bytes(out)
+
+
 def request_timestamp(
     signature: bytes,
     urls: Sequence[str],
@@ -269,7 +290,12 @@ def request_timestamp(
                     time.sleep(0.25 * 2 ** (attempt - 1))
                 query, nonce = build_request(signature, name)
                 try:
-                    r = client.post(url, content=query, headers={"Content-Type": "application/timestamp-query"})
+                    with client.stream("POST", url, content=query,
+                                       headers={"Content-Type": "application/timestamp-query"}) as r:
+                        body = _read_capped(r) if r.status_code == 200 else b""
+                except _TooLarge:
+                    reason = f"the response is larger than {MAX_RESPONSE_BYTES} bytes (not a timestamp reply)"
+                    break
                 except httpx.InvalidURL:
                     reason = "not a valid URL"
                     break
@@ -286,11 +312,11 @@ def request_timestamp(
                     reason = f"HTTP {r.status_code}"
                     break
                 try:
-                    return _parse_response(r.content, signature, nonce, name, min_rsa_bits)
+                    return _parse_response(body, signature, nonce, name, min_rsa_bits)
                 except _Rejected as e:
                     reason = str(e)
                     break
-            failures.append(f"{url}: {reason}")
+            failures.append(f"{redact_url(url)}: {reason.replace(url, redact_url(url))}")
     raise TimestampError(
         "timestamping failed at every server (" + "; ".join(failures) + "); "
         "check the --timestamp-url values or add a fallback URL"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from ..errors import InputFileError, PEFormatError
+from ..errors import CertificateError, InputFileError, PEFormatError
 from . import cms, pe
 from .authenticode import SPC_INDIRECT_DATA_OID, ParsedSignature, parse_signature
 from .results import VerifyResult
@@ -50,7 +50,14 @@ def load_trusted_roots(paths: Iterable[Path | str]) -> list[x509.Certificate]:
         if not p.is_file():
             raise InputFileError(
                 f"trusted root {p} does not exist; pass a PEM or DER certificate file to --trusted-root")
-        out.extend(load_certificates(p))
+        try:
+            out.extend(load_certificates(p))
+        except CertificateError as e:  # PasswordError included: verify has no password options
+            if p.suffix.lower() in (".pfx", ".p12") or "password" in e.message:
+                raise CertificateError(
+                    f"trusted root {p} is a PKCS#12/PFX file; pass the root certificate itself (PEM or DER .cer, "
+                    "e.g. openssl pkcs12 -in FILE -nokeys -out root.pem) to --trusted-root") from None
+            raise
     return out
 
 
@@ -132,8 +139,20 @@ def verify_pe(
 
 def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_roots: bool,
                    check_tsa_chain: bool, known: tuple | None = None) -> VerifyResult:
-    layout = pe.parse(m, path.name)
+    """Our own checks (see the module docstring). Never raises on a corrupt signature: every failure
+    (cryptography's UnsupportedAlgorithm / ValueError / InvalidSignature, asn1crypto's ValueError,
+    struct.error, ...) becomes a ``problems`` entry and ``valid`` False.
+
+    Raises:
+        PEFormatError: the file is not a PE image at all (no MZ/PE header, truncated sections).
+    """
     result = VerifyResult(path=path, kind="assembly", signed=False, valid=False)
+    try:
+        layout = pe.parse(m, path.name)
+    except pe.CertificateTableError as e:  # a PE whose signature area is corrupt or followed by data
+        result.signed = True
+        result.problems.append(str(e))
+        return result
     if not layout.signed:
         result.problems.append("not signed: the file has no Authenticode certificate table")
         return result
@@ -145,6 +164,29 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
     result.signed = True
     rev, blob = blobs[0]
     problems = result.problems
+    try:
+        _check_signature(m, path, layout, entries, rev, blob, result, roots, use_system_roots, check_tsa_chain,
+                         known)
+    except Exception as e:  # the safety net: a malformed signature gives an INVALID result, never a crash
+        problems.append(f"the signature cannot be read or checked ({type(e).__name__}: {' '.join(str(e).split())})"
+                        "; sign the file again")
+    result.valid = result.signed and not problems
+    return result
+
+
+def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, result: VerifyResult,
+                     roots: list[x509.Certificate], use_system_roots: bool, check_tsa_chain: bool,
+                     known: tuple | None) -> None:
+    """The checks of one Authenticode PKCS#7 ``blob`` (bCertificate with its padding); appends to
+    ``result.problems`` and fills ``result``; may raise on malformed input (the caller catches)."""
+    problems = result.problems
+    der = pe._der_prefix(blob)
+    extra = blob[len(der):]
+    # Windows' EnableCertPaddingCheck (MS13-098, CVE-2013-3900): only the 0-7 zero bytes that align the
+    # entry to 8 bytes may follow the DER inside the WIN_CERTIFICATE; anything else is unauthenticated data
+    if len(extra) > 7 or any(extra):
+        problems.append(f"extra data inside the certificate table after the signature ({len(extra)} bytes; "
+                        "CVE-2013-3900 pattern): the file was modified after signing; sign the original again")
     if rev != pe.WIN_CERT_REVISION_2_0:
         problems.append(f"WIN_CERTIFICATE revision is 0x{rev:04X}, not 0x0200")
     if len(entries) > 1:
@@ -152,13 +194,32 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
     if layout.cert_table_offset % 8:
         problems.append("the certificate table is not 8-byte aligned")
     try:
-        sig = parse_signature(pe._der_prefix(blob), path.name)
+        sig = parse_signature(der, path.name)
     except PEFormatError as e:
         problems.append(str(e))
-        return result
+        return
     cert = sig.signer_certificate
     result.signer_certificate = cert
-    result.signer = _describe(cert)
+    try:
+        result.signer = _describe(cert)
+    except Exception as e:  # a certificate cryptography parsed but cannot describe (odd extensions, ...)
+        problems.append(f"the signer certificate cannot be read ({type(e).__name__})")
+
+    # SignedData.digestAlgorithms lists the signer's digest algorithm (RFC 2315 §9.1); parsing it here also
+    # rejects a corrupt encoding of this unauthenticated field
+    listed = [a["algorithm"].native for a in sig.signed_data["digest_algorithms"]]
+    if any(cms.der(a["parameters"]) not in (b"", b"\x05\x00")
+           for a in [*sig.signed_data["digest_algorithms"], sig.signer_info["digest_algorithm"]]):
+        problems.append("a digest AlgorithmIdentifier of the signature has parameters other than NULL")
+    sig_alg = sig.signer_info["signature_algorithm"]
+    if "pss" not in str(sig_alg["algorithm"].native) and cms.der(sig_alg["parameters"]) not in (b"", b"\x05\x00"):
+        problems.append("the signer info's signature AlgorithmIdentifier has parameters other than NULL")
+    # Authenticode: SignedData and SignerInfo are both version 1 (Authenticode PE specification, "SignedData")
+    if sig.signed_data["version"].native != "v1" or sig.signer_info["version"].native != "v1":
+        problems.append("the SignedData / SignerInfo version is not 1 as Authenticode requires")
+    if sig.digest_algorithm not in listed:
+        problems.append(f"SignedData.digestAlgorithms ({', '.join(map(str, listed)) or 'empty'}) does not list the "
+                        f"signer's digest algorithm {sig.digest_algorithm}")
 
     # integrity: authentihash of the file == the signed DigestInfo (signing-spec §1.3)
     alg = sig.indirect_digest_algorithm
@@ -172,7 +233,7 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
             computed = pe.authentihash(m, layout, alg)
     except ValueError:
         problems.append(f"unsupported digest algorithm {alg}")
-        return result
+        return
     result.authentihash = computed.hex()
     if computed != sig.indirect_digest:
         problems.append(
@@ -184,11 +245,11 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
         problems.append("the contentType signed attribute is not SPC_INDIRECT_DATA")
     if cert is None:
         problems.append("the signer certificate is not embedded in the signature")
-        return result
+        return
     try:
         cms.verify_signer_info(sig.signer_info, cert, hashlib.new(sig.digest_algorithm, sig.idc_contents).digest())
-    except ValueError as e:
-        problems.append(f"signature: {e}")
+    except Exception as e:  # ValueError, InvalidSignature, UnsupportedAlgorithm, ...
+        problems.append(f"signature: {' '.join(str(e).split()) or type(e).__name__}")
 
     # timestamps (RFC 3161 counter-signatures)
     anchors = list(roots) + (list(microsoft_roots()) if use_system_roots else [])
@@ -197,7 +258,11 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
     for token in sig.timestamp_tokens:
         from .timestamp import inspect_timestamp
 
-        info = inspect_timestamp(token, signature_value, anchors if check_tsa_chain else None)
+        try:
+            info = inspect_timestamp(token, signature_value, anchors if check_tsa_chain else None)
+        except Exception as e:
+            problems.append(f"timestamp: the token cannot be read ({type(e).__name__})")
+            continue
         problems.extend(info.problems)
         if not info.problems and gen_time is None:
             gen_time = info.gen_time
@@ -215,8 +280,10 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
             verify_chain(cert, others, anchors, eku=CODE_SIGNING, at=gen_time)
         except ChainError as e:
             problems.append(f"untrusted signer: {e}")
-    result.valid = not problems
-    return result
+        except Exception as e:  # a certificate cryptography cannot use (unsupported key, bad encoding)
+            problems.append(f"untrusted signer: the chain cannot be checked ({type(e).__name__})")
+
+
 
 
 def verify_signed_image(
