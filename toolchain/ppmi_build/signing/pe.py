@@ -37,6 +37,7 @@ import hashlib
 import os
 import struct
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -355,23 +356,14 @@ def pad8(buf: bytearray) -> int:
     return n
 
 
-def read_file(path: Path | str) -> bytearray:
-    """Read a whole file into one bytearray, with one-line errors naming it.
-
-    Raises:
-        InputFileError: missing, a directory, unreadable.
-    """
+@contextmanager
+def _open_input(path: Path):
+    """``open(path, "rb")`` with the one-line InputFileError messages shared by the readers below."""
     from ..errors import InputFileError
 
-    path = Path(path)
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            buf = bytearray(size)
-            n = f.readinto(buf)
-            if n != size:  # file changed while reading
-                del buf[n:]
-            return buf
+            yield f
     except FileNotFoundError:
         raise InputFileError(f"{path} does not exist; check the path") from None
     except IsADirectoryError:
@@ -380,6 +372,22 @@ def read_file(path: Path | str) -> bytearray:
         raise InputFileError(f"{path} is not readable (permission denied); fix its permissions") from None
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_file(path: Path | str) -> bytearray:
+    """Read a whole file into one bytearray, with one-line errors naming it.
+
+    Raises:
+        InputFileError: missing, a directory, unreadable.
+    """
+    path = Path(path)
+    with _open_input(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = bytearray(size)
+        n = f.readinto(buf)
+        if n != size:  # file changed while reading
+            del buf[n:]
+        return buf
 
 
 def map_file(path: Path | str):
@@ -391,22 +399,11 @@ def map_file(path: Path | str):
     """
     import mmap
 
-    from ..errors import InputFileError
-
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:
-                raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    except FileNotFoundError:
-        raise InputFileError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file") from None
-    except PermissionError:
-        raise InputFileError(f"{path} is not readable (permission denied); fix its permissions") from None
-    except OSError as e:
-        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+    with _open_input(path) as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 
 
 # --- helper threads ---------------------------------------------------------------------------
