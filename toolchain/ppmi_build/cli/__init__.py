@@ -207,4 +207,4 @@ def _exit_now(code: int) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    sys.exit(run())  # type: ignore[func-returns-value]  # run() exits itself; None means exit 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -56,7 +57,7 @@ def bind(env_name: str, artifact: Path | None, kind: str | None, unique_name: st
                 result = do_unbind(client, target, plan=plan, log=log)
             else:
                 progress(f"binding {target.label} in {client.url}")
-                result = do_bind(client, target, spec, plan=plan, log=log)
+                result = do_bind(client, target, cast(IdentitySpec, spec), plan=plan, log=log)  # set when not unbind
         except PpmiError as e:
             if not log.actions:
                 raise

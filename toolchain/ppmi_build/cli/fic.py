@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,7 +35,7 @@ def _signer_of_artifact(path: Path):
     except ImportError:
         raise ToolNotFound("reading the signer of an artifact needs ppmi_build.signing.api, which this "
                            "installation lacks; reinstall ppmi-build or pass --cert") from None
-    found = signer_certificate(path)
+    found: Any = signer_certificate(path)  # a certificate (a list from older signing APIs)
     if isinstance(found, (list, tuple)):
         found = found[0] if found else None
     if found is None:

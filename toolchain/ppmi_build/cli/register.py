@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 import click
 
@@ -51,6 +54,7 @@ def _package_name(settings, artifact: Path) -> str | None:
 
 def _last_build_output(settings) -> Path:
     """The primary artifact of the project's last ``ppmi-build build`` (``project.dotnet.last_build``)."""
+    last_build: Callable[[Path | str], dict[str, Any] | None] | None
     try:
         from ..project.dotnet import last_build
     except ImportError:  # pragma: no cover - the project module ships with ppmi-build

@@ -15,7 +15,7 @@ import datetime as _dt
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -61,8 +61,8 @@ def signed_by_own_key(cert: x509.Certificate) -> bool:
         pub: Any = cert.public_key()
         sig_hash = cert.signature_hash_algorithm
         if isinstance(pub, rsa.RSAPublicKey):
-            pad = cert.signature_algorithm_parameters
-            pub.verify(cert.signature, cert.tbs_certificate_bytes, pad, sig_hash)
+            pad: Any = cert.signature_algorithm_parameters
+            pub.verify(cert.signature, cert.tbs_certificate_bytes, pad, cast(hashes.HashAlgorithm, sig_hash))
             return True
         from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -228,7 +228,7 @@ def new_dev_certificate(
     )
     if ep.get("subject_key_identifier", True):
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    return key, builder.sign(key, algorithm)
+    return key, builder.sign(key, cast("hashes.SHA256 | hashes.SHA384 | hashes.SHA512", algorithm))
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -255,6 +255,7 @@ def pfx_bytes(
     if password is None:
         enc: serialization.KeySerializationEncryption = serialization.NoEncryption()
     else:
+        mac: hashes.HashAlgorithm
         if encryption == "3des-sha1":
             alg, mac = pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC, hashes.SHA1()
         elif encryption == "aes256-sha256":

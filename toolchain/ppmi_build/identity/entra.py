@@ -41,10 +41,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
+
+if TYPE_CHECKING:
+    import builtins  # FicClient.list shadows the builtin in class-level annotations
 
 from ..errors import AuthError, CheckFailed, ConfigError, PlanRefused, ServiceError, redact
 
@@ -422,8 +425,8 @@ class FicClient:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def check_capacity(self, existing: list[Fic], adding: int = 1, keep: Iterable[Fic] = (),
-                       candidates: list[str] | None = None) -> None:
+    def check_capacity(self, existing: builtins.list[Fic], adding: int = 1, keep: Iterable[Fic] = (),
+                       candidates: builtins.list[str] | None = None) -> None:
         """Refuse before writing when ``len(existing) + adding`` would exceed :data:`FIC_CAP`.
 
         The message sorts the existing FICs: those ppmi-build created that could go (``candidates``), those

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import PpmiError
 
@@ -307,6 +307,9 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
         except PpmiError as e:
             report.add(f"environment:{name}", "environment", SKIPPED, e.message)
             continue
+        component: Any
+        mi: Any
+        signer: Any
         component = mi = signer = None
         record_problem = ""
         try:
@@ -362,12 +365,13 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
         whose = (f"the deployed {component.label} (version {int(mi.get('version') or 0)})" if deployed
                  else f"the configured certificate (version {target.version})")
         if m.exact:
-            report.add(check, "environment", OK, f"FIC {m.exact.name!r} on {client.target} matches {whose}")
+            report.add(check, "environment", OK,
+                       f"FIC {m.exact.name!r} on {cast(entra.FicClient, client).target} matches {whose}")
         elif m.case_only:
             report.add(check, "environment", FAIL, entra.case_only_message(want, m.case_only))
         else:
             report.add(check, "environment", FAIL if deployed else WARN,
-                       f"no FIC for {whose} on {client.target} (subject {want.subject}); run "
+                       f"no FIC for {whose} on {cast(entra.FicClient, client).target} (subject {want.subject}); run "
                        f"`ppmi-build release --env {name}`")
     if client is not None:
         client.close()

@@ -701,7 +701,7 @@ def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None
     _, state, deployed = check_inputs(run, key, given, cert_label=f"signing certificate {key.description}")
     run.preflight_fic(cert, component=deployed)
     path = run.artifact_path(given)
-    art = None
+    art: Any = None
     if path is not None:
         run.sign(path, key, state=state if given is not None else None)
         # the signed file is loaded before the FIC is created: from here on only Dataverse steps remain

@@ -74,7 +74,7 @@ def _quiet_dnfile() -> None:
     import sys
 
     for name in [n for n in sys.modules if (n == "dnfile" or n.startswith("dnfile.")) and n not in _quieted]:
-        module = sys.modules[name]
+        module: Any = sys.modules[name]  # a dnfile module (no stubs)
         if getattr(module, "logging", None) is logging:
             module.logging = _LoggingToDnfileLogger()
         _quieted.add(name)

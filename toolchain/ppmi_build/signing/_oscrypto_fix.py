@@ -18,6 +18,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import importlib.abc
 
 _NAME = "oscrypto._openssl._libcrypto_ctypes"
 _OLD = "'\\\\b(\\\\d\\\\.\\\\d\\\\.\\\\d[a-z]*)\\\\b'"
@@ -38,14 +42,14 @@ def apply() -> None:
     spec = importlib.util.find_spec(_NAME)
     if spec is None or spec.loader is None:  # pragma: no cover - oscrypto layout changed
         return
-    src = spec.loader.get_source(_NAME)
+    src = cast("importlib.abc.InspectLoader", spec.loader).get_source(_NAME)  # a SourceFileLoader
     if src is None:  # pragma: no cover
         return
     src = src.replace(_OLD, _NEW)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[_NAME] = mod
     try:
-        exec(compile(src, spec.origin, "exec"), mod.__dict__)
+        exec(compile(src, cast(str, spec.origin), "exec"), mod.__dict__)
     except Exception:
         del sys.modules[_NAME]
         raise

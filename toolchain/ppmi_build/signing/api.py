@@ -22,6 +22,7 @@ import stat
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from cryptography import x509
 
@@ -330,6 +331,7 @@ def sign_file(
     kind = _kind(path)
     digest = hash_algorithm(digest).name
     check_urls(timestamp_urls)
+    be: Any  # _BUILTIN or a backends.Backend
     if kind == "assembly" and (backend or "auto").lower() in ("python", "auto"):
         be = _BUILTIN  # backends.AUTO["assembly"] is the built-in signer; the back-end table is not imported
     else:
@@ -576,7 +578,7 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             fails the checks. BatchSignError: some files failed after signing started.
         Any error of :func:`sign_file` (one file).
     """
-    paths = [Path(p) for p in paths]
+    paths = cast("list[Path]", [Path(p) for p in paths])
     if not paths:
         raise BadInput("no artifact given; pass one or more .dll, .exe or .nupkg files")
     check_urls(kw.get("timestamp_urls") or ())
@@ -586,6 +588,7 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         raise BadInput(f"-o {output} must be an existing folder when signing several files")
     targets = [_resolve_target(p, Path(output) if output is not None else None, many) for p in paths]
     seen: set[Path] = set()
+    r: Path | SignResult | None
     for t in targets:
         r = t.resolve()
         if r in seen:

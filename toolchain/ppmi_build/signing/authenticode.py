@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography import x509
 
@@ -68,7 +68,7 @@ _ASN1_NAMES = ("SpcString", "SpcSerializedObject", "SpcLink", "SpcPeImageData", 
 
 
 @cache
-def _asn1() -> dict[str, type]:
+def _asn1() -> dict[str, Any]:  # asn1crypto classes (no stubs)
     from asn1crypto import algos, core
 
     class SpcString(core.Choice):
@@ -298,7 +298,7 @@ class SignOutcome:
     digest: str = "sha256"
     notes: list[str] = field(default_factory=list)
     checksum_offset: int = 0
-    complete_checksum: object = None
+    complete_checksum: Any = None  # () -> int, set by sign_pe_data
 
 
 def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = "sha256",
@@ -332,8 +332,9 @@ def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = 
         raise ValueError("defer_checksum needs passes the caller closes")
     if own:
         passes = pe.SigningPasses(data, name, alg_name, input_sha256=input_sha256)
-    elif passes.hash_name != alg_name or passes.data is not data:
+    elif cast(pe.SigningPasses, passes).hash_name != alg_name or cast(pe.SigningPasses, passes).data is not data:
         raise ValueError("the prefetched passes were made for another digest or buffer")
+    assert passes is not None  # made above or given by the caller
     try:
         layout = passes.layout
         blob = build_signature(passes.authentihash(), key, digest=alg_name, program_name=program_name,

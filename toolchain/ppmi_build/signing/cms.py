@@ -369,7 +369,7 @@ def build_signed_data(
 
 def certificates_of(signed_data: acms.SignedData) -> list[x509.Certificate]:
     """The X.509 certificates embedded in a SignedData, as cryptography objects (others skipped)."""
-    out = []
+    out: list[x509.Certificate] = []
     from asn1crypto import core
 
     certs = signed_data["certificates"]

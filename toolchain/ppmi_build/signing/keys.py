@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -372,6 +372,7 @@ def load_key_source(
             f"the key in {path} is not RSA; Authenticode and NuGet signing need an RSA key (>= 2048 bits)"
         )
     leaf = _pick_leaf(key, certs, path)
+    origin: dict[str, Any]  # LocalKey's key_file / key_format
     if key_fmt == "pkcs12":
         origin = {"key_file": path, "key_format": "pkcs12"}
     else:

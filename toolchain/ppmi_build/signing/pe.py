@@ -40,6 +40,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import PEFormatError
 
@@ -413,6 +414,10 @@ class Job:
     """A task running on a helper thread (:func:`submit`); :meth:`result` waits for it."""
 
     __slots__ = ("_fn", "_args", "_done", "_value", "_error")
+    _fn: Any
+    _args: Any
+    _value: Any
+    _error: BaseException | None
 
     def __init__(self, fn, args: tuple):
         self._fn, self._args = fn, args
@@ -450,7 +455,7 @@ class _Helpers:
     def __init__(self) -> None:
         import queue
 
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
 

@@ -231,6 +231,7 @@ def _pbes2_decrypt(data: bytes, alg: tuple[int, int, int], ciphertext: bytes, pa
         raise _Unsupported("PBKDF2 parameters")
     iv = _octets(data, scheme[1])
     key = hashlib.pbkdf2_hmac(prf, password, salt, iterations, size)  # runs without the GIL
+    algorithm: algorithms.BlockCipherAlgorithm
     if cipher == "aes":
         algorithm = algorithms.AES(key)
     else:

@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from cryptography import x509
 
@@ -34,6 +35,9 @@ from ..errors import CertificateError, InputFileError, PEFormatError
 from . import cms, pe
 from .authenticode import SPC_INDIRECT_DATA_OID, ParsedSignature, parse_signature
 from .results import VerifyResult
+
+if TYPE_CHECKING:
+    import io
 
 
 def load_trusted_roots(paths: Iterable[Path | str]) -> list[x509.Certificate]:
@@ -319,6 +323,7 @@ def verify_signed_image(
     views = [memoryview(p) for p in parts]
     expected = sum(len(v) for v in views)
     chunk = bytearray(1 << 20)
+    f: io.FileIO | io.BufferedReader  # unbuffered here, buffered for the mmap below
     try:
         with open(path, "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size
@@ -477,7 +482,7 @@ def _verify_own(m, path: Path, roots: list[x509.Certificate], digest: str, hashe
         alg = hash_algorithm(digest)
         pub.verify(blob[signature[2]:signature[3]], hashlib.new(digest, to_sign).digest(), padding.PKCS1v15(),
                    Prehashed(alg))
-        verify_chain(signer, [c for c in certs if c != signer], roots, eku=CODE_SIGNING)
+        verify_chain(cast(x509.Certificate, signer), [c for c in certs if c != signer], roots, eku=CODE_SIGNING)
     except (_NotOurs, ValueError, KeyError, InvalidSignature, ChainError, PEFormatError):
         return None
     return VerifyResult(path=path, kind="assembly", signed=True, valid=True, signer=_describe(signer),

@@ -238,7 +238,8 @@ class _Api:
 
     def list(self, ent: Entity) -> Response:
         select = self._select(ent)
-        where, params = "", []
+        where: str = ""
+        params: list[Any] = []
         if self.query.get("$filter"):
             sql, params = _FilterParser(ent, self.query["$filter"]).parse()
             where = f" WHERE {sql}"
@@ -332,7 +333,7 @@ class _Api:
             with store.transaction(self.db, self.state.lock):
                 if self._get_row(ent, rid) is not None:
                     raise ApiError(412, DUPLICATE_CODE, "A record with matching key values already exists.")
-                row = {c: None for c in ent.all_columns()}
+                row: dict[str, Any] = {c: None for c in ent.all_columns()}
                 row.update(values)
                 row.update(binds)
                 hook = getattr(self, f"_create_{ent.logical}", None)
@@ -567,7 +568,7 @@ class _Api:
             old = existing.get(ident.name.lower())
             if old is None:
                 aid = str(uuid.uuid4())
-                row = {c: None for c in ENTITIES["pluginassemblies"].all_columns()}
+                row: dict[str, Any] = {c: None for c in ENTITIES["pluginassemblies"].all_columns()}
                 row.update(pluginassemblyid=aid, name=ident.name, content=content, isolationmode=2, sourcetype=0,
                            version=ident.version, culture=ident.culture, publickeytoken=ident.public_key_token,
                            packageid=package_id, major=major, minor=minor, ismanaged=0, createdon=now,
@@ -586,7 +587,7 @@ class _Api:
                                      (aid,))}
             for tn in ident.plugin_types:
                 if tn not in types:
-                    trow = {c: None for c in ENTITIES["plugintypes"].all_columns()}
+                    trow: dict[str, Any] = {c: None for c in ENTITIES["plugintypes"].all_columns()}
                     trow.update(plugintypeid=str(uuid.uuid4()), name=tn, typename=tn, friendlyname=tn,
                                 isworkflowactivity=0, pluginassemblyid=aid, assemblyname=ident.name,
                                 version=ident.version, culture=ident.culture, publickeytoken=ident.public_key_token,

@@ -38,7 +38,7 @@ import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from . import store
@@ -77,7 +77,7 @@ class EmulatorState:
         unknown = set(spec) - FAULT_KEYS
         if unknown:
             raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(FAULT_KEYS)}")
-        fault = {"method": "*", "path_contains": "", "status": None, "retry_after": None, "times": 1,
+        fault: dict[str, Any] = {"method": "*", "path_contains": "", "status": None, "retry_after": None, "times": 1,
                  "drop": False, "delay_s": 0, "drop_after_commit": False, "code": None, "message": None}
         fault.update(spec)
         fault["method"] = str(fault["method"] or "*").upper()
@@ -350,7 +350,7 @@ def make_server(*, host: str = "127.0.0.1", port: int = 0, db: str | None = None
         if state.entra is not None and hasattr(state.entra, "init_db"):
             state.entra.init_db(conn)
     server = EmulatorHTTPServer((host, port), state)
-    h, p = server.server_address[:2]
+    h, p = cast("tuple[str, int]", server.server_address[:2])  # AF_INET(6) address
     state.base_url = f"http://{h}:{p}"
     return server
 
