@@ -239,9 +239,7 @@ def _graph(state: Any, method: str, m: re.Match[str], raw: bytes) -> Response:
                                     "The combination of issuer and subject must be unique for the application. "
                                     f"Issuer {body['issuer']} and Subject: {body['subject']} already exist.")
             if len(rows) >= FIC_CAP:
-                return _graph_error(400, "Request_BadRequest",
-                                    f"The application already has the maximum of {FIC_CAP} federated identity "
-                                    "credentials. Delete one before adding another.")
+                return _graph_cap_error()
             fid = str(uuid.uuid4())
             _insert(db, owner, fid, body)
             rec = {"@odata.context": context + "/$entity", "id": fid, "name": body["name"],
@@ -263,9 +261,7 @@ def _graph(state: Any, method: str, m: re.Match[str], raw: bytes) -> Response:
                 if err:
                     return _graph_error(400, "Request_BadRequest", err)
                 if len(rows) >= FIC_CAP:
-                    return _graph_error(400, "Request_BadRequest",
-                                        f"The application already has the maximum of {FIC_CAP} federated identity "
-                                        "credentials. Delete one before adding another.")
+                    return _graph_cap_error()
                 fid = str(uuid.uuid4())
                 _insert(db, owner, fid, body)
                 return _json(201, dict(_row_dict((fid, body["name"], body["issuer"], body["subject"],
@@ -303,6 +299,13 @@ def _graph(state: Any, method: str, m: re.Match[str], raw: bytes) -> Response:
             db.commit()
             return _empty(204)
         return _graph_error(405, "Request_BadRequest", f"Method {method} is not allowed.")
+
+
+def _graph_cap_error() -> Response:
+    """Graph's answer when the application already holds FIC_CAP credentials (the wording is ours)."""
+    return _graph_error(400, "Request_BadRequest",
+                        f"The application already has the maximum of {FIC_CAP} federated identity "
+                        "credentials. Delete one before adding another.")
 
 
 def _insert(db: sqlite3.Connection, owner: str, fid: str, body: dict[str, Any]) -> None:
