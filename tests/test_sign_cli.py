@@ -234,16 +234,15 @@ def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll
                                                                   tmp_path, monkeypatch):
     """A write that does not land as signed (simulated: one byte flipped on the way to disk) is caught by
     the post-sign check, reported with exit 1, and the original is kept."""
-    from ppmi_build.signing import api
+    from ppmi_build.signing import pe
 
-    real_write = api._write_all
+    real_copy = pe.copy_image
 
-    def corrupting_write(fd, data, tmp):
-        bad = bytearray(data)
-        bad[0x300] ^= 0x01
-        real_write(fd, bad, tmp)
+    def corrupting_copy(src_fd, data, dst_fd, length):
+        real_copy(src_fd, data, dst_fd, length)
+        os.pwrite(dst_fd, bytes([data[0x300] ^ 0x01]), 0x300)
 
-    monkeypatch.setattr(api, "_write_all", corrupting_write)
+    monkeypatch.setattr(pe, "copy_image", corrupting_copy)
     dll = copy_of(plain_dll)
     before = dll.read_bytes()
     r = cli("sign", dll, "--cert", pki.leaf.pfx, "--json")

@@ -50,6 +50,20 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     Each file is written to a temporary file beside it, verified, and renamed over the original;
     on any error the original is left unchanged.
     """
+    from ..signing.pe import QuickGilHandoff
+
+    with QuickGilHandoff():  # helper threads hash and copy from the prefetch on (ppmi_build.signing.pe)
+        _sign(artifacts, cert_path, key_path, output_arg, timestamp_urls, no_timestamp, digest, program_name,
+              program_url, backend, overwrite, sign_contents, password_env, password_file, as_json)
+    from . import skip_teardown
+
+    skip_teardown()  # every file is signed, verified, fsynced and renamed; the output is printed
+
+
+def _sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | None, output_arg: str | None,
+          timestamp_urls: tuple[str, ...], no_timestamp: bool, digest: str | None, program_name: str | None,
+          program_url: str | None, backend: str | None, overwrite: bool, sign_contents: bool,
+          password_env: str | None, password_file: Path | None, as_json: bool) -> None:
     from ..config import load_settings
     from ..errors import BadInput, ConfigError
 
@@ -57,11 +71,12 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     output = _output_path(output_arg)
     digest = digest or settings.signing.digest
     backend = backend or settings.signing.backend
-    # Start hashing the first assemblies now (as many as sign_files signs at once), so that it
-    # overlaps importing the signing stack and loading the key on the other core (issue #2);
-    # sign_files takes the results, or recomputes them if anything changed.
-    prefetched = _prefetch(artifacts[:(os.cpu_count() or 2) + 1], digest, backend, as_json)
+    prefetched = False
     try:
+        # Start signing the first assemblies now (as many as sign_files signs at once): hashing,
+        # checksum words and the copy into the temp file overlap importing the signing stack and
+        # loading the key (issue #2); sign_file takes that work after its own checks, or redoes it.
+        prefetched = _prefetch(artifacts, output, digest, backend, as_json)
         import_x509()
         from ..signing.api import BatchSignError, sign_files
         from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
@@ -96,14 +111,11 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
         except BatchSignError as err:  # some files signed, some not: report each one (exit = worst code)
             _report_batch(err, as_json)
     finally:
-        if prefetched:
-            from ..signing import pe
+        if prefetched:  # whatever sign_files did not take (it failed first): temp files removed
+            from ..signing import prefetch
 
-            pe.discard_signing_passes()
+            prefetch.discard()
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
-    from . import skip_teardown
-
-    skip_teardown()  # every file is signed, verified, fsynced and renamed; the output is printed
 
 
 def _output_path(raw: str | None) -> Path | None:
@@ -135,25 +147,23 @@ def _report_batch(err, as_json: bool) -> None:
     sys.exit(err.exit_code)
 
 
-def _prefetch(first: tuple[Path, ...], digest: str, backend: str, as_json: bool) -> bool:
-    """Start the signing passes (:func:`ppmi_build.signing.pe.prefetch_signing_passes`) of the
-    assemblies in ``first`` that the built-in Authenticode signer will sign. Never raises."""
+def _prefetch(artifacts: tuple[Path, ...], output: Path | None, digest: str, backend: str, as_json: bool) -> bool:
+    """Start signing (:func:`ppmi_build.signing.prefetch.prefetch`) the first assemblies of
+    ``artifacts`` that the built-in Authenticode signer will sign. Never raises."""
     if (backend or "auto").lower() not in ("auto", "python"):
         return False
-    from ..signing import pe
+    from ..signing import prefetch, staging
 
     hash_name = str(digest).lower().replace("-", "")
+    many = len(artifacts) > 1
     started = False
-    import stat
-
-    for path in first:
-        try:  # only regular files: opening a FIFO would block (sign_files refuses it with a message)
-            regular = stat.S_ISREG(os.stat(path).st_mode)
-        except OSError:
-            regular = False
-        if regular and path.suffix.lower() in (".dll", ".exe"):
-            pe.prefetch_signing_passes(path, hash_name, input_sha256=as_json)
-            started = True
+    for path in artifacts[:(os.cpu_count() or 2) + 1]:
+        if path.suffix.lower() in (".dll", ".exe"):
+            try:
+                target = staging._resolve_target(path, output, many)
+            except Exception:  # pragma: no cover - sign_files reports it
+                continue
+            started = prefetch.prefetch(path, target, hash_name, input_sha256=as_json) or started
     return started
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import stat
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,124 +27,24 @@ from cryptography import x509
 
 from ..errors import BadInput, InputFileError, PpmiError, SignatureInvalid
 from .keys import KeySource, check_signing_certificate, hash_algorithm
+from .pe import QuickGilHandoff as _QuickGilHandoff
 from .results import SignResult, VerifyResult, kind_of
-
-TEMP_MARK = ".ppmi-tmp-"
+from .staging import (  # noqa: F401  (re-exported: cli.unsign, tests)
+    MAX_PE_SIZE,
+    TEMP_MARK,
+    _check_source,
+    _check_target,
+    _is_read_only,
+    _mode_for,
+    _new_temp,
+    _resolve_target,
+    _unlink,
+    _write_all,
+)
 
 
 def _kind(path: Path | str) -> str:
     return kind_of(path)
-
-
-# --- files ----------------------------------------------------------------------------------
-
-
-#: PE files cannot exceed 4 GiB (32-bit offsets in the headers, PE/COFF specification); Dataverse takes 16 MB
-MAX_PE_SIZE = 0xFFFFFFFF
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
-
-
-def _check_source(path: Path) -> None:
-    """The input must be an existing, readable regular file (a symbolic link to one is fine for
-    reading). FIFOs and devices are refused before they are opened (opening a FIFO blocks).
-
-    Raises:
-        InputFileError: missing, a directory, a FIFO/device/socket, unreadable, or a PE file over 4 GiB.
-    """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise InputFileError(f"{path} does not exist; check the path") from None
-    except OSError as e:
-        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputFileError(f"{path} is {_file_kind(st.st_mode)}, not a regular file; pass a .dll, .exe or "
-                             ".nupkg file")
-    if not os.access(path, os.R_OK):
-        raise InputFileError(f"{path} is not readable (permission denied); fix its permissions")
-    if st.st_size > MAX_PE_SIZE and kind_of(path) == "assembly":
-        from ..errors import PEFormatError
-
-        raise PEFormatError(f"{path} is {st.st_size} bytes; a PE file cannot exceed 4 GiB (Dataverse accepts "
-                            "16 MB): pass the right file")
-
-
-def _is_read_only(path: Path) -> bool:
-    st = path.stat()
-    # os.access alone is not enough when running as root (it ignores the mode bits)
-    return not os.access(path, os.W_OK) or not (st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _check_target(target: Path) -> None:
-    """The file to be replaced must be absent or a writable regular file (not a symbolic link, FIFO,
-    device or directory: the final rename would replace the link or special file itself).
-
-    Raises:
-        InputFileError: with the fix in the message.
-    """
-    folder = target.parent
-    if not folder.is_dir():
-        raise InputFileError(f"output folder {folder} does not exist; create it first")
-    try:
-        st = os.lstat(target)
-    except FileNotFoundError:
-        st = None
-    if st is not None:
-        if stat.S_ISLNK(st.st_mode):
-            try:
-                dest = os.readlink(target)
-            except OSError:  # pragma: no cover
-                dest = "?"
-            real = (target.parent / dest) if not os.path.isabs(dest) else Path(dest)
-            raise InputFileError(f"{target} is a symbolic link to {dest}; sign {real} (or write elsewhere with "
-                                 "-o OUT)")
-        if stat.S_ISDIR(st.st_mode):
-            raise InputFileError(f"{target} is a directory; pass a file path to -o")
-        if not stat.S_ISREG(st.st_mode):
-            raise InputFileError(f"{target} is {_file_kind(st.st_mode)}, not a regular file; it would be replaced: "
-                                 "write to a regular file path with -o OUT")
-        if _is_read_only(target):
-            raise InputFileError(
-                f"{target} is read-only; make it writable (chmod u+w {target.name}) or write elsewhere with -o OUT"
-            )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputFileError(f"cannot write in {folder} (permission denied); sign a copy elsewhere with -o OUT")
-
-
-def _new_temp(target: Path) -> tuple[int, Path]:
-    """``.<name>.ppmi-tmp-XXXXXXXX`` beside ``target``, created exclusively with mode 0600 (like
-    ``tempfile.mkstemp``, without importing tempfile at start-up)."""
-    for _ in range(100):
-        tmp = target.parent / f".{target.name}{TEMP_MARK}{os.urandom(4).hex()}"
-        try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise InputFileError(f"cannot create a temporary file in {target.parent}: {e.strerror}") from None
-        return fd, tmp
-    raise InputFileError(f"cannot create a temporary file in {target.parent}")  # pragma: no cover
-
-
-def _mode_for(target: Path, source: Path) -> int:
-    ref = target if target.exists() else source
-    try:
-        return stat.S_IMODE(ref.stat().st_mode)
-    except OSError:  # pragma: no cover
-        return 0o644
 
 
 def atomic_write(target: Path, data: bytes | bytearray, *, mode: int | None = None) -> None:
@@ -171,40 +70,12 @@ def atomic_write(target: Path, data: bytes | bytearray, *, mode: int | None = No
         raise
 
 
-def _write_all(fd: int, data, tmp: Path) -> None:
-    mv = memoryview(data)
-    try:
-        while mv:
-            n = os.write(fd, mv)
-            mv = mv[n:]
-    except OSError as e:
-        raise InputFileError(f"cannot write {tmp.parent}: {e.strerror}") from None
-    finally:
-        mv.release()
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def _sha256_file(path: Path) -> str:
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             return hashlib.sha256(b"").hexdigest()
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             return hashlib.sha256(m).hexdigest()
-
-
-def _resolve_target(path: Path, output: Path | None, many: bool) -> Path:
-    if output is None:
-        return path
-    output = Path(output)
-    if output.is_dir() or (many and not output.suffix):
-        return output / path.name
-    return output
 
 
 def redact_url(url: str) -> str:
@@ -344,14 +215,25 @@ def sign_file(
     leaf = key.certificate_chain()[0]
     check_signing_certificate(leaf, label=key.description, nuget=(kind == "package"))
 
-    fd, tmp = _new_temp(target)
+    builtin = be.name == "python" and kind == "assembly"
+    pre = None
+    if builtin:  # work started by prefetch.prefetch (ppmi-build sign): its temp file and passes
+        from . import prefetch
+
+        pre = prefetch.take(path, target, digest, input_sha256=file_hashes)
+    if pre is not None:
+        fd, tmp = pre.fd, pre.tmp
+    else:
+        fd, tmp = _new_temp(target)
     notes: list[str] = []
     try:
-        os.fchmod(fd, _mode_for(target, path))
-        if be.name == "python" and kind == "assembly":
+        if pre is None:
+            os.fchmod(fd, _mode_for(target, path))
+        if builtin:
             with _QuickGilHandoff():
                 sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
-                    path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes)
+                    path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes,
+                    pre.passes if pre is not None else None)
         else:
             from .backends import SignOptions
 
@@ -379,6 +261,8 @@ def sign_file(
             raise SignatureInvalid(f"{path.name}: the output carries no valid timestamp; the original is unchanged")
         os.replace(tmp, target)
     except BaseException:
+        if pre is not None:
+            pre.passes.close()  # its jobs write to fd: wait for them before closing it
         if fd >= 0:
             os.close(fd)
         _unlink(tmp)
@@ -402,40 +286,6 @@ class _Builtin:
 _BUILTIN = _Builtin()
 
 
-class _QuickGilHandoff:
-    """Lower ``sys.setswitchinterval`` (default 5 ms) to 0.5 ms while signing, restoring it after.
-
-    The checksum words are summed holding the GIL (``int.from_bytes`` over 256 KiB steps); with the
-    default interval every return of another thread from a GIL-free call (write, fsync, read-back,
-    hashing) waits up to 5 ms for it, which was 15-20% of the time for a 16 MiB file. Re-entrant and
-    shared by the threads of :func:`sign_files`.
-    """
-
-    _lock = threading.Lock()
-    _depth = 0
-    _saved = 0.005
-
-    def __enter__(self) -> None:
-        import sys
-
-        with self._lock:
-            cls = type(self)
-            if cls._depth == 0:
-                cls._saved = sys.getswitchinterval()
-                if cls._saved > 0.0005:
-                    sys.setswitchinterval(0.0005)
-            cls._depth += 1
-
-    def __exit__(self, *exc) -> None:
-        import sys
-
-        with self._lock:
-            cls = type(self)
-            cls._depth -= 1
-            if cls._depth == 0:
-                sys.setswitchinterval(cls._saved)
-
-
 class _Fsync:
     """fsync a descriptor on a helper thread (the wait happens without the GIL)."""
 
@@ -452,22 +302,22 @@ class _Fsync:
 
 
 def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: KeySource, digest: str,
-                           program_name, program_url, timestamp_urls, file_hashes: bool):
+                           program_name, program_url, timestamp_urls, file_hashes: bool,
+                           passes=None):
     """The built-in Authenticode path, arranged so the passes over a 16 MiB image overlap:
 
-    1. the input is mapped copy-on-write (no read copy); the authentihash, the checksum words and
-       (``file_hashes``) the input's SHA-256 run on helper threads
-       (:class:`ppmi_build.signing.pe.SigningPasses`; the CLI starts them before it even loads the
-       key: :func:`ppmi_build.signing.pe.prefetch_signing_passes`);
-    2. once signed, the file (kept image with the new directory entry + padding + WIN_CERTIFICATE)
-       is written to the temp file while the checksum words may still be summed (writing needs no
-       GIL); the 4-byte CheckSum follows with ``pwrite``;
-    3. the file is flushed to disk (one fsync, after the last write, on a helper thread: the wait
-       needs no GIL) while it is read back, compared byte for byte with what was signed and
-       verified (:func:`ppmi_build.signing.verify.verify_signed_image`).
-
-    Writing the image before the signature exists (and flushing it twice) was measured slower:
-    on two cores the hashing, the checksum words and the copy into the page cache then compete.
+    1. the input is mapped copy-on-write; the authentihash, the checksum words, (``file_hashes``)
+       the input's SHA-256 and the copy of the image into the temp file ``fd`` (by the kernel,
+       ``copy_file_range``, then flushed) run on helper threads
+       (:class:`ppmi_build.signing.pe.SigningPasses`; ``ppmi-build sign`` starts them before it
+       even imports the signing stack and loads the key: :mod:`ppmi_build.signing.prefetch`, whose
+       ``passes`` are given here);
+    2. once signed and the copy is done, the new certificate-table directory entry, the padding
+       and the WIN_CERTIFICATE are written, then the 4-byte CheckSum (the checksum words may still
+       be summed until then);
+    3. the file is flushed to disk (fsync on a helper thread: the wait needs no GIL) while it is
+       read back, compared byte for byte with what was signed (the mapped image with the patched
+       header, then the table) and verified (:func:`ppmi_build.signing.verify.verify_signed_image`).
 
     Returns ``(sha256_before, sha256_after, VerifyResult, anchor name, outcome dict)``.
     """
@@ -475,13 +325,14 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
     from .authenticode import sign_pe_data
     from .verify import verify_signed_image
 
-    passes = pe.take_signing_passes(path, digest, input_sha256=file_hashes)
     if passes is None:
-        mapping = pe.map_file(path)
+        src_fd, mapping = pe.open_image(path)
         try:
-            passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping)
+            passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping,
+                                      src_fd=src_fd, copy_to=fd)
         except BaseException:
             mapping.close()
+            os.close(src_fd)
             raise
     syncer = None
     head = memoryview(passes.data)[:passes.image_length]
@@ -489,12 +340,16 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
         outcome = sign_pe_data(passes.data, key, name=path.name, digest=digest, program_name=program_name,
                                program_url=program_url, timestamp_urls=timestamp_urls, passes=passes,
                                defer_checksum=True)
-        for part in (head, outcome.tail):
-            _write_all(fd, part, tmp)
-        outcome.complete_checksum()  # stored in `head` too
-        ck = passes.layout.checksum_offset
-        if os.pwrite(fd, head[ck:ck + 4], ck) != 4:  # pragma: no cover - a 4-byte write is not split
-            raise InputFileError(f"cannot write {tmp.parent}: short write")
+        layout = passes.layout
+        cd, ck = layout.cert_dir_offset, layout.checksum_offset
+        try:
+            passes.copied()
+            pe.pwrite_all(fd, head[cd:cd + 8], cd)
+            pe.pwrite_all(fd, outcome.tail, passes.image_length)
+            outcome.complete_checksum()  # stored in `head` too
+            pe.pwrite_all(fd, head[ck:ck + 4], ck)
+        except OSError as e:
+            raise InputFileError(f"cannot write {tmp.parent}: {e.strerror or e}") from None
         syncer = _Fsync(fd)
 
         def _after() -> str:

@@ -22,9 +22,9 @@ Sources (signing-spec §1.2-§1.3, §1.10):
   pefile); signed files are 8-byte aligned so this never matters for our output.
 
 Signing needs three passes over the image (authentihash, checksum words, optionally the SHA-256 of
-the input): :class:`SigningPasses` runs them on reusable helper threads (:func:`submit`), and
-:func:`prefetch_signing_passes` lets ``ppmi-build sign`` start them before it has imported the
-signing stack and loaded the key (issue #2).
+the input) and a copy of it into the output file: :class:`SigningPasses` runs them on reusable
+helper threads (:func:`submit`), and :mod:`ppmi_build.signing.prefetch` lets ``ppmi-build sign``
+start them before it has imported the signing stack and loaded the key (issue #2).
 
 The hashing works on memoryviews of one buffer (no copies), and the checksum uses the identity
 ``2**16 ≡ 1 (mod 0xFFFF)``: the sum of the 16-bit words of a byte string equals, modulo 0xFFFF,
@@ -33,6 +33,7 @@ the little-endian integer it encodes, so ``int.from_bytes`` over 256 KiB chunks 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
@@ -407,6 +408,81 @@ def map_file(path: Path | str):
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 
 
+def open_image(path: Path | str) -> tuple[int, Any]:
+    """Open ``path`` for reading and map it copy-on-write (as :func:`map_file`); returns the open
+    descriptor too (for :func:`copy_image`: the kernel then copies the image without it passing
+    through this process). The caller closes both (:class:`SigningPasses` does with ``owns``/``src_fd``).
+
+    Raises:
+        InputFileError: missing, a directory, unreadable. PEFormatError: empty file.
+    """
+    import mmap
+
+    path = Path(path)
+    with _open_input(path) as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        try:
+            fd = os.dup(f.fileno())
+        except BaseException:
+            mapping.close()
+            raise
+    return fd, mapping
+
+
+def pwrite_all(fd: int, data, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` of ``fd`` (``os.pwrite``; ``lseek`` + ``write`` where the
+    platform has no ``pwrite``, e.g. Windows). Raises OSError."""
+    mv = memoryview(data)
+    try:
+        if not hasattr(os, "pwrite"):  # pragma: no cover - Windows
+            os.lseek(fd, offset, os.SEEK_SET)
+        while mv:
+            n = os.pwrite(fd, mv, offset) if hasattr(os, "pwrite") else os.write(fd, mv)
+            if n <= 0:  # pragma: no cover - a regular file does not take 0 bytes
+                raise OSError(5, "short write")
+            mv = mv[n:]
+            offset += n
+    finally:
+        mv.release()
+
+
+#: errno values meaning "copy_file_range cannot do this pair of files": fall back to writing from the mapping
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
+
+
+def copy_image(src_fd: int | None, data, dst_fd: int, length: int) -> None:
+    """Write ``data[:length]`` (the bytes of the file open as ``src_fd``) to ``dst_fd`` at offset 0.
+
+    With ``src_fd`` on Linux the kernel copies the bytes (``os.copy_file_range``: no pass through
+    user space, no GIL); otherwise, or when the kernel cannot (another file system, old kernel), the
+    bytes are written from ``data``. Raises OSError (disk full, I/O error, the input shrank).
+    """
+    off = 0
+    kernel = src_fd is not None and hasattr(os, "copy_file_range")
+    mv = memoryview(data)
+    try:
+        while off < length:
+            if kernel:
+                try:
+                    n = os.copy_file_range(src_fd, dst_fd, length - off, off, off)  # type: ignore[arg-type]
+                except OSError as e:
+                    if e.errno not in _NO_KERNEL_COPY:
+                        raise
+                    kernel = False
+                    continue
+                if n == 0:
+                    raise OSError(5, "the input file became shorter while it was being signed")
+                off += n
+            else:
+                end = min(length, off + _CHUNK * 4)
+                pwrite_all(dst_fd, mv[off:end], off)
+                off = end
+    finally:
+        mv.release()
+
+
 # --- helper threads ---------------------------------------------------------------------------
 
 
@@ -491,6 +567,42 @@ def submit(fn, *args) -> Job:
     return _HELPERS.submit(fn, *args)
 
 
+class QuickGilHandoff:
+    """Lower ``sys.setswitchinterval`` (default 5 ms) to 0.5 ms while signing, restoring it after
+    (``ppmi-build sign`` holds it from the prefetch on: every ``threading.Thread.start`` and every
+    import then waits less for a helper thread summing checksum words).
+
+    The checksum words are summed holding the GIL (``int.from_bytes`` over 256 KiB steps); with the
+    default interval every return of another thread from a GIL-free call (write, fsync, read-back,
+    hashing) waits up to 5 ms for it, which was 15-20% of the time for a 16 MiB file. Re-entrant and
+    shared by the threads of :func:`ppmi_build.signing.api.sign_files`.
+    """
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = 0.005
+
+    def __enter__(self) -> None:
+        import sys
+
+        with self._lock:
+            cls = type(self)
+            if cls._depth == 0:
+                cls._saved = sys.getswitchinterval()
+                if cls._saved > 0.0005:
+                    sys.setswitchinterval(0.0005)
+            cls._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        import sys
+
+        with self._lock:
+            cls = type(self)
+            cls._depth -= 1
+            if cls._depth == 0:
+                sys.setswitchinterval(cls._saved)
+
+
 # --- the passes signing needs, started early --------------------------------------------------
 
 
@@ -506,6 +618,12 @@ class SigningPasses:
       entry), which hold the GIL (:func:`wordsum`); the header words are summed here with the
       CheckSum and directory entry taken as zero, so the signer can patch those two fields at once.
 
+    With ``copy_to`` (the output file's descriptor) a fourth job writes the image (``data[:image_length]``,
+    as read: the signer patches the CheckSum and directory entry afterwards) into it with
+    :func:`copy_image`, from ``src_fd`` when given, then fsyncs it, so that at the end only the
+    patched header, the padding and the certificate table are left to write and flush
+    (:meth:`copied` waits for it and raises its error).
+
     Attributes:
         data: the buffer (not modified here).
         layout: :class:`PEImage` of ``data``.
@@ -517,12 +635,15 @@ class SigningPasses:
         PEFormatError: from :func:`parse` (no thread is started then).
     """
 
-    def __init__(self, data, name: str, hash_name: str = "sha256", *, input_sha256: bool = False, owns=None):
+    def __init__(self, data, name: str, hash_name: str = "sha256", *, input_sha256: bool = False, owns=None,
+                 src_fd: int | None = None, copy_to: int | None = None):
         self.data = data
         self.name = name
         self.hash_name = hash_name
         self.wants_input_sha256 = input_sha256
         self._owns = owns
+        self._src_fd = src_fd
+        self._closed = False
         self.layout = layout = parse(data, name)
         self.image_length = image_len = layout.cert_table_offset if layout.signed else len(data)
         self.padding = -image_len % 8
@@ -542,10 +663,23 @@ class SigningPasses:
             h.update(b"\0" * self.padding)  # the zero padding is part of the hashed image
             return h.digest()
 
+        # the jobs that run without the GIL first: starting a thread waits for it to run, which is
+        # slow once a thread holds the GIL summing checksum words
         self._jobs["authentihash"] = submit(authentihash)
+        if copy_to is not None:
+            self._jobs["copy"] = submit(self._copy, copy_to)
         if input_sha256:
             self._jobs["input_sha256"] = submit(lambda: hashlib.sha256(mv).hexdigest())
         self._jobs["body_sum"] = submit(wordsum, mv[split:image_len])
+
+    def _copy(self, dst_fd: int) -> None:
+        copy_image(self._src_fd, self._mv, dst_fd, self.image_length)
+        os.fsync(dst_fd)  # flushed now, beside the other passes; the final fsync then has little to write
+
+    def copied(self) -> None:
+        """Wait until the image is in the output file (``copy_to``). Raises OSError (disk full, I/O error)."""
+        if "copy" in self._jobs:
+            self._get("copy")
 
     def _get(self, key: str):
         return self._jobs[key].result()
@@ -565,7 +699,11 @@ class SigningPasses:
         return fold_checksum(total, True, self.image_length + self.padding + len(table))
 
     def close(self) -> None:
-        """Wait for the helper threads and release the buffer (and the mapping, when owned)."""
+        """Wait for the helper threads and release the buffer (and the mapping and ``src_fd``, when
+        owned). Only then may the output descriptor be closed. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         for job in self._jobs.values():
             try:
                 job.result()
@@ -574,62 +712,5 @@ class SigningPasses:
         self._mv.release()
         if self._owns is not None:
             self._owns.close()
-
-
-#: path -> (file identity, SigningPasses) started by prefetch_signing_passes
-_PREFETCHED: dict[str, tuple[tuple, SigningPasses]] = {}
-
-
-def _identity(path: Path | str) -> tuple:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def prefetch_signing_passes(path: Path | str, hash_name: str = "sha256", *, input_sha256: bool = False) -> None:
-    """Map ``path`` copy-on-write and start its :class:`SigningPasses` now, for a signer that will
-    ask for them with :func:`take_signing_passes` (``ppmi-build sign`` does this before importing
-    the signing stack and loading the key, so the hashing overlaps that work). Never raises: on any
-    problem nothing is prefetched and the signer reports it the usual way."""
-    try:
-        key = os.path.realpath(path)
-        ident = _identity(key)
-        mapping = map_file(key)
-        try:
-            passes = SigningPasses(mapping, Path(path).name, hash_name, input_sha256=input_sha256, owns=mapping)
-        except BaseException:
-            mapping.close()
-            raise
-    except Exception:
-        return
-    old = _PREFETCHED.pop(key, None)
-    if old is not None:
-        old[1].close()
-    _PREFETCHED[key] = (ident, passes)
-
-
-def take_signing_passes(path: Path | str, hash_name: str, *, input_sha256: bool = False) -> SigningPasses | None:
-    """The prefetched passes of ``path`` (removed from the cache), or None when there are none, the
-    options differ or the file changed since (device, inode, size, mtime)."""
-    key = os.path.realpath(path)
-    entry = _PREFETCHED.pop(key, None)
-    if entry is None:
-        return None
-    ident, passes = entry
-    try:
-        same = _identity(key) == ident
-    except OSError:
-        same = False
-    if same and passes.hash_name == hash_name and passes.wants_input_sha256 == input_sha256:
-        return passes
-    passes.close()
-    return None
-
-
-def discard_signing_passes() -> None:
-    """Close every prefetched :class:`SigningPasses` nobody took (e.g. the command failed first)."""
-    while _PREFETCHED:
-        try:
-            _, (_, passes) = _PREFETCHED.popitem()
-        except KeyError:  # pragma: no cover - emptied by another thread
-            return
-        passes.close()
+        if self._src_fd is not None:
+            os.close(self._src_fd)

@@ -12,10 +12,7 @@ from typing import Any
 
 from cryptography import x509
 
-
-def kind_of(path: Path | str) -> str:
-    """``"package"`` for ``.nupkg``, otherwise ``"assembly"`` (PE: .dll/.exe)."""
-    return "package" if str(path).lower().endswith(".nupkg") else "assembly"
+from .staging import kind_of  # noqa: F401  (re-exported)
 
 
 @dataclass

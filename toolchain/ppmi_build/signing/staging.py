@@ -1,0 +1,158 @@
+"""Staging signed output beside its target (DESIGN.md rules; issue #2): input and target checks,
+the ``.<name>.ppmi-tmp-XXXXXXXX`` temp file that is verified and then renamed over the target.
+
+Light on imports (``os``, ``stat``, ``pathlib``) so that ``ppmi-build sign`` can create the temp file
+and start copying the image into it before the signing stack is imported
+(:mod:`ppmi_build.signing.prefetch`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from ..errors import InputFileError
+
+TEMP_MARK = ".ppmi-tmp-"
+
+
+def kind_of(path: Path | str) -> str:
+    """``"package"`` for ``.nupkg``, otherwise ``"assembly"`` (PE: .dll/.exe)."""
+    return "package" if str(path).lower().endswith(".nupkg") else "assembly"
+
+
+#: PE files cannot exceed 4 GiB (32-bit offsets in the headers, PE/COFF specification); Dataverse takes 16 MB
+MAX_PE_SIZE = 0xFFFFFFFF
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _check_source(path: Path) -> None:
+    """The input must be an existing, readable regular file (a symbolic link to one is fine for
+    reading). FIFOs and devices are refused before they are opened (opening a FIFO blocks).
+
+    Raises:
+        InputFileError: missing, a directory, a FIFO/device/socket, unreadable, or a PE file over 4 GiB.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(f"{path} does not exist; check the path") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputFileError(f"{path} is {_file_kind(st.st_mode)}, not a regular file; pass a .dll, .exe or "
+                             ".nupkg file")
+    if not os.access(path, os.R_OK):
+        raise InputFileError(f"{path} is not readable (permission denied); fix its permissions")
+    if st.st_size > MAX_PE_SIZE and kind_of(path) == "assembly":
+        from ..errors import PEFormatError
+
+        raise PEFormatError(f"{path} is {st.st_size} bytes; a PE file cannot exceed 4 GiB (Dataverse accepts "
+                            "16 MB): pass the right file")
+
+
+def _is_read_only(path: Path) -> bool:
+    st = path.stat()
+    # os.access alone is not enough when running as root (it ignores the mode bits)
+    return not os.access(path, os.W_OK) or not (st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_target(target: Path) -> None:
+    """The file to be replaced must be absent or a writable regular file (not a symbolic link, FIFO,
+    device or directory: the final rename would replace the link or special file itself).
+
+    Raises:
+        InputFileError: with the fix in the message.
+    """
+    folder = target.parent
+    if not folder.is_dir():
+        raise InputFileError(f"output folder {folder} does not exist; create it first")
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                dest = os.readlink(target)
+            except OSError:  # pragma: no cover
+                dest = "?"
+            real = (target.parent / dest) if not os.path.isabs(dest) else Path(dest)
+            raise InputFileError(f"{target} is a symbolic link to {dest}; sign {real} (or write elsewhere with "
+                                 "-o OUT)")
+        if stat.S_ISDIR(st.st_mode):
+            raise InputFileError(f"{target} is a directory; pass a file path to -o")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputFileError(f"{target} is {_file_kind(st.st_mode)}, not a regular file; it would be replaced: "
+                                 "write to a regular file path with -o OUT")
+        if _is_read_only(target):
+            raise InputFileError(
+                f"{target} is read-only; make it writable (chmod u+w {target.name}) or write elsewhere with -o OUT"
+            )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputFileError(f"cannot write in {folder} (permission denied); sign a copy elsewhere with -o OUT")
+
+
+def _new_temp(target: Path) -> tuple[int, Path]:
+    """``.<name>.ppmi-tmp-XXXXXXXX`` beside ``target``, created exclusively with mode 0600 (like
+    ``tempfile.mkstemp``, without importing tempfile at start-up)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}{TEMP_MARK}{os.urandom(4).hex()}"
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise InputFileError(f"cannot create a temporary file in {target.parent}: {e.strerror}") from None
+        return fd, tmp
+    raise InputFileError(f"cannot create a temporary file in {target.parent}")  # pragma: no cover
+
+
+def _mode_for(target: Path, source: Path) -> int:
+    ref = target if target.exists() else source
+    try:
+        return stat.S_IMODE(ref.stat().st_mode)
+    except OSError:  # pragma: no cover
+        return 0o644
+
+
+def _write_all(fd: int, data, tmp: Path) -> None:
+    mv = memoryview(data)
+    try:
+        while mv:
+            n = os.write(fd, mv)
+            mv = mv[n:]
+    except OSError as e:
+        raise InputFileError(f"cannot write {tmp.parent}: {e.strerror}") from None
+    finally:
+        mv.release()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _resolve_target(path: Path, output: Path | None, many: bool) -> Path:
+    if output is None:
+        return path
+    output = Path(output)
+    if output.is_dir() or (many and not output.suffix):
+        return output / path.name
+    return output
