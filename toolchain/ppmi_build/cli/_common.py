@@ -115,7 +115,14 @@ def import_x509() -> None:
     which ``re`` expands slowly), and commands such as ``sign`` never parse RFC 4514 strings
     (issue #2). Only ``re.compile`` calls made by the module ``cryptography.x509.name`` during this
     import are deferred; the stand-ins forward every attribute (``match``, ``sub``, ...) to the
-    compiled pattern. No-op when ``cryptography.x509`` is already imported.
+    compiled pattern.
+
+    Likewise ``email.utils`` (with ``socket``, ``random``, ``datetime`` and the ``email`` helpers,
+    ~12 ms), which ``cryptography.x509.general_name`` imports for one function, ``parseaddr``, used
+    only when an ``RFC822Name`` is constructed: during the import ``sys.modules["email.utils"]`` is
+    a stand-in whose ``parseaddr`` imports the real module on first call and delegates to it; the
+    stand-in is removed right after, so any later ``import email.utils`` gets the real module.
+    No-op when ``cryptography.x509`` is already imported.
     """
     if "cryptography.x509" in sys.modules:
         return
@@ -128,8 +135,24 @@ def import_x509() -> None:
             return _LazyPattern(real, pattern, flags)
         return real(pattern, flags)
 
+    stand_in = None
+    if "email.utils" not in sys.modules:
+        import types
+
+        stand_in = types.ModuleType("email.utils", "stand-in while cryptography.x509 is imported (import_x509)")
+        stand_in.parseaddr = _parseaddr  # type: ignore[attr-defined]
+        sys.modules["email.utils"] = stand_in
     re.compile = compile_deferred
     try:
         import cryptography.x509  # noqa: F401
     finally:
         re.compile = real
+        if stand_in is not None and sys.modules.get("email.utils") is stand_in:
+            del sys.modules["email.utils"]
+
+
+def _parseaddr(*args: Any, **kwargs: Any) -> Any:
+    """``email.utils.parseaddr``, imported on first use (see :func:`import_x509`)."""
+    from email.utils import parseaddr
+
+    return parseaddr(*args, **kwargs)

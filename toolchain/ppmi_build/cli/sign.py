@@ -50,20 +50,6 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     Each file is written to a temporary file beside it, verified, and renamed over the original;
     on any error the original is left unchanged.
     """
-    from ..signing.pe import QuickGilHandoff
-
-    with QuickGilHandoff():  # helper threads hash and copy from the prefetch on (ppmi_build.signing.pe)
-        _sign(artifacts, cert_path, key_path, output_arg, timestamp_urls, no_timestamp, digest, program_name,
-              program_url, backend, overwrite, sign_contents, password_env, password_file, as_json)
-    from . import skip_teardown
-
-    skip_teardown()  # every file is signed, verified, fsynced and renamed; the output is printed
-
-
-def _sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | None, output_arg: str | None,
-          timestamp_urls: tuple[str, ...], no_timestamp: bool, digest: str | None, program_name: str | None,
-          program_url: str | None, backend: str | None, overwrite: bool, sign_contents: bool,
-          password_env: str | None, password_file: Path | None, as_json: bool) -> None:
     from ..config import load_settings
     from ..errors import BadInput, ConfigError
 
@@ -71,51 +57,43 @@ def _sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | N
     output = _output_path(output_arg)
     digest = digest or settings.signing.digest
     backend = backend or settings.signing.backend
-    prefetched = False
-    try:
-        # Start signing the first assemblies now (as many as sign_files signs at once): hashing,
-        # checksum words and the copy into the temp file overlap importing the signing stack and
-        # loading the key (issue #2); sign_file takes that work after its own checks, or redoes it.
-        prefetched = _prefetch(artifacts, output, digest, backend, as_json)
-        import_x509()
-        from ..signing.api import BatchSignError, sign_files
-        from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
+    import_x509()
+    from ..signing.api import BatchSignError, sign_files
+    from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
 
-        cert: str | Path | None = cert_path
-        if cert is None and settings.signing.certificate:
-            cert = settings.resolve_path(settings.signing.certificate)
-        if cert is None:
-            if os.environ.get(PFX_BASE64_ENV):
-                cert = "-"
-            else:
-                raise ConfigError(
-                    "no signing certificate; pass --cert PATH, set [signing] certificate in ppmi.toml or PPMI_CERT, "
-                    f"or put a base64 PFX in {PFX_BASE64_ENV}"
-                )
-        if len(artifacts) > 1 and output is not None and not output.is_dir():
-            raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
-        urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
-        password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
-        if password_env:  # external tools must not inherit it (config.scrubbed_environ)
-            from ..signing.backends import hide_env
-
-            hide_env(password_env)
-        key = load_key_source(cert, password, key_path=key_path)
-
-        try:
-            results = sign_files(
-                list(artifacts), key, output=output, timestamp_urls=urls, digest=digest, program_name=program_name,
-                program_url=program_url, backend=backend, overwrite=overwrite, sign_contents=sign_contents,
-                file_hashes=as_json,
+    cert: str | Path | None = cert_path
+    if cert is None and settings.signing.certificate:
+        cert = settings.resolve_path(settings.signing.certificate)
+    if cert is None:
+        if os.environ.get(PFX_BASE64_ENV):
+            cert = "-"
+        else:
+            raise ConfigError(
+                "no signing certificate; pass --cert PATH, set [signing] certificate in ppmi.toml or PPMI_CERT, "
+                f"or put a base64 PFX in {PFX_BASE64_ENV}"
             )
-        except BatchSignError as err:  # some files signed, some not: report each one (exit = worst code)
-            _report_batch(err, as_json)
-    finally:
-        if prefetched:  # whatever sign_files did not take (it failed first): temp files removed
-            from ..signing import prefetch
+    if len(artifacts) > 1 and output is not None and not output.is_dir():
+        raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
+    urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
+    password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
+    if password_env:  # external tools must not inherit it (config.scrubbed_environ)
+        from ..signing.backends import hide_env
 
-            prefetch.discard()
+        hide_env(password_env)
+    key = load_key_source(cert, password, key_path=key_path)
+
+    try:
+        results = sign_files(
+            list(artifacts), key, output=output, timestamp_urls=urls, digest=digest, program_name=program_name,
+            program_url=program_url, backend=backend, overwrite=overwrite, sign_contents=sign_contents,
+            file_hashes=as_json,
+        )
+    except BatchSignError as err:  # some files signed, some not: report each one (exit = worst code)
+        _report_batch(err, as_json)
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
+    from . import skip_teardown
+
+    skip_teardown()  # every file is signed, verified, fsynced and renamed; the output is printed
 
 
 def _output_path(raw: str | None) -> Path | None:
@@ -145,26 +123,6 @@ def _report_batch(err, as_json: bool) -> None:
         f"signed {o['path']}" if o["status"] == "signed" else f"NOT signed {o['path']}: {o['error']['message']}"
         for o in err.outcomes))
     sys.exit(err.exit_code)
-
-
-def _prefetch(artifacts: tuple[Path, ...], output: Path | None, digest: str, backend: str, as_json: bool) -> bool:
-    """Start signing (:func:`ppmi_build.signing.prefetch.prefetch`) the first assemblies of
-    ``artifacts`` that the built-in Authenticode signer will sign. Never raises."""
-    if (backend or "auto").lower() not in ("auto", "python"):
-        return False
-    from ..signing import prefetch, staging
-
-    hash_name = str(digest).lower().replace("-", "")
-    many = len(artifacts) > 1
-    started = False
-    for path in artifacts[:(os.cpu_count() or 2) + 1]:
-        if path.suffix.lower() in (".dll", ".exe"):
-            try:
-                target = staging._resolve_target(path, output, many)
-            except Exception:  # pragma: no cover - sign_files reports it
-                continue
-            started = prefetch.prefetch(path, target, hash_name, input_sha256=as_json) or started
-    return started
 
 
 def _line(r) -> str:

@@ -215,25 +215,14 @@ def sign_file(
     leaf = key.certificate_chain()[0]
     check_signing_certificate(leaf, label=key.description, nuget=(kind == "package"))
 
-    builtin = be.name == "python" and kind == "assembly"
-    pre = None
-    if builtin:  # work started by prefetch.prefetch (ppmi-build sign): its temp file and passes
-        from . import prefetch
-
-        pre = prefetch.take(path, target, digest, input_sha256=file_hashes)
-    if pre is not None:
-        fd, tmp = pre.fd, pre.tmp
-    else:
-        fd, tmp = _new_temp(target)
+    fd, tmp = _new_temp(target)
     notes: list[str] = []
     try:
-        if pre is None:
-            os.fchmod(fd, _mode_for(target, path))
-        if builtin:
+        os.fchmod(fd, _mode_for(target, path))
+        if be.name == "python" and kind == "assembly":
             with _QuickGilHandoff():
                 sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
-                    path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes,
-                    pre.passes if pre is not None else None)
+                    path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes)
         else:
             from .backends import SignOptions
 
@@ -261,8 +250,6 @@ def sign_file(
             raise SignatureInvalid(f"{path.name}: the output carries no valid timestamp; the original is unchanged")
         os.replace(tmp, target)
     except BaseException:
-        if pre is not None:
-            pre.passes.close()  # its jobs write to fd: wait for them before closing it
         if fd >= 0:
             os.close(fd)
         _unlink(tmp)
@@ -302,16 +289,13 @@ class _Fsync:
 
 
 def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: KeySource, digest: str,
-                           program_name, program_url, timestamp_urls, file_hashes: bool,
-                           passes=None):
+                           program_name, program_url, timestamp_urls, file_hashes: bool):
     """The built-in Authenticode path, arranged so the passes over a 16 MiB image overlap:
 
     1. the input is mapped copy-on-write; the authentihash, the checksum words, (``file_hashes``)
        the input's SHA-256 and the copy of the image into the temp file ``fd`` (by the kernel,
        ``copy_file_range``, then flushed) run on helper threads
-       (:class:`ppmi_build.signing.pe.SigningPasses`; ``ppmi-build sign`` starts them before it
-       even imports the signing stack and loads the key: :mod:`ppmi_build.signing.prefetch`, whose
-       ``passes`` are given here);
+       (:class:`ppmi_build.signing.pe.SigningPasses`);
     2. once signed and the copy is done, the new certificate-table directory entry, the padding
        and the WIN_CERTIFICATE are written, then the 4-byte CheckSum (the checksum words may still
        be summed until then);
@@ -325,15 +309,14 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
     from .authenticode import sign_pe_data
     from .verify import verify_signed_image
 
-    if passes is None:
-        src_fd, mapping = pe.open_image(path)
-        try:
-            passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping,
-                                      src_fd=src_fd, copy_to=fd)
-        except BaseException:
-            mapping.close()
-            os.close(src_fd)
-            raise
+    src_fd, mapping = pe.open_image(path)
+    try:
+        passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping,
+                                  src_fd=src_fd, copy_to=fd)
+    except BaseException:
+        mapping.close()
+        os.close(src_fd)
+        raise
     syncer = None
     head = memoryview(passes.data)[:passes.image_length]
     try:

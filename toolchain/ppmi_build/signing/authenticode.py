@@ -317,7 +317,8 @@ def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = 
 
     The passes over the image (authentihash, checksum words, optional input SHA-256) run in helper
     threads (:class:`ppmi_build.signing.pe.SigningPasses`); ``passes`` takes ones already started
-    over ``data`` (e.g. prefetched by the CLI), which must use the same ``digest``. With
+    over ``data`` (:func:`ppmi_build.signing.api.sign_file` starts them with the copy into the temp
+file), which must use the same ``digest``. With
     ``defer_checksum`` (only with ``passes``) the CheckSum field is left as it is and
     ``outcome.complete_checksum()`` stores it later (it waits for the checksum words), so writing
     the file can overlap that pass; the CheckSum is not covered by the authentihash or the signature.
@@ -333,7 +334,7 @@ def sign_pe_data(data, key: KeySource, *, name: str = "the file", digest: str = 
     if own:
         passes = pe.SigningPasses(data, name, alg_name, input_sha256=input_sha256)
     elif cast(pe.SigningPasses, passes).hash_name != alg_name or cast(pe.SigningPasses, passes).data is not data:
-        raise ValueError("the prefetched passes were made for another digest or buffer")
+        raise ValueError("the given passes were made for another digest or buffer")
     assert passes is not None  # made above or given by the caller
     try:
         layout = passes.layout

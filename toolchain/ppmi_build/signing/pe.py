@@ -23,8 +23,7 @@ Sources (signing-spec §1.2-§1.3, §1.10):
 
 Signing needs three passes over the image (authentihash, checksum words, optionally the SHA-256 of
 the input) and a copy of it into the output file: :class:`SigningPasses` runs them on reusable
-helper threads (:func:`submit`), and :mod:`ppmi_build.signing.prefetch` lets ``ppmi-build sign``
-start them before it has imported the signing stack and loaded the key (issue #2).
+helper threads (:func:`submit`) while the key signs (issue #2).
 
 The hashing works on memoryviews of one buffer (no copies), and the checksum uses the identity
 ``2**16 ≡ 1 (mod 0xFFFF)``: the sum of the 16-bit words of a byte string equals, modulo 0xFFFF,
@@ -568,9 +567,7 @@ def submit(fn, *args) -> Job:
 
 
 class QuickGilHandoff:
-    """Lower ``sys.setswitchinterval`` (default 5 ms) to 0.5 ms while signing, restoring it after
-    (``ppmi-build sign`` holds it from the prefetch on: every ``threading.Thread.start`` and every
-    import then waits less for a helper thread summing checksum words).
+    """Lower ``sys.setswitchinterval`` (default 5 ms) to 0.5 ms while signing, restoring it after.
 
     The checksum words are summed holding the GIL (``int.from_bytes`` over 256 KiB steps); with the
     default interval every return of another thread from a GIL-free call (write, fsync, read-back,

@@ -1,9 +1,7 @@
 """Staging signed output beside its target (DESIGN.md rules; issue #2): input and target checks,
-the ``.<name>.ppmi-tmp-XXXXXXXX`` temp file that is verified and then renamed over the target.
-
-Light on imports (``os``, ``stat``, ``pathlib``) so that ``ppmi-build sign`` can create the temp file
-and start copying the image into it before the signing stack is imported
-(:mod:`ppmi_build.signing.prefetch`).
+the ``.<name>.ppmi-tmp-XXXXXXXX`` temp file (created exclusively, mode 0600 until set) that is
+written, verified and then renamed over the target (``os.replace``: atomic within one folder).
+Used by :mod:`ppmi_build.signing.api` and ``ppmi-build unsign``.
 """
 
 from __future__ import annotations
