@@ -238,8 +238,8 @@ def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll
 
     real_copy = pe.copy_image
 
-    def corrupting_copy(src_fd, data, dst_fd, length):
-        real_copy(src_fd, data, dst_fd, length)
+    def corrupting_copy(src_fd, data, dst_fd, length, name):
+        real_copy(src_fd, data, dst_fd, length, name)
         os.pwrite(dst_fd, bytes([data[0x300] ^ 0x01]), 0x300)
 
     monkeypatch.setattr(pe, "copy_image", corrupting_copy)
@@ -354,3 +354,56 @@ def test_verify_exit_codes(cli, plain_dll, copy_of, pki, password_env, tmp_path)
     assert r.exit_code == 2 and "is not a PE file" in one_line_error(r)
     r = cli("verify", tmp_path / "missing.dll")
     assert r.exit_code == 2 and "does not exist" in one_line_error(r)
+
+
+# --- the image copy into the temp file (kernel copy_file_range, or writes from the mapping) -------
+
+
+def _no_kernel_copy(errno_value: int):
+    def refuse(*args, **kwargs):
+        raise OSError(errno_value, os.strerror(errno_value))
+    return refuse
+
+
+@pytest.mark.parametrize("how", ["exdev", "absent"])
+def test_signing_without_kernel_copy_writes_the_same_verified_file(cli, plain_dll, copy_of, pki, password_env,
+                                                                  monkeypatch, how):
+    """Where copy_file_range cannot copy (another file system: EXDEV; not Linux: absent) the image is
+    written from the mapping; osslsigncode accepts both outputs and they are byte-identical."""
+    import errno
+
+    kernel = copy_of(plain_dll, "kernel.dll")
+    assert cli("sign", kernel, "--cert", pki.leaf.pfx).exit_code == 0
+    if how == "exdev":
+        monkeypatch.setattr(os, "copy_file_range", _no_kernel_copy(errno.EXDEV))
+    else:
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    fallback = copy_of(plain_dll, "fallback.dll")
+    r = cli("sign", fallback, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 0, r.stderr
+    assert ossl_ok(kernel, pki) and ossl_ok(fallback, pki)
+    # the signatures differ only if signing time or randomness enters; Authenticode PKCS#1 v1.5 has neither
+    assert fallback.read_bytes() == kernel.read_bytes()
+
+
+@pytest.mark.parametrize("failure", ["enospc", "shrunk"])
+def test_a_failed_image_copy_leaves_the_original(cli, plain_dll, copy_of, pki, password_env, tmp_path, monkeypatch,
+                                                 failure):
+    """Disk full while copying the image, or the input shrinking under us (copy_file_range returns 0):
+    one-line error naming the folder / the input, exit 2, original unchanged, no temp file."""
+    import errno
+
+    if failure == "enospc":
+        monkeypatch.setattr(os, "copy_file_range", _no_kernel_copy(errno.ENOSPC))
+    else:
+        monkeypatch.setattr(os, "copy_file_range", lambda *a, **k: 0)
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 2
+    line = one_line_error(r)
+    if failure == "enospc":
+        assert f"cannot write {tmp_path}" in line and "No space left on device" in line
+    else:
+        assert f"{dll.name} became shorter while it was being signed" in line
+    assert dll.read_bytes() == before and temp_leftovers(tmp_path) == []

@@ -451,12 +451,15 @@ def pwrite_all(fd: int, data, offset: int) -> None:
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
-def copy_image(src_fd: int | None, data, dst_fd: int, length: int) -> None:
+def copy_image(src_fd: int | None, data, dst_fd: int, length: int, name: str = "the input") -> None:
     """Write ``data[:length]`` (the bytes of the file open as ``src_fd``) to ``dst_fd`` at offset 0.
 
     With ``src_fd`` on Linux the kernel copies the bytes (``os.copy_file_range``: no pass through
     user space, no GIL); otherwise, or when the kernel cannot (another file system, old kernel), the
-    bytes are written from ``data``. Raises OSError (disk full, I/O error, the input shrank).
+    bytes are written from ``data``.
+
+    Raises:
+        OSError: disk full, I/O error. InputFileError: the input (``name``) became shorter meanwhile.
     """
     off = 0
     kernel = src_fd is not None and hasattr(os, "copy_file_range")
@@ -472,7 +475,10 @@ def copy_image(src_fd: int | None, data, dst_fd: int, length: int) -> None:
                     kernel = False
                     continue
                 if n == 0:
-                    raise OSError(5, "the input file became shorter while it was being signed")
+                    from ..errors import InputFileError
+
+                    raise InputFileError(f"{name} became shorter while it was being signed; sign it again once "
+                                         "nothing else writes to it")
                 off += n
             else:
                 end = min(length, off + _CHUNK * 4)
@@ -670,7 +676,7 @@ class SigningPasses:
         self._jobs["body_sum"] = submit(wordsum, mv[split:image_len])
 
     def _copy(self, dst_fd: int) -> None:
-        copy_image(self._src_fd, self._mv, dst_fd, self.image_length)
+        copy_image(self._src_fd, self._mv, dst_fd, self.image_length, self.name)
         os.fsync(dst_fd)  # flushed now, beside the other passes; the final fsync then has little to write
 
     def copied(self) -> None:
