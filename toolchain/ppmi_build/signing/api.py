@@ -294,7 +294,7 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
 
     1. the input is mapped copy-on-write; the authentihash, the checksum words, (``file_hashes``)
        the input's SHA-256 and the copy of the image into the temp file ``fd`` (by the kernel,
-       ``copy_file_range``, then flushed) run on helper threads
+       ``copy_file_range``) run on helper threads
        (:class:`ppmi_build.signing.pe.SigningPasses`);
     2. once signed and the copy is done, the new certificate-table directory entry, the padding
        and the WIN_CERTIFICATE are written, then the 4-byte CheckSum (the checksum words may still

@@ -623,9 +623,9 @@ class SigningPasses:
 
     With ``copy_to`` (the output file's descriptor) a fourth job writes the image (``data[:image_length]``,
     as read: the signer patches the CheckSum and directory entry afterwards) into it with
-    :func:`copy_image`, from ``src_fd`` when given, then fsyncs it, so that at the end only the
-    patched header, the padding and the certificate table are left to write and flush
-    (:meth:`copied` waits for it and raises its error).
+    :func:`copy_image`, from ``src_fd`` when given, so that once signed only the patched header,
+    the padding and the certificate table are left to write (:meth:`copied` waits for it and raises
+    its error). Flushing is the signer's job (one fsync after the last write).
 
     Attributes:
         data: the buffer (not modified here).
@@ -677,7 +677,6 @@ class SigningPasses:
 
     def _copy(self, dst_fd: int) -> None:
         copy_image(self._src_fd, self._mv, dst_fd, self.image_length, self.name)
-        os.fsync(dst_fd)  # flushed now, beside the other passes; the final fsync then has little to write
 
     def copied(self) -> None:
         """Wait until the image is in the output file (``copy_to``). Raises OSError (disk full, I/O error)."""
