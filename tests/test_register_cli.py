@@ -320,3 +320,24 @@ def test_no_azure_credentials_is_one_clean_line(tmp_path, emulator, dv):
     res = subprocess.run([_ppmi_build_exe(), "-v", "register", "--env", "emu", str(art)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Attempted credentials" in res.stderr
+
+
+def test_verbose_logs_each_request_without_the_token(cli, project, emulator, dv, monkeypatch):
+    """``-v`` adds one stderr line per Web API request (method, path, status); without it there are none."""
+    secret = "tok-RECOGNISABLE-5d1f09"
+    monkeypatch.setenv("PPMI_ACCESS_TOKEN", secret)
+    emulator.state.token = secret
+    art = dv.copy(dv.asm_v1, project)
+    quiet = cli("register", "--env", "emu", art)
+    assert quiet.exit_code == 0, quiet.stderr
+    assert "ppmi_build.dataverse:" not in quiet.stderr
+    loud = cli("-v", "register", "--env", "emu", art)
+    assert loud.exit_code == 0, loud.stderr
+    lines = [ln for ln in loud.stderr.splitlines() if ln.startswith("ppmi_build.dataverse: ")]
+    sent = [(r["method"], r["status"]) for r in emulator.requests()][-len(lines):]
+    assert len(lines) == len(sent) >= 1
+    for line, (method, status) in zip(lines, sent, strict=True):
+        assert line.startswith(f"ppmi_build.dataverse: {method} ") and f" -> {status} (" in line
+    assert secret not in loud.stdout + loud.stderr
+    again = cli("register", "--env", "emu", art)
+    assert "ppmi_build.dataverse:" not in again.stderr

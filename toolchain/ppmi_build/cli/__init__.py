@@ -102,12 +102,50 @@ def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
               help="Show the version and exit.")
-@click.option("-v", "--verbose", count=True, help="More progress detail on stderr.")
+@click.option("-v", "--verbose", count=True,
+              help="More detail on stderr: each Dataverse Web API request (method, path, status, time) and "
+                   "azure-identity's own log.")
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
     """Build, sign, register and bind Dataverse plug-ins that use managed identity."""
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    _configure_logging(verbose)
+
+
+class _StderrHandler:
+    """Marker base for the handler :func:`_configure_logging` attaches (found again on the next run)."""
+
+
+def _configure_logging(verbose: int) -> None:
+    """``-v``: the ``ppmi_build`` loggers (e.g. ``ppmi_build.dataverse``: one DEBUG line per request,
+    retries at INFO) go to stderr through click (so the current stderr, also under test runners);
+    without it they are detached again, so an in-process caller running commands one after another
+    gets exactly what each asked for. Log lines never carry tokens or passwords (headers and
+    bodies are not logged)."""
+    import logging
+
+    logger = logging.getLogger("ppmi_build")
+    ours = [h for h in logger.handlers if isinstance(h, _StderrHandler)]
+    if not verbose:
+        for h in ours:
+            logger.removeHandler(h)
+        if ours:
+            logger.setLevel(logging.NOTSET)
+        return
+
+    class Handler(_StderrHandler, logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                click.echo(self.format(record), err=True)
+            except Exception:  # pragma: no cover - a closed stderr must not fail the command
+                self.handleError(record)
+
+    if not ours:
+        handler = Handler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 #: set by :func:`skip_teardown` when a command has finished its work (files written, fsynced and
