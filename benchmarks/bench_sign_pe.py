@@ -90,7 +90,7 @@ finally:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench_sign_pe")
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args(argv)

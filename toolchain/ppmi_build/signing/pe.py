@@ -398,13 +398,9 @@ def map_file(path: Path | str):
     Raises:
         InputFileError: missing, a directory, unreadable. PEFormatError: empty file.
     """
-    import mmap
-
-    path = Path(path)
-    with _open_input(path) as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    fd, mapping = open_image(path)
+    os.close(fd)
+    return mapping
 
 
 def open_image(path: Path | str) -> tuple[int, Any]:
