@@ -232,17 +232,18 @@ def test_timestamp_failure_leaves_the_file_alone(cli, plain_dll, copy_of, pki, p
 
 def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll, copy_of, pki, password_env,
                                                                   tmp_path, monkeypatch):
-    """A write that does not land as signed (simulated: one byte flipped on the way to disk) is caught by
-    the post-sign check, reported with exit 1, and the original is kept."""
+    """A write that does not land as signed (simulated: one byte of the certificate table flipped on
+    the way to disk) is caught by the post-sign check, reported with exit 1, and the original is kept."""
     from ppmi_build.signing import pe
 
-    real_copy = pe.copy_image
+    real_pwrite = pe.pwrite_all
 
-    def corrupting_copy(src_fd, data, dst_fd, length, name):
-        real_copy(src_fd, data, dst_fd, length, name)
-        os.pwrite(dst_fd, bytes([data[0x300] ^ 0x01]), 0x300)
+    def corrupting_pwrite(fd, data, offset):
+        bad = bytearray(data)
+        bad[len(bad) // 2] ^= 0x01
+        real_pwrite(fd, bad, offset)
 
-    monkeypatch.setattr(pe, "copy_image", corrupting_copy)
+    monkeypatch.setattr(pe, "pwrite_all", corrupting_pwrite)
     dll = copy_of(plain_dll)
     before = dll.read_bytes()
     r = cli("sign", dll, "--cert", pki.leaf.pfx, "--json")
@@ -386,15 +387,19 @@ def test_signing_without_kernel_copy_writes_the_same_verified_file(cli, plain_dl
     assert fallback.read_bytes() == kernel.read_bytes()
 
 
-@pytest.mark.parametrize("failure", ["enospc", "shrunk"])
+@pytest.mark.parametrize("failure", ["enospc", "enospc-other-fs", "shrunk"])
 def test_a_failed_image_copy_leaves_the_original(cli, plain_dll, copy_of, pki, password_env, tmp_path, monkeypatch,
                                                  failure):
-    """Disk full while copying the image, or the input shrinking under us (copy_file_range returns 0):
-    one-line error naming the folder / the input, exit 2, original unchanged, no temp file."""
+    """Disk full while copying the image (by the kernel, or by pread/pwrite across file systems), or
+    the input shrinking under us (copy_file_range returns 0): one-line error naming the file and the
+    folder, exit 2, original unchanged, no temp file."""
     import errno
 
     if failure == "enospc":
         monkeypatch.setattr(os, "copy_file_range", _no_kernel_copy(errno.ENOSPC))
+    elif failure == "enospc-other-fs":
+        monkeypatch.setattr(os, "copy_file_range", _no_kernel_copy(errno.EXDEV))
+        monkeypatch.setattr(os, "pwrite", _no_kernel_copy(errno.ENOSPC))
     else:
         monkeypatch.setattr(os, "copy_file_range", lambda *a, **k: 0)
     dll = copy_of(plain_dll)
@@ -402,8 +407,83 @@ def test_a_failed_image_copy_leaves_the_original(cli, plain_dll, copy_of, pki, p
     r = cli("sign", dll, "--cert", pki.leaf.pfx)
     assert r.exit_code == 2
     line = one_line_error(r)
-    if failure == "enospc":
-        assert f"cannot write {tmp_path}" in line and "No space left on device" in line
+    if failure.startswith("enospc"):
+        assert f"cannot write the signed {dll.name} in {tmp_path}: No space left on device" in line
+        assert "write elsewhere with -o OUT" in line
     else:
         assert f"{dll.name} became shorter while it was being signed" in line
     assert dll.read_bytes() == before and temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("when", ["while copied", "before the rename"])
+def test_input_changed_while_signing_is_refused(cli, plain_dll, copy_of, pki, password_env, tmp_path, monkeypatch,
+                                                when):
+    """Another process writes the input while it is being signed: refused (exit 2, one line), never a
+    success with a signature over other bytes; the writer's change is kept, no temp file is left."""
+    from ppmi_build.signing import api, pe
+
+    dll = copy_of(plain_dll)
+
+    def touch() -> None:  # what a build writing the file does: new bytes, new mtime
+        with open(dll, "r+b") as f:
+            f.seek(0x200)
+            f.write(b"\x5a")
+        st = os.stat(dll)
+        os.utime(dll, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+
+    if when == "while copied":
+        real_copy = pe.copy_file
+
+        def copy_then_write(src_fd, dst_fd, length, name):
+            real_copy(src_fd, dst_fd, length, name)
+            touch()
+
+        monkeypatch.setattr(pe, "copy_file", copy_then_write)
+    else:
+        real_finish = api._finish_check
+
+        def finish_then_write(*args, **kwargs):
+            touch()
+            return real_finish(*args, **kwargs)
+
+        monkeypatch.setattr(api, "_finish_check", finish_then_write)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 2
+    assert one_line_error(r) == (f"error: {dll.name} changed while it was being signed; sign it again once nothing "
+                                 "else writes to it")
+    assert dll.read_bytes()[0x200] == 0x5A and temp_leftovers(tmp_path) == []
+
+
+def test_interrupted_batch_stops_and_names_what_was_signed(cli, plain_dll, copy_of, pki, password_env, tmp_path,
+                                                           monkeypatch):
+    """Ctrl-C (SIGINT in the main thread) during a batch: files not renamed yet keep their original
+    bytes, the message names exactly the files that were signed (each verifies with osslsigncode),
+    exit 130, no temp file."""
+    import _thread
+
+    from ppmi_build.signing import api
+
+    files = [copy_of(plain_dll, f"p{i}.dll") for i in range(8)]
+    original = files[0].read_bytes()
+    real_sign_file = api.sign_file
+    calls = []
+
+    def interrupting(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            _thread.interrupt_main()  # as the SIGINT handler would: KeyboardInterrupt in the main thread
+        return real_sign_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(api, "sign_file", interrupting)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)  # two workers: a deterministic first few files
+    r = cli("sign", *files, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 130
+    line = one_line_error(r)
+    changed = [f for f in files if f.read_bytes() != original]
+    assert len(changed) < len(files)
+    if changed:
+        assert line == "error: interrupted; signed before the stop: " + ", ".join(str(f) for f in changed)
+    else:
+        assert line == "error: interrupted; no file was signed"
+    assert all(ossl_ok(f, pki) for f in changed)
+    assert temp_leftovers(tmp_path) == []

@@ -213,7 +213,7 @@ def run() -> None:  # console-script entry point
         except ValueError:  # pragma: no cover
             what = str(t.signum)
         try:
-            sys.stderr.write(f"error: stopped by {what}; temporary files removed\n")
+            sys.stderr.write(f"error: stopped by {what}; temporary files removed{_signed_note(t)}\n")
             sys.stderr.flush()
         except Exception:  # pragma: no cover
             pass
@@ -223,6 +223,15 @@ def run() -> None:  # console-script entry point
             raise
         _exit_now(e.code or 0)
         raise
+
+
+def _signed_note(err: BaseException) -> str:
+    """``"; signed before the stop: a.dll, b.dll"`` for an interrupted ``sign`` batch
+    (``signed_files``, set by :func:`ppmi_build.signing.api.sign_files`), else ``""``."""
+    signed = getattr(err, "signed_files", None)
+    if signed is None:
+        return ""
+    return f"; signed before the stop: {', '.join(signed)}" if signed else "; no file was signed"
 
 
 def _exit_now(code: int) -> None:

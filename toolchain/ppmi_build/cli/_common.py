@@ -83,8 +83,10 @@ def handle_errors(f: F) -> F:
             return f(*args, **kwargs)
         except PpmiError as err:
             fail(err, bool(kwargs.get("as_json")))
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
+        except KeyboardInterrupt as err:
+            from . import _signed_note
+
+            click.echo(f"error: interrupted{_signed_note(err)}", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]

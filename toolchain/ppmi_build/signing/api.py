@@ -171,6 +171,7 @@ def sign_file(
     trusted_roots: Sequence[x509.Certificate] = (),
     file_hashes: bool = True,
     _many: bool = False,
+    _abort: threading.Event | None = None,
 ) -> SignResult:
     """Sign one artifact: Authenticode for ``.dll``/``.exe``, a NuGet author signature for ``.nupkg``.
 
@@ -248,6 +249,9 @@ def sign_file(
             )
         if outcome.get("timestamped") and not result.timestamp:
             raise SignatureInvalid(f"{path.name}: the output carries no valid timestamp; the original is unchanged")
+        _unchanged_since(path, outcome.get("input_identity"))
+        if _abort is not None and _abort.is_set():  # the batch was stopped (SIGTERM, Ctrl-C): keep the original
+            raise _Aborted()
         os.replace(tmp, target)
     except BaseException:
         if fd >= 0:
@@ -264,6 +268,10 @@ def sign_file(
     )
 
 
+class _Aborted(Exception):
+    """A file of a :func:`sign_files` batch finished after the batch was stopped; it is not renamed."""
+
+
 class _Builtin:
     """Stands for ``backends.BACKENDS["python"]`` on the built-in Authenticode path (only ``name`` is used)."""
 
@@ -276,88 +284,139 @@ _BUILTIN = _Builtin()
 class _Fsync:
     """fsync a descriptor on a helper thread (the wait happens without the GIL)."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, name: str = "file", folder: Path | None = None):
         from .pe import submit
 
         self.job = submit(os.fsync, fd)
+        self.name, self.folder = name, folder
 
     def wait(self) -> None:
         try:
             self.job.result()
         except OSError as e:  # pragma: no cover - disk errors
-            raise InputFileError(f"cannot write the signed file: {e.strerror}") from None
+            where = f" in {self.folder}" if self.folder is not None else ""
+            raise InputFileError(f"cannot write the signed {self.name}{where}: {e.strerror}; free some space or "
+                                 "write elsewhere with -o OUT") from None
 
 
 def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: KeySource, digest: str,
                            program_name, program_url, timestamp_urls, file_hashes: bool):
-    """The built-in Authenticode path, arranged so the passes over a 16 MiB image overlap:
+    """The built-in Authenticode path. The input is copied into the temp file first and everything
+    after works on that copy, which only this process writes, so what is hashed is what is kept
+    (a build still writing the input cannot make us report an invalid file as signed, and a
+    truncated input cannot fault a mapping):
 
-    1. the input is mapped copy-on-write; the authentihash, the checksum words, (``file_hashes``)
-       the input's SHA-256 and the copy of the image into the temp file ``fd`` (by the kernel,
-       ``copy_file_range``) run on helper threads
-       (:class:`ppmi_build.signing.pe.SigningPasses`);
-    2. once signed and the copy is done, the new certificate-table directory entry, the padding
-       and the WIN_CERTIFICATE are written, then the 4-byte CheckSum (the checksum words may still
-       be summed until then);
-    3. the file is flushed to disk (fsync on a helper thread: the wait needs no GIL) while it is
-       read back, compared byte for byte with what was signed (the mapped image with the patched
-       header, then the table) and verified (:func:`ppmi_build.signing.verify.verify_signed_image`).
+    1. the input is copied into the temp file ``fd`` (:func:`ppmi_build.signing.pe.copy_file`: by the
+       kernel where it can); its size and modification/change times before and after must agree;
+    2. the temp file is mapped; the authentihash, the checksum words and (``file_hashes``) the
+       input's SHA-256 run on helper threads (:class:`ppmi_build.signing.pe.SigningPasses`) while the
+       copy is flushed to disk (fsync on a helper thread);
+    3. once signed, the certificate-table directory entry and CheckSum are written through the
+       mapping, an old certificate table is cut off, the padding and the new WIN_CERTIFICATE are
+       written after the image; the file is flushed again;
+    4. meanwhile it is checked (:func:`ppmi_build.signing.verify.verify_signed_image`): size, the
+       bytes written in step 3 read back, and the signature verified against the key's chain.
 
     Returns ``(sha256_before, sha256_after, VerifyResult, anchor name, outcome dict)``.
+    Raises:
+        InputFileError: the input vanished/changed/shrank while it was copied, or the folder is full.
+        PEFormatError: not a PE image. Errors of :func:`ppmi_build.signing.authenticode.sign_pe_data`.
     """
+    import mmap
+
     from . import pe
     from .authenticode import sign_pe_data
     from .verify import verify_signed_image
 
-    src_fd, mapping = pe.open_image(path)
-    try:
-        passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping,
-                                  src_fd=src_fd, copy_to=fd)
-    except BaseException:
-        mapping.close()
-        os.close(src_fd)
-        raise
-    syncer = None
-    head = memoryview(passes.data)[:passes.image_length]
-    try:
-        outcome = sign_pe_data(passes.data, key, name=path.name, digest=digest, program_name=program_name,
-                               program_url=program_url, timestamp_urls=timestamp_urls, passes=passes,
-                               defer_checksum=True)
-        layout = passes.layout
-        cd, ck = layout.cert_dir_offset, layout.checksum_offset
+    def write_error(e: OSError) -> InputFileError:
+        return InputFileError(f"cannot write the signed {path.name} in {tmp.parent}: {e.strerror or e}; free some "
+                              "space or write elsewhere with -o OUT")
+
+    with pe.open_input(path) as src:
+        before = os.fstat(src)
+        if before.st_size == 0:
+            from ..errors import PEFormatError
+
+            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
         try:
-            passes.copied()
-            pe.pwrite_all(fd, head[cd:cd + 8], cd)
-            pe.pwrite_all(fd, outcome.tail, passes.image_length)
-            outcome.complete_checksum()  # stored in `head` too
-            pe.pwrite_all(fd, head[ck:ck + 4], ck)
+            pe.copy_file(src, fd, before.st_size, path.name)
         except OSError as e:
-            raise InputFileError(f"cannot write {tmp.parent}: {e.strerror or e}") from None
-        syncer = _Fsync(fd)
-
-        def _after() -> str:
-            h = hashlib.sha256(head)
-            h.update(outcome.tail)
-            return h.hexdigest()
-
-        # SHA-256 of the signed bytes beside the read-back (hashlib needs no GIL)
-        hasher = pe.submit(_after) if file_hashes else None
+            raise write_error(e) from None
+        after = os.fstat(src)
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (before.st_size, before.st_mtime_ns,
+                                                                 before.st_ctime_ns):
+        raise InputFileError(f"{path.name} changed while it was being signed; sign it again once nothing else "
+                             "writes to it")
+    early_sync = pe.submit(os.fsync, fd)  # the copy goes to disk while it is hashed
+    syncer = None
+    try:
+        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE)  # header fields are patched through it
+        passes = None
         try:
-            result = verify_signed_image(tmp, (head, outcome.tail), authentihash=outcome.authentihash,
-                                         digest=outcome.digest, hashed_ranges=outcome.hashed_ranges,
-                                         trusted_roots=[key.certificate_chain()[-1]])
-        finally:
+            passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping)
+            outcome = sign_pe_data(mapping, key, name=path.name, digest=digest, program_name=program_name,
+                                   program_url=program_url, timestamp_urls=timestamp_urls, passes=passes,
+                                   defer_checksum=True)
+            outcome.complete_checksum()
+            image_length = passes.image_length
+            cd, ck = passes.layout.cert_dir_offset, passes.layout.checksum_offset
+            written = [(cd, mapping[cd:cd + 8]), (ck, mapping[ck:ck + 4]), (image_length, outcome.tail)]
+            hasher = None
+            if file_hashes:  # SHA-256 of the signed file: the patched image, then the table (no GIL needed)
+                def _after() -> str:
+                    with memoryview(mapping) as whole, whole[:image_length] as image:
+                        h = hashlib.sha256(image)
+                    h.update(outcome.tail)
+                    return h.hexdigest()
+
+                hasher = pe.submit(_after)
             sha_after = hasher.result() if hasher is not None else None
-    finally:
-        try:
-            if syncer is not None:  # before the descriptor is closed, also when unwinding
-                syncer.wait()
         finally:
-            head.release()
-            passes.close()  # also closes the mapping: before the rename (Windows cannot replace a mapped file)
+            if passes is not None:
+                passes.close()  # waits for the helper threads, closes the mapping
+            else:
+                mapping.close()
+        try:
+            early_sync.result()
+            if before.st_size != image_length:  # an old certificate table is replaced, not appended to
+                os.ftruncate(fd, image_length)
+            pe.pwrite_all(fd, outcome.tail, image_length)
+        except OSError as e:
+            raise write_error(e) from None
+        syncer = _Fsync(fd, path.name, tmp.parent)
+        result = verify_signed_image(tmp, written, size=image_length + len(outcome.tail),
+                                     authentihash=outcome.authentihash, digest=outcome.digest,
+                                     hashed_ranges=outcome.hashed_ranges, trusted_roots=[key.certificate_chain()[-1]])
+    finally:  # no helper may still use fd when the caller closes it
+        if syncer is not None:
+            syncer.wait()
+        else:
+            try:
+                early_sync.result()
+            except OSError:
+                pass
     anchor = _finish_check(result, key, target)
     return (outcome.input_sha256, sha_after, result, anchor,
-            {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped})
+            {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped,
+             "input_identity": _identity(after)})
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _unchanged_since(path: Path, identity: tuple | None) -> None:
+    """Raise InputFileError when ``path`` is no longer the file signed (written, truncated or
+    replaced since it was copied): renaming now would drop that change or sign stale content."""
+    if identity is None:
+        return
+    try:
+        same = _identity(os.stat(path)) == identity
+    except OSError:
+        same = False
+    if not same:
+        raise InputFileError(f"{path.name} changed while it was being signed; sign it again once nothing else "
+                             "writes to it")
 
 
 class BatchSignError(PpmiError):
@@ -445,22 +504,26 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
 
     # one more worker than cores: each file also waits on fsync, which needs no CPU
     workers = workers or min(len(paths), (os.cpu_count() or 2) + 1)
-    stop = threading.Event()
+    stop = threading.Event()  # a file failed: files not started yet are skipped
+    abort = threading.Event()  # this thread was interrupted: files not renamed yet are dropped too
 
     def one(p: Path) -> SignResult | None:
-        if stop.is_set():
+        if stop.is_set() or abort.is_set():
             return None
         try:
-            return sign_file(p, key, _many=True, **kw)
+            return sign_file(p, key, _many=True, _abort=abort, **kw)
+        except _Aborted:
+            return None
         except BaseException:
             stop.set()
             raise
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ppmi-sign") as pool:
-        futures = [pool.submit(one, p) for p in paths]
-        results: list[SignResult] = []
-        outcomes: list[dict] = []
-        errors: list[PpmiError] = []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ppmi-sign")
+    futures = [pool.submit(one, p) for p in paths]
+    results: list[SignResult] = []
+    outcomes: list[dict] = []
+    errors: list[PpmiError] = []
+    try:
         for p, t, fut in zip(paths, targets, futures, strict=True):
             try:
                 r = fut.result()
@@ -476,6 +539,14 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             else:
                 results.append(r)
                 outcomes.append({**r.to_json(), "status": "signed"})
+    except BaseException as e:  # SIGTERM (the CLI's Terminated), Ctrl-C: stop now, say what was signed
+        abort.set()
+        pool.shutdown(wait=True, cancel_futures=True)  # running files drop their temp file before the rename
+        e.signed_files = [str(t) for t, f in zip(targets, futures, strict=True)  # type: ignore[attr-defined]
+                          if f.done() and not f.cancelled() and f.exception() is None and f.result() is not None]
+        raise
+    finally:
+        pool.shutdown(wait=True)
     if errors:
         if not results:
             raise errors[0]

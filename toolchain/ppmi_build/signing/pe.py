@@ -393,20 +393,10 @@ def read_file(path: Path | str) -> bytearray:
 
 def map_file(path: Path | str):
     """Map a file copy-on-write (``mmap.ACCESS_COPY``): reads come from the page cache without a copy,
-    writes stay private to this process. Close it before replacing the file (Windows).
-
-    Raises:
-        InputFileError: missing, a directory, unreadable. PEFormatError: empty file.
-    """
-    fd, mapping = open_image(path)
-    os.close(fd)
-    return mapping
-
-
-def open_image(path: Path | str) -> tuple[int, Any]:
-    """Open ``path`` for reading and map it copy-on-write (as :func:`map_file`); returns the open
-    descriptor too (for :func:`copy_image`: the kernel then copies the image without it passing
-    through this process). The caller closes both (:class:`SigningPasses` does with ``owns``/``src_fd``).
+    writes stay private to this process. Close it before replacing the file (Windows). Only for
+    quick looks at headers: a mapping of a file that another process truncates faults (SIGBUS) when
+    read past the new end, so the signer never hashes from a mapping of its input
+    (:func:`copy_file` first, then it maps its own temp file).
 
     Raises:
         InputFileError: missing, a directory, unreadable. PEFormatError: empty file.
@@ -417,13 +407,16 @@ def open_image(path: Path | str) -> tuple[int, Any]:
     with _open_input(path) as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
-        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        try:
-            fd = os.dup(f.fileno())
-        except BaseException:
-            mapping.close()
-            raise
-    return fd, mapping
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+
+
+@contextmanager
+def open_input(path: Path | str):
+    """``os.open(path, O_RDONLY)`` as a context manager yielding the descriptor, with the one-line
+    InputFileError messages of :func:`read_file` (missing, a directory, unreadable)."""
+    path = Path(path)
+    with _open_input(path) as f:
+        yield f.fileno()
 
 
 def pwrite_all(fd: int, data, offset: int) -> None:
@@ -447,41 +440,46 @@ def pwrite_all(fd: int, data, offset: int) -> None:
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
-def copy_image(src_fd: int | None, data, dst_fd: int, length: int, name: str = "the input") -> None:
-    """Write ``data[:length]`` (the bytes of the file open as ``src_fd``) to ``dst_fd`` at offset 0.
+def copy_file(src_fd: int, dst_fd: int, length: int, name: str = "the input") -> None:
+    """Copy the first ``length`` bytes of ``src_fd`` to offset 0 of ``dst_fd``.
 
-    With ``src_fd`` on Linux the kernel copies the bytes (``os.copy_file_range``: no pass through
-    user space, no GIL); otherwise, or when the kernel cannot (another file system, old kernel), the
-    bytes are written from ``data``.
+    On Linux the kernel copies (``os.copy_file_range``: nothing passes through this process, no
+    GIL); where it cannot (another file system: EXDEV; old kernels; not Linux) the bytes are read
+    with ``pread`` and written with ``pwrite``, 4 MiB at a time. The input is never mapped: a
+    mapping of a file that another process truncates faults (SIGBUS) instead of failing a call.
 
     Raises:
         OSError: disk full, I/O error. InputFileError: the input (``name``) became shorter meanwhile.
     """
     off = 0
-    kernel = src_fd is not None and hasattr(os, "copy_file_range")
-    mv = memoryview(data)
-    try:
-        while off < length:
-            if kernel:
-                try:
-                    n = os.copy_file_range(src_fd, dst_fd, length - off, off, off)  # type: ignore[arg-type]
-                except OSError as e:
-                    if e.errno not in _NO_KERNEL_COPY:
-                        raise
-                    kernel = False
-                    continue
-                if n == 0:
-                    from ..errors import InputFileError
+    kernel = hasattr(os, "copy_file_range")
+    while off < length:
+        if kernel:
+            try:
+                n = os.copy_file_range(src_fd, dst_fd, length - off, off, off)
+            except OSError as e:
+                if e.errno not in _NO_KERNEL_COPY:
+                    raise
+                kernel = False
+                continue
+        else:
+            part = _pread(src_fd, min(length - off, _CHUNK * 4), off)
+            n = len(part)
+            if n:
+                pwrite_all(dst_fd, part, off)
+        if n == 0:
+            from ..errors import InputFileError
 
-                    raise InputFileError(f"{name} became shorter while it was being signed; sign it again once "
-                                         "nothing else writes to it")
-                off += n
-            else:
-                end = min(length, off + _CHUNK * 4)
-                pwrite_all(dst_fd, mv[off:end], off)
-                off = end
-    finally:
-        mv.release()
+            raise InputFileError(f"{name} became shorter while it was being signed; sign it again once nothing "
+                                 "else writes to it")
+        off += n
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows
+    return os.read(fd, size)  # pragma: no cover
 
 
 # --- helper threads ---------------------------------------------------------------------------
@@ -617,12 +615,6 @@ class SigningPasses:
       entry), which hold the GIL (:func:`wordsum`); the header words are summed here with the
       CheckSum and directory entry taken as zero, so the signer can patch those two fields at once.
 
-    With ``copy_to`` (the output file's descriptor) a fourth job writes the image (``data[:image_length]``,
-    as read: the signer patches the CheckSum and directory entry afterwards) into it with
-    :func:`copy_image`, from ``src_fd`` when given, so that once signed only the patched header,
-    the padding and the certificate table are left to write (:meth:`copied` waits for it and raises
-    its error). Flushing is the signer's job (one fsync after the last write).
-
     Attributes:
         data: the buffer (not modified here).
         layout: :class:`PEImage` of ``data``.
@@ -634,14 +626,12 @@ class SigningPasses:
         PEFormatError: from :func:`parse` (no thread is started then).
     """
 
-    def __init__(self, data, name: str, hash_name: str = "sha256", *, input_sha256: bool = False, owns=None,
-                 src_fd: int | None = None, copy_to: int | None = None):
+    def __init__(self, data, name: str, hash_name: str = "sha256", *, input_sha256: bool = False, owns=None):
         self.data = data
         self.name = name
         self.hash_name = hash_name
         self.wants_input_sha256 = input_sha256
         self._owns = owns
-        self._src_fd = src_fd
         self._closed = False
         self.layout = layout = parse(data, name)
         self.image_length = image_len = layout.cert_table_offset if layout.signed else len(data)
@@ -665,19 +655,9 @@ class SigningPasses:
         # the jobs that run without the GIL first: starting a thread waits for it to run, which is
         # slow once a thread holds the GIL summing checksum words
         self._jobs["authentihash"] = submit(authentihash)
-        if copy_to is not None:
-            self._jobs["copy"] = submit(self._copy, copy_to)
         if input_sha256:
             self._jobs["input_sha256"] = submit(lambda: hashlib.sha256(mv).hexdigest())
         self._jobs["body_sum"] = submit(wordsum, mv[split:image_len])
-
-    def _copy(self, dst_fd: int) -> None:
-        copy_image(self._src_fd, self._mv, dst_fd, self.image_length, self.name)
-
-    def copied(self) -> None:
-        """Wait until the image is in the output file (``copy_to``). Raises OSError (disk full, I/O error)."""
-        if "copy" in self._jobs:
-            self._get("copy")
 
     def _get(self, key: str):
         return self._jobs[key].result()
@@ -697,8 +677,8 @@ class SigningPasses:
         return fold_checksum(total, True, self.image_length + self.padding + len(table))
 
     def close(self) -> None:
-        """Wait for the helper threads and release the buffer (and the mapping and ``src_fd``, when
-        owned). Only then may the output descriptor be closed. Idempotent."""
+        """Wait for the helper threads and release the buffer (and close the mapping, when owned).
+        Idempotent; never raises."""
         if self._closed:
             return
         self._closed = True
@@ -707,8 +687,9 @@ class SigningPasses:
                 job.result()
             except BaseException:  # pragma: no cover - already reported to whoever asked for it
                 pass
-        self._mv.release()
-        if self._owns is not None:
-            self._owns.close()
-        if self._src_fd is not None:
-            os.close(self._src_fd)
+        try:
+            self._mv.release()
+            if self._owns is not None:
+                self._owns.close()
+        except BufferError:  # pragma: no cover - a view is still referenced (e.g. by a traceback)
+            pass  # the mapping goes when the last view does; nothing is lost

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from cryptography import x509
 
@@ -35,9 +35,6 @@ from ..errors import CertificateError, InputFileError, PEFormatError
 from . import cms, pe
 from .authenticode import SPC_INDIRECT_DATA_OID, ParsedSignature, parse_signature
 from .results import VerifyResult
-
-if TYPE_CHECKING:
-    import io
 
 
 def load_trusted_roots(paths: Iterable[Path | str]) -> list[x509.Certificate]:
@@ -292,63 +289,48 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
 
 def verify_signed_image(
     path: Path | str,
-    parts: Sequence,
+    written: Sequence[tuple[int, bytes]],
     *,
+    size: int,
     authentihash: bytes,
     digest: str,
     hashed_ranges: list[tuple[int, int]],
     trusted_roots: Sequence[x509.Certificate],
 ) -> VerifyResult:
-    """Post-signing check of a file we just wrote from ``parts`` (the signed bytes in memory, e.g.
-    the kept image and the new padding + certificate table).
+    """Post-signing check of a file the built-in signer just finished (``ppmi_build.signing.api``).
 
-    The file is read back and compared with ``parts`` byte for byte (1 MiB at a time, one
-    ``memcmp`` per chunk); then :func:`_verify_own` checks the signature on the file without
-    asn1crypto: layout, WIN_CERTIFICATE, PKCS#7 structure, digest algorithms, contentType,
-    messageDigest = H(SpcIndirectDataContent), the RSA signature with the signer certificate's
-    public key, and the chain to ``trusted_roots``. Anything it does not accept (including every
-    failure, and signatures with unsigned attributes such as a timestamp) goes to the full checks of
-    :func:`verify_pe` (:func:`_verify_mapped`), which give the verdict and the problem wording. The
-    authentihash is not recomputed: the signer hashed exactly these bytes over ``hashed_ranges``
-    (only the excluded CheckSum, directory entry and the appended table changed since, and the
-    byte comparison covers them), so the signed SpcIndirectDataContent digest is compared with
-    ``authentihash`` after checking that the file's own layout gives the same ranges. This saves one
-    SHA pass over a 16 MiB image.
+    The signer hashed the image from this very file (its own temp file, which nothing else
+    writes), then wrote the certificate-table directory entry, the CheckSum and the table: the
+    file must have ``size`` bytes and each ``(offset, bytes)`` of ``written`` must read back as
+    given. Then :func:`_verify_own` checks the signature on the file without asn1crypto: layout,
+    WIN_CERTIFICATE, PKCS#7 structure, digest algorithms, contentType, messageDigest =
+    H(SpcIndirectDataContent), the RSA signature with the signer certificate's public key, and the
+    chain to ``trusted_roots``. Anything it does not accept (including every failure, and
+    signatures with unsigned attributes such as a timestamp) goes to the full checks of
+    :func:`verify_pe` (:func:`_verify_mapped`), which give the verdict and the problem wording.
+    The authentihash is not recomputed: ``authentihash`` was computed over these bytes in
+    ``hashed_ranges``, which exclude exactly the fields written since (after checking that the
+    file's own layout gives the same ranges). This saves one SHA pass over a 16 MiB image.
 
     Returns:
         :class:`VerifyResult` (``valid`` False with problems when anything differs).
     """
     path = Path(path)
     problems: list[str] = []
-    views = [memoryview(p) for p in parts]
-    expected = sum(len(v) for v in views)
-    chunk = bytearray(1 << 20)
-    f: io.FileIO | io.BufferedReader  # unbuffered here, buffered for the mmap below
     try:
         with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != expected:
-                problems.append(f"the written file has {size} bytes, the signed image {expected}")
-            pos = 0
-            whole = memoryview(chunk)
-            for v in views if not problems else []:
-                off = 0
-                while off < len(v):
-                    want = min(len(chunk), len(v) - off)
-                    n = f.readinto(whole[:want])
-                    # bytearray == buffer is one memcmp; only a short last read needs a copy
-                    if not n or (chunk if n == len(chunk) else chunk[:n]) != v[off:off + n]:
-                        problems.append(f"the written file differs from the signed image near byte {pos + off}")
-                        break
-                    off += n
-                if problems:
+            actual = os.fstat(f.fileno()).st_size
+            if actual != size:
+                problems.append(f"the written file has {actual} bytes, the signed image {size}")
+            for offset, data in written if not problems else ():
+                f.seek(offset)
+                got = f.read(len(data))
+                if got != data:
+                    at = offset + next((k for k, (a, b) in enumerate(zip(got, data, strict=False)) if a != b), len(got))
+                    problems.append(f"the written file differs from the signed image near byte {at}")
                     break
-                pos += len(v)
     except OSError as e:
         problems.append(f"cannot read back {path.name}: {e.strerror}")
-    finally:
-        for v in views:
-            v.release()
     if problems:
         return VerifyResult(path=path, kind="assembly", signed=False, valid=False, problems=problems)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
