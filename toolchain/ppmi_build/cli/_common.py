@@ -124,6 +124,8 @@ def import_x509() -> None:
     only when an ``RFC822Name`` is constructed: during the import ``sys.modules["email.utils"]`` is
     a stand-in whose ``parseaddr`` imports the real module on first call and delegates to it; the
     stand-in is removed right after, so any later ``import email.utils`` gets the real module.
+    Call it before other threads may import ``email.utils`` (the CLI calls it from its main thread
+    before starting any): during the call such an import would get the stand-in.
     No-op when ``cryptography.x509`` is already imported.
     """
     if "cryptography.x509" in sys.modules:
