@@ -333,7 +333,7 @@ def verify_signed_image(
         problems.append(f"cannot read back {path.name}: {e.strerror}")
     if problems:
         return VerifyResult(path=path, kind="assembly", signed=False, valid=False, problems=problems)
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+    with open(path, "rb") as g, mmap.mmap(g.fileno(), 0, access=mmap.ACCESS_READ) as m:
         result = _verify_own(m, path, list(trusted_roots), digest, hashed_ranges, authentihash)
         if result is None:  # anything but a clean pass: the full verifier gives the verdict and its wording
             result = _verify_mapped(m, path, list(trusted_roots), False, False,
