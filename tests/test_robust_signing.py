@@ -183,6 +183,50 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path, plain_dll, pki, pfx_password)
     assert not list(tmp_dir.iterdir())  # the private ppmi-key-* folder is gone
 
 
+def test_sigterm_stops_a_batch_kills_its_tools_and_names_what_was_signed(tmp_path, plain_dll, pki, pfx_password):
+    """SIGTERM while a batch waits on external tools: the tools are killed, the process ends at once
+    with 143, files not renamed keep their bytes, the line names exactly the signed file (which
+    osslsigncode verifies), no temp file is left."""
+    if not PPMI.exists():
+        pytest.skip("console script not installed")
+    real = shutil.which("osslsigncode")
+    if real is None:
+        pytest.skip("osslsigncode is not installed")
+    bin_dir, work = tmp_path / "bin", tmp_path / "work"
+    work.mkdir()
+    started = tmp_path / "hanging"
+    # stand-in: the real osslsigncode for a.dll, a hang (after saying so) for every other file
+    _fake_tool(bin_dir, "osslsigncode", f'case "$*" in *"/a.dll "*) exec {real} "$@";; esac\n'
+               f'touch {started}\nexec sleep 60\n')
+    files = [work / f"{n}.dll" for n in "abc"]
+    for f in files:
+        shutil.copyfile(plain_dll, f)
+    before = plain_dll.read_bytes()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PPMI_PFX_PASSWORD": pfx_password}
+    proc = subprocess.Popen([str(PPMI), "sign", *map(str, files), "--cert", str(pki.leaf.pfx),
+                             "--backend", "osslsigncode"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None and not (
+                started.exists() and files[0].read_bytes() != before):
+            time.sleep(0.05)
+        assert started.exists() and files[0].read_bytes() != before, proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        t = time.monotonic()
+        out, err = proc.communicate(timeout=20)
+        assert time.monotonic() - t < 10  # not the 60 s of the hanging tools
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip() == f"error: stopped by SIGTERM; temporary files removed; signed before the stop: {files[0]}"
+    res = subprocess.run([real, "verify", "-in", str(files[0]), "-CAfile", str(pki.root.pem)], capture_output=True,
+                         text=True)
+    assert "Signature verification: ok" in res.stdout
+    assert files[1].read_bytes() == before and files[2].read_bytes() == before and no_temp_left(work)
+
+
 # --- #3 / #6 / #7: verify never crashes, per-file results ----------------------------------------------
 
 

@@ -541,6 +541,10 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
                 outcomes.append({**r.to_json(), "status": "signed"})
     except BaseException as e:  # SIGTERM (the CLI's Terminated), Ctrl-C: stop now, say what was signed
         abort.set()
+        import sys
+
+        if "ppmi_build.signing.backends" in sys.modules:  # external tools (osslsigncode, signtool...) stop too
+            sys.modules["ppmi_build.signing.backends"].stop_tools()
         pool.shutdown(wait=True, cancel_futures=True)  # running files drop their temp file before the rename
         e.signed_files = [str(t) for t, f in zip(targets, futures, strict=True)  # type: ignore[attr-defined]
                           if f.done() and not f.cancelled() and f.exception() is None and f.result() is not None]

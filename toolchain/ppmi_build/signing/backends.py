@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,18 +122,54 @@ def _run(cmd: list[str], *, tool: str, secrets_: Sequence[str] = (), timeout: fl
     from ..config import scrubbed_environ
 
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             env=scrubbed_environ(settings=_settings_or_none(), extra=_extra_secret_env),
-                             pass_fds=tuple(pass_fds))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, pass_fds=tuple(pass_fds),
+                                env=scrubbed_environ(settings=_settings_or_none(), extra=_extra_secret_env))
     except FileNotFoundError:
         raise ToolNotFound(f"{tool} is not installed or not on PATH") from None
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         raise ToolFailed(f"{tool} did not finish within {timeout:.0f} s") from None
-    out = redact((res.stdout or "") + (res.stderr or ""), *secrets_)
-    if res.returncode != 0:
+    except BaseException:  # SIGTERM / Ctrl-C in this thread: the tool goes too
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+            stopped = proc in _KILLED
+            _KILLED.discard(proc)
+    out = redact((stdout or "") + (stderr or ""), *secrets_)
+    if proc.returncode != 0:
+        if stopped:
+            raise ToolFailed(f"{tool} was stopped")
         last = " ".join(out.strip().splitlines()[-3:])[:400] or "no output"
-        raise ToolFailed(f"{tool} failed with exit code {res.returncode}: {last}")
+        raise ToolFailed(f"{tool} failed with exit code {proc.returncode}: {last}")
     return out
+
+
+#: external tools running now (any thread), for :func:`stop_tools`
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+_KILLED: set[subprocess.Popen] = set()
+
+
+def stop_tools() -> None:
+    """Kill every external tool this process is running (a batch was stopped by SIGTERM or Ctrl-C:
+    :func:`ppmi_build.signing.api.sign_files`); their files are then left unsigned and cleaned up."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+        _KILLED.update(running)
+    for proc in running:
+        try:
+            proc.kill()
+        except OSError:  # pragma: no cover - already gone
+            pass
 
 
 #: more variables to keep from child processes (the CLI's ``--password-env VAR``): :func:`hide_env`
