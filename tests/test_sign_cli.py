@@ -281,7 +281,7 @@ def test_osslsigncode_backend_keeps_secrets_out_of_argv(cli, plain_dll, copy_of,
 
     seen: list[list[str]] = []
     key_files: list[tuple[Path, int]] = []
-    real_run = subprocess.run
+    real_popen = subprocess.Popen
 
     def spy(cmd, *a, **kw):
         seen.append(list(cmd))
@@ -289,9 +289,9 @@ def test_osslsigncode_backend_keeps_secrets_out_of_argv(cli, plain_dll, copy_of,
             if arg in ("-key", "-readpass"):
                 p = Path(cmd[i + 1])
                 key_files.append((p, stat.S_IMODE(p.stat().st_mode)))
-        return real_run(cmd, *a, **kw)
+        return real_popen(cmd, *a, **kw)
 
-    monkeypatch.setattr(backends.subprocess, "run", spy)
+    monkeypatch.setattr(backends.subprocess, "Popen", spy)
     dll = copy_of(plain_dll)
     r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode", "--program-name", "Tool signed")
     assert r.exit_code == 0, r.stderr
