@@ -13,7 +13,7 @@ in the same run and on the same file:
   (interpreter start, imports, PFX decryption, signing, the post-sign verification that re-reads the output,
   SHA-256 of input and output) — reported beside the target, no target;
 * **peak memory**: maximum resident set size of a fresh process that imports ppmi-build and signs the
-  package (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) — target: < 64 MiB + the package size.
+  package (VmHWM, ``benchmarks._rss``) — target: < 64 MiB + the package size.
 
 Usage: ``python -m benchmarks sign_nupkg`` (or ``nox -s bench``). ``main(["--size-mib", "N",
 "--repeat", "R"])`` changes the package size and the number of timed runs.
@@ -45,15 +45,17 @@ def _median_time(fn, repeat: int) -> float:
 
 
 _PEAK_SCRIPT = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 from pathlib import Path
+sys.path.insert(0, sys.argv[5])
+from benchmarks._rss import peak_kib
 t0 = time.perf_counter()
 from ppmi_build.signing import nuget
 from ppmi_build.signing.keys import PasswordSource, load_key_source
 key = load_key_source(Path(sys.argv[1]), PasswordSource(file=Path(sys.argv[2])))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 nuget.sign_package(Path(sys.argv[3]), Path(sys.argv[4]), key)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kib()
 print(json.dumps({"peak_kib": peak, "before_sign_kib": before}))
 """
 
@@ -122,7 +124,8 @@ def main(argv: list[str]) -> None:
         api_med = _median_time(sign_verified, 3)
 
         res = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(pki.leaf.pfx), str(pw), str(pkg),
-                              str(work / "peak.nupkg")], check=True, capture_output=True, text=True, env=env)
+                              str(work / "peak.nupkg"), str(root)], check=True, capture_output=True, text=True,
+                             env=env)
         peak = json.loads(res.stdout)
         peak_mib = peak["peak_kib"] / 1024
         base_mib = peak["before_sign_kib"] / 1024

@@ -8,7 +8,7 @@ Targets (medians over several rounds):
 * in process, per file (imports and interpreter start excluded): ``ppmi_build.signing.api.sign_file``
   within 1.5x of the floor of reading, hashing and copying the same bytes
   (``openssl dgst -sha256 FILE`` plus ``cp FILE COPY``);
-* peak memory (max RSS of a ``ppmi-build sign`` process) below 64 MiB plus the file size;
+* peak memory (peak RSS, VmHWM, of a ``ppmi-build sign`` process) below 64 MiB plus the file size;
 * ``ppmi-build --version`` under 100 ms.
 
 Usage: ``python -m benchmarks sign_pe`` or ``python -m benchmarks.bench_sign_pe [--rounds N] [--batch N]``.
@@ -78,13 +78,15 @@ def _ppmi_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "ppmi_build"]
 
 
-PEAK_RSS_CHILD = """
-import resource, sys
+PEAK_RSS_CHILD = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from benchmarks._rss import peak_kib
 from ppmi_build.cli import main
 try:
     main(sys.argv[1:], prog_name="ppmi-build", standalone_mode=False)
 finally:
-    print("MAXRSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    print("MAXRSS_KIB", peak_kib(), file=sys.stderr)
 """
 
 
