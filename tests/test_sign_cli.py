@@ -487,3 +487,89 @@ def test_interrupted_batch_stops_and_names_what_was_signed(cli, plain_dll, copy_
         assert line == "error: interrupted; no file was signed"
     assert all(ossl_ok(f, pki) for f in changed)
     assert temp_leftovers(tmp_path) == []
+
+
+def test_hard_links_in_one_batch_are_refused(cli, plain_dll, copy_of, pki, password_env, tmp_path):
+    a = copy_of(plain_dll, "a.dll")
+    b = tmp_path / "b.dll"
+    os.link(a, b)
+    before = a.read_bytes()
+    r = cli("sign", a, b, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 2
+    assert one_line_error(r) == f"error: {a} and {b} are the same file (hard links); sign one of them"
+    assert a.read_bytes() == before and temp_leftovers(tmp_path) == []
+
+
+def test_ctrl_c_right_after_the_rename_reports_the_file_as_signed(cli, plain_dll, copy_of, pki, password_env,
+                                                                  tmp_path, monkeypatch):
+    from ppmi_build.signing import api
+
+    real_replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        real_replace(src, dst)
+        if ".ppmi-tmp-" in str(src):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(api.os, "replace", replace_then_interrupt)
+    dll = copy_of(plain_dll)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 130
+    assert one_line_error(r) == f"error: interrupted; signed before the stop: {dll}"
+    assert ossl_ok(dll, pki) and temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("at_call", [1, 2, 3])
+def test_ctrl_c_while_the_signing_threads_start(cli, plain_dll, copy_of, pki, password_env, tmp_path, monkeypatch,
+                                                at_call):
+    """Interrupted while the hashing threads are being started: one line, exit 130, no traceback,
+    the original unchanged, no temp file (the started threads are waited for before the mapping goes)."""
+    from ppmi_build.signing import pe
+
+    real_submit = pe.submit
+    calls = []
+
+    def interrupted_submit(fn, *args):
+        calls.append(fn)
+        job = real_submit(fn, *args)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt
+        return job
+
+    monkeypatch.setattr(pe, "submit", interrupted_submit)
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 130
+    assert one_line_error(r) == "error: interrupted"
+    assert dll.read_bytes() == before and temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to hand a file to another user")
+def test_signing_in_place_keeps_the_owner(cli, plain_dll, copy_of, pki, password_env):
+    dll = copy_of(plain_dll)
+    os.chown(dll, 1234, 1234)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 0, r.stderr
+    st = os.stat(dll)
+    assert (st.st_uid, st.st_gid) == (1234, 1234) and ossl_ok(dll, pki)
+
+
+def test_read_only_file_system_is_named(cli, plain_dll, copy_of, pki, password_env, tmp_path, monkeypatch):
+    """A target on a file system mounted read-only (statvfs ST_RDONLY, simulated): the message names
+    the cause and the fix that works (chmod would not)."""
+    real_statvfs = os.statvfs
+
+    def read_only(path):
+        st = real_statvfs(path)
+        return os.statvfs_result((st.f_bsize, st.f_frsize, st.f_blocks, st.f_bfree, st.f_bavail, st.f_files,
+                                  st.f_ffree, st.f_favail, st.f_flag | os.ST_RDONLY, st.f_namemax))
+
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    monkeypatch.setattr(os, "statvfs", read_only)
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 2
+    assert one_line_error(r) == (f"error: {tmp_path} is on a read-only file system; write the signed file "
+                                 "elsewhere with -o OUT")
+    assert dll.read_bytes() == before

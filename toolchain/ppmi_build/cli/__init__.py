@@ -70,6 +70,12 @@ class LazyGroup(click.Group):
         except click.UsageError as err:
             self._usage_json(err)
             raise
+        except (KeyboardInterrupt, RuntimeError) as err:  # Ctrl-C while a command module is imported
+            if not _by_ctrl_c(err):
+                raise
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         import importlib.util  # only for --help
@@ -88,6 +94,18 @@ class LazyGroup(click.Group):
                 return None
             raise
         return getattr(mod, attr)
+
+
+def _by_ctrl_c(err: BaseException | None) -> bool:
+    """True for a KeyboardInterrupt, also when Python wrapped it (e.g. ``RuntimeError: Error calling
+    __set_name__`` when it arrives while a class body is being set up during an import)."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
 
 
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:

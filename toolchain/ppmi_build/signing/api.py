@@ -218,8 +218,10 @@ def sign_file(
 
     fd, tmp = _new_temp(target)
     notes: list[str] = []
+    renaming = False
     try:
         os.fchmod(fd, _mode_for(target, path))
+        _keep_owner(fd, target)
         if be.name == "python" and kind == "assembly":
             with _QuickGilHandoff():
                 sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
@@ -252,10 +254,13 @@ def sign_file(
         _unchanged_since(path, outcome.get("input_identity"))
         if _abort is not None and _abort.is_set():  # the batch was stopped (SIGTERM, Ctrl-C): keep the original
             raise _Aborted()
+        renaming = True
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
+        if renaming and not os.path.lexists(tmp):  # interrupted (SIGTERM, Ctrl-C) just after the rename
+            e.signed_files = [str(target)]  # type: ignore[attr-defined]
         _unlink(tmp)
         raise
     if outcome.get("replaced_signature"):
@@ -375,7 +380,10 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
             if passes is not None:
                 passes.close()  # waits for the helper threads, closes the mapping
             else:
-                mapping.close()
+                try:
+                    mapping.close()
+                except BufferError:  # pragma: no cover - a helper still holds a view: it goes with it
+                    pass
         try:
             early_sync.result()
             if before.st_size != image_length:  # an old certificate table is replaced, not appended to
@@ -399,6 +407,21 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
     return (outcome.input_sha256, sha_after, result, anchor,
             {"replaced_signature": outcome.replaced_signature, "timestamped": outcome.timestamped,
              "input_identity": _identity(after)})
+
+
+def _keep_owner(fd: int, target: Path) -> None:
+    """Give the temp file the owner and group of the file it will replace, where this process may
+    (root signing someone else's file in place); elsewhere the new file is the signer's, as with
+    any tool that writes a new file."""
+    try:
+        st = os.stat(target)
+    except OSError:
+        return
+    if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except OSError:
+            pass
 
 
 def _identity(st: os.stat_result) -> tuple:
@@ -491,6 +514,15 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         if r in seen:
             raise BadInput(f"{t} is given twice; each artifact can be signed once per call")
         seen.add(r)
+    inodes: dict[tuple[int, int], Path] = {}
+    for p in paths:  # hard links: one file under two names (signing one changes the other)
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue  # reported by the checks below
+        other = inodes.setdefault((st.st_dev, st.st_ino), p)
+        if other is not p:
+            raise BadInput(f"{other} and {p} are the same file (hard links); sign one of them")
     if not many:
         return [sign_file(paths[0], key, **kw)]
     for p, t in zip(paths, targets, strict=True):
@@ -500,7 +532,7 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             e.message = f"{e.message} (nothing was signed)"
             e.args = (e.message,)
             raise e from None
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     # one more worker than cores: each file also waits on fsync, which needs no CPU
     workers = workers or min(len(paths), (os.cpu_count() or 2) + 1)
@@ -519,11 +551,13 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             raise
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ppmi-sign")
-    futures = [pool.submit(one, p) for p in paths]
+    futures: list[Future[SignResult | None]] = []
     results: list[SignResult] = []
     outcomes: list[dict] = []
     errors: list[PpmiError] = []
     try:
+        for p in paths:  # inside the try: starting a worker thread can be interrupted too
+            futures.append(pool.submit(one, p))
         for p, t, fut in zip(paths, targets, futures, strict=True):
             try:
                 r = fut.result()
@@ -546,7 +580,7 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         if "ppmi_build.signing.backends" in sys.modules:  # external tools (osslsigncode, signtool...) stop too
             sys.modules["ppmi_build.signing.backends"].stop_tools()
         pool.shutdown(wait=True, cancel_futures=True)  # running files drop their temp file before the rename
-        e.signed_files = [str(t) for t, f in zip(targets, futures, strict=True)  # type: ignore[attr-defined]
+        e.signed_files = [str(t) for t, f in zip(targets, futures, strict=False)  # type: ignore[attr-defined]
                           if f.done() and not f.cancelled() and f.exception() is None and f.result() is not None]
         raise
     finally:

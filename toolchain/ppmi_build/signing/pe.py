@@ -509,10 +509,24 @@ class Job:
             self._fn = self._args = None
             self._done.release()
 
+    def wait(self) -> None:
+        """Wait until the task has finished, even when this thread is interrupted meanwhile (SIGTERM,
+        Ctrl-C): the interruption is raised once the task is done, since the task may be using a
+        buffer the caller is about to release."""
+        pending: BaseException | None = None
+        while True:
+            try:
+                with self._done:
+                    pass
+                break
+            except BaseException as e:  # noqa: PERF203 - re-raised below, after the task ended
+                pending = pending or e
+        if pending is not None:
+            raise pending
+
     def result(self):
         """Wait for the task; return its value or raise its exception."""
-        with self._done:
-            pass
+        self.wait()
         if self._error is not None:
             raise self._error
         return self._value
@@ -652,12 +666,16 @@ class SigningPasses:
             h.update(b"\0" * self.padding)  # the zero padding is part of the hashed image
             return h.digest()
 
-        # the jobs that run without the GIL first: starting a thread waits for it to run, which is
-        # slow once a thread holds the GIL summing checksum words
-        self._jobs["authentihash"] = submit(authentihash)
-        if input_sha256:
-            self._jobs["input_sha256"] = submit(lambda: hashlib.sha256(mv).hexdigest())
-        self._jobs["body_sum"] = submit(wordsum, mv[split:image_len])
+        try:
+            # the jobs that run without the GIL first: starting a thread waits for it to run, which is
+            # slow once a thread holds the GIL summing checksum words
+            self._jobs["authentihash"] = submit(authentihash)
+            if input_sha256:
+                self._jobs["input_sha256"] = submit(lambda: hashlib.sha256(mv).hexdigest())
+            self._jobs["body_sum"] = submit(wordsum, mv[split:image_len])
+        except BaseException:  # e.g. SIGTERM while a thread starts: wait for the ones started, then re-raise
+            self.close()
+            raise
 
     def _get(self, key: str):
         return self._jobs[key].result()
@@ -678,18 +696,22 @@ class SigningPasses:
 
     def close(self) -> None:
         """Wait for the helper threads and release the buffer (and close the mapping, when owned).
-        Idempotent; never raises."""
+        Idempotent. Raises only an interruption (SIGTERM, Ctrl-C) that arrived while waiting, after
+        the threads are done and the buffer is released; their own errors went to whoever asked."""
         if self._closed:
             return
         self._closed = True
+        pending: BaseException | None = None
         for job in self._jobs.values():
             try:
-                job.result()
-            except BaseException:  # pragma: no cover - already reported to whoever asked for it
-                pass
+                job.wait()
+            except BaseException as e:  # noqa: PERF203
+                pending = pending or e
         try:
             self._mv.release()
             if self._owns is not None:
                 self._owns.close()
         except BufferError:  # pragma: no cover - a view is still referenced (e.g. by a traceback)
             pass  # the mapping goes when the last view does; nothing is lost
+        if pending is not None:
+            raise pending

@@ -98,11 +98,24 @@ def _check_target(target: Path) -> None:
             raise InputFileError(f"{target} is {_file_kind(st.st_mode)}, not a regular file; it would be replaced: "
                                  "write to a regular file path with -o OUT")
         if _is_read_only(target):
+            if _read_only_fs(folder):
+                raise InputFileError(f"{target} is on a read-only file system; write the signed file elsewhere "
+                                     "with -o OUT")
             raise InputFileError(
                 f"{target} is read-only; make it writable (chmod u+w {target.name}) or write elsewhere with -o OUT"
             )
+    if _read_only_fs(folder):
+        raise InputFileError(f"{folder} is on a read-only file system; write the signed file elsewhere with -o OUT")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputFileError(f"cannot write in {folder} (permission denied); sign a copy elsewhere with -o OUT")
+
+
+def _read_only_fs(folder: Path) -> bool:
+    """The folder's file system is mounted read-only (``statvfs`` ST_RDONLY; False where unknown)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & getattr(os, "ST_RDONLY", 0))
+    except (OSError, AttributeError):
+        return False
 
 
 def _new_temp(target: Path) -> tuple[int, Path]:
