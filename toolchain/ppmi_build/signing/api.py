@@ -71,11 +71,8 @@ def atomic_write(target: Path, data: bytes | bytearray, *, mode: int | None = No
 
 
 def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return hashlib.sha256(b"").hexdigest()
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return hashlib.sha256(m).hexdigest()
+    with open(path, "rb") as f:  # read in chunks (not mapped: a file truncated meanwhile would fault)
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def redact_url(url: str) -> str:
@@ -327,7 +324,6 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
         InputFileError: the input vanished/changed/shrank while it was copied, or the folder is full.
         PEFormatError: not a PE image. Errors of :func:`ppmi_build.signing.authenticode.sign_pe_data`.
     """
-    import mmap
 
     from . import pe
     from .authenticode import sign_pe_data
@@ -476,11 +472,7 @@ def _precheck(path: Path, target: Path) -> None:
     else:
         from . import pe
 
-        mapping = pe.map_file(path)
-        try:
-            pe.parse(mapping, str(path))
-        finally:
-            mapping.close()
+        pe.parse(pe.read_file(path), str(path))
 
 
 def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:

@@ -34,8 +34,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import hashlib
-import io
-import mmap
 import os
 import re
 import stat
@@ -356,15 +354,15 @@ def _unsigned_segments(arc: _Archive, sig: _Record) -> list[Segment]:
 def _iter_segments(f: IO[bytes], segments: Sequence[Segment], chunk: int = _CHUNK) -> Iterator[bytes | memoryview]:
     """Yield the bytes of ``segments`` in order, ``chunk`` bytes at a time.
 
-    File ranges are read through a read-only memory map: hashing and writing work on the mapped pages with no
-    copy into Python objects, and each chunk's pages are dropped from the process (``MADV_DONTNEED``; they stay
-    in the page cache) once the consumer has used it, so resident memory stays near one chunk whatever the
-    package size. A yielded memoryview is only valid until the next item is requested.
+    File ranges are read into one reusable buffer (``readinto``), so resident memory stays near one
+    chunk whatever the package size; the file is not memory-mapped, because a mapping of a file that
+    another process truncates meanwhile faults (SIGBUS) where a read just comes back short. A
+    yielded memoryview is only valid until the next item is requested.
+
+    Raises:
+        PackageFormatError: the file ended before a segment did (truncated, or truncated meanwhile).
     """
-    try:
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError, io.UnsupportedOperation):  # not a regular file: plain reads
-        m = None
+    buf = memoryview(bytearray(chunk))
     try:
         for seg in segments:
             if isinstance(seg, bytes):
@@ -372,40 +370,19 @@ def _iter_segments(f: IO[bytes], segments: Sequence[Segment], chunk: int = _CHUN
                     yield seg
                 continue
             start, end = seg
-            if m is not None:
-                if end > len(m):
-                    raise PackageFormatError("the package ended early while reading it; it is truncated")
-                while start < end:
-                    n = min(chunk, end - start)
-                    with memoryview(m)[start:start + n] as view:
-                        yield view
-                    _drop_pages(m, start, n)
-                    start += n
-                continue
             f.seek(start)
             while start < end:
-                data = f.read(min(chunk, end - start))
-                if not data:
+                n = f.readinto(buf[:min(chunk, end - start)])  # type: ignore[attr-defined]
+                if not n:
                     raise PackageFormatError("the package ended early while reading it; it is truncated")
-                start += len(data)
-                yield data
+                start += n
+                with buf[:n] as view:
+                    yield view
     finally:
-        if m is not None:
-            try:
-                m.close()
-            except BufferError:  # a consumer still holds a slice (error path): the map closes when collected
-                pass
-
-
-def _drop_pages(m: mmap.mmap, start: int, length: int) -> None:
-    advice = getattr(mmap, "MADV_DONTNEED", None)
-    if advice is None:
-        return
-    lo = start - start % mmap.PAGESIZE
-    try:
-        m.madvise(advice, lo, min(len(m), start + length) - lo)
-    except (OSError, ValueError):
-        pass
+        try:
+            buf.release()
+        except BufferError:  # a consumer still holds a slice (error path): it goes when collected
+            pass
 
 
 def _dos_datetime(t: time.struct_time) -> tuple[int, int]:

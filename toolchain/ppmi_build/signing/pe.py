@@ -270,29 +270,17 @@ def authentihash(data, pe: PEImage, hash_name: str = "sha256", *, end: int | Non
 
 
 def authentihash_file(path: Path | str, hash_name: str = "sha256") -> bytes:
-    """Streamed authentihash of a file on disk (reads 1 MiB at a time; for verifiers).
+    """Authentihash of a file on disk (for verifiers). The file is read, not mapped: a mapping of a
+    file that another process truncates meanwhile faults (SIGBUS) where a read just comes back short.
 
     Raises:
         InputFileError via :func:`read_file`, PEFormatError via :func:`parse`.
     """
-    import mmap
-
     path = Path(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            pe = parse(m, path.name)
-            h = hashlib.new(hash_name)
-            mv = memoryview(m)
-            try:
-                for a, b in hashed_ranges(pe):
-                    for o in range(a, b, _CHUNK * 4):
-                        h.update(mv[o:min(b, o + _CHUNK * 4)])
-            finally:
-                mv.release()
-            return h.digest()
+    data = read_file(path)
+    if not data:
+        raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
+    return authentihash(data, parse(data, path.name), hash_name)
 
 
 def wordsum(data) -> int:
@@ -389,25 +377,6 @@ def read_file(path: Path | str) -> bytearray:
         if n != size:  # file changed while reading
             del buf[n:]
         return buf
-
-
-def map_file(path: Path | str):
-    """Map a file copy-on-write (``mmap.ACCESS_COPY``): reads come from the page cache without a copy,
-    writes stay private to this process. Close it before replacing the file (Windows). Only for
-    quick looks at headers: a mapping of a file that another process truncates faults (SIGBUS) when
-    read past the new end, so the signer never hashes from a mapping of its input
-    (:func:`copy_file` first, then it maps its own temp file).
-
-    Raises:
-        InputFileError: missing, a directory, unreadable. PEFormatError: empty file.
-    """
-    import mmap
-
-    path = Path(path)
-    with _open_input(path) as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 
 
 @contextmanager

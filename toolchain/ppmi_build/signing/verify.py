@@ -124,11 +124,14 @@ def verify_pe(
         raise InputFileError(f"{path} is a directory; pass a .dll or .exe file") from None
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
-    with f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            result = _verify_mapped(m, path, list(trusted_roots), use_system_roots, check_tsa_chain)
+    with f:  # read, not mapped: a mapping of a file truncated meanwhile faults (SIGBUS) instead of erring
+        try:
+            data = f.read()
+        except OSError as e:
+            raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+    if not data:
+        raise PEFormatError(f"{path.name} is empty, not a PE file; pass a .dll or .exe")
+    result = _verify_mapped(data, path, list(trusted_roots), use_system_roots, check_tsa_chain)
     if use_signify and result.signed:
         extra = _signify_problems(path, list(trusted_roots), use_system_roots)
         for p in extra:
