@@ -227,6 +227,59 @@ def test_sigterm_stops_a_batch_kills_its_tools_and_names_what_was_signed(tmp_pat
     assert files[1].read_bytes() == before and files[2].read_bytes() == before and no_temp_left(work)
 
 
+def test_sigterm_stops_a_batch_waiting_on_a_silent_timestamp_server(tmp_path, plain_dll, pki, pfx_password):
+    """A TSA that accepts and never answers holds every worker for its timeout (15 s, retried); SIGTERM
+    must still end the batch within the grace period: exit 143, originals intact, no temp file."""
+    import socket
+
+    if not PPMI.exists():
+        pytest.skip("console script not installed")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def accept_forever() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+    work = tmp_path / "work"
+    work.mkdir()
+    files = [work / f"{n}.dll" for n in "abc"]
+    for f in files:
+        shutil.copyfile(plain_dll, f)
+    before = plain_dll.read_bytes()
+    env = {**os.environ, "PPMI_PFX_PASSWORD": pfx_password}
+    proc = subprocess.Popen([str(PPMI), "sign", *map(str, files), "--cert", str(pki.leaf.pfx), "--timestamp-url",
+                             f"http://127.0.0.1:{port}/"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(accepted) < len(files) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(accepted) == len(files), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        t = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+        for c in accepted:
+            c.close()
+    assert proc.returncode == 143, err
+    assert waited < api.ABORT_GRACE + 3  # not the TSA timeout
+    assert err.strip() == "error: stopped by SIGTERM; temporary files removed; no file was signed"
+    assert all(f.read_bytes() == before for f in files) and no_temp_left(work)
+
+
 # --- #3 / #6 / #7: verify never crashes, per-file results ----------------------------------------------
 
 

@@ -232,6 +232,11 @@ def run() -> None:  # console-script entry point
             what = str(t.signum)
         try:
             sys.stderr.write(f"error: stopped by {what}; temporary files removed{_signed_note(t)}\n")
+            if getattr(t, "abandon_threads", False):  # threads stuck on the network: do not wait for them
+                sys.stderr.flush()
+                import os
+
+                os._exit(128 + t.signum)
             sys.stderr.flush()
         except Exception:  # pragma: no cover
             pass

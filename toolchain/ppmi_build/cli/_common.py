@@ -87,6 +87,11 @@ def handle_errors(f: F) -> F:
             from . import _signed_note
 
             click.echo(f"error: interrupted{_signed_note(err)}", err=True)
+            if getattr(err, "abandon_threads", False):  # threads stuck on the network: do not wait for them
+                import os
+
+                sys.stderr.flush()
+                os._exit(130)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]

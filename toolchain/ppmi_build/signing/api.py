@@ -214,6 +214,7 @@ def sign_file(
     check_signing_certificate(leaf, label=key.description, nuget=(kind == "package"))
 
     fd, tmp = _new_temp(target)
+    _IN_FLIGHT.add(tmp)
     notes: list[str] = []
     renaming = False
     try:
@@ -260,6 +261,8 @@ def sign_file(
             e.signed_files = [str(target)]  # type: ignore[attr-defined]
         _unlink(tmp)
         raise
+    finally:
+        _IN_FLIGHT.discard(tmp)
     if outcome.get("replaced_signature"):
         notes.append("replaced an existing signature")
     notes.append(f"verified against the key's own chain (trust anchor {anchor})")
@@ -268,6 +271,13 @@ def sign_file(
         timestamped=bool(result.timestamp), verified=True,
         replaced_signature=bool(outcome.get("replaced_signature")), backend=be.name, notes=notes,
     )
+
+
+#: temp files being written by sign_file calls right now (a stopped batch removes those it cannot wait for)
+_IN_FLIGHT: set[Path] = set()
+
+#: seconds a stopped batch waits for its running files (e.g. a timestamp server that does not answer)
+ABORT_GRACE = 3.0
 
 
 class _Aborted(Exception):
@@ -571,12 +581,19 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
 
         if "ppmi_build.signing.backends" in sys.modules:  # external tools (osslsigncode, signtool...) stop too
             sys.modules["ppmi_build.signing.backends"].stop_tools()
-        pool.shutdown(wait=True, cancel_futures=True)  # running files drop their temp file before the rename
+        pool.shutdown(wait=False, cancel_futures=True)  # running files drop their temp file before the rename
+        from concurrent.futures import wait
+
+        # (wait() counts futures cancelled by shutdown as pending: only the running ones are waited for)
+        wait([f for f in futures if not f.done()], timeout=ABORT_GRACE)
+        if any(not f.done() for f in futures):  # e.g. on a silent timestamp server: drop their temp files
+            for tmp in list(_IN_FLIGHT):
+                _unlink(tmp)
+            e.abandon_threads = True  # type: ignore[attr-defined]  # the CLI then exits without joining them
         e.signed_files = [str(t) for t, f in zip(targets, futures, strict=False)  # type: ignore[attr-defined]
                           if f.done() and not f.cancelled() and f.exception() is None and f.result() is not None]
         raise
-    finally:
-        pool.shutdown(wait=True)
+    pool.shutdown(wait=True)
     if errors:
         if not results:
             raise errors[0]
