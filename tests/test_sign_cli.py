@@ -573,3 +573,47 @@ def test_read_only_file_system_is_named(cli, plain_dll, copy_of, pki, password_e
     assert one_line_error(r) == (f"error: {tmp_path} is on a read-only file system; write the signed file "
                                  "elsewhere with -o OUT")
     assert dll.read_bytes() == before
+
+
+def test_unsign_removes_a_corrupt_certificate_table_that_sign_refuses(cli, plain_dll, copy_of, pki, password_env):
+    """A WIN_CERTIFICATE whose dwLength is wrong: sign refuses and points at unsign; unsign cuts the
+    table (checksum recomputed, pefile agrees) and the file then signs and verifies (osslsigncode)."""
+    import struct as _struct
+
+    import pefile
+
+    from ppmi_build.signing import pe
+
+    dll = copy_of(plain_dll)
+    assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0
+    data = bytearray(dll.read_bytes())
+    layout = pe.parse(data)
+    _struct.pack_into("<I", data, layout.cert_table_offset, 999_999)
+    dll.write_bytes(bytes(data))
+    r = cli("sign", dll, "--cert", pki.leaf.pfx)
+    assert r.exit_code == 2 and "ppmi-build unsign" in one_line_error(r)
+    r = cli("unsign", dll)
+    assert r.exit_code == 0, r.stderr
+    unsigned = pefile.PE(str(dll))
+    assert unsigned.OPTIONAL_HEADER.DATA_DIRECTORY[4].Size == 0
+    assert unsigned.OPTIONAL_HEADER.CheckSum == unsigned.generate_checksum()
+    unsigned.close()
+    assert dll.stat().st_size == layout.cert_table_offset
+    assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0 and ossl_ok(dll, pki)
+
+
+def test_unsign_refuses_a_table_entry_past_the_end(cli, plain_dll, copy_of, pki, password_env):
+    import struct as _struct
+
+    from ppmi_build.signing import pe
+
+    dll = copy_of(plain_dll)
+    assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0
+    data = bytearray(dll.read_bytes())
+    layout = pe.parse(data)
+    _struct.pack_into("<II", data, layout.cert_dir_offset, len(data) + 64, 16)
+    dll.write_bytes(bytes(data))
+    r = cli("unsign", dll)
+    assert r.exit_code == 2
+    assert "points outside the end of the file" in one_line_error(r) and "rebuild the file" in one_line_error(r)
+    assert dll.read_bytes() == bytes(data)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -409,7 +409,17 @@ def remove_signature(src: Path | str, dst: Path | str | None = None) -> bool:
 
     src = Path(src)
     buf = pe.read_file(src)
-    layout = pe.parse(buf, src.name)
+    try:
+        layout = pe.parse(buf, src.name)
+    except pe.CertificateTableError:
+        # a corrupt table (bad WIN_CERTIFICATE lengths, a directory size past the end): cut the file where
+        # the directory entry says the table starts, when that is after the image; the rest is the table
+        layout = pe.parse(buf, src.name, check_table=False)
+        if not layout.image_end <= layout.cert_table_offset <= layout.size:
+            raise PEFormatError(f"{src.name} has a certificate table directory entry that points outside the end "
+                                f"of the file (offset {layout.cert_table_offset}, image ends at {layout.image_end}, "
+                                f"file {layout.size} bytes); it cannot be removed safely: rebuild the file") from None
+        layout = replace(layout, cert_table_size=layout.size - layout.cert_table_offset)
     if not layout.signed:
         return False
     layout = pe.strip_signature(buf, layout)
@@ -552,7 +562,7 @@ def unsign_file(path: Path | str, output: Path | str | None = None) -> dict:
     target = Path(output) if output is not None else path
     before_buf = pe.read_file(path)
     before = hashlib.sha256(before_buf).hexdigest()
-    if not pe.parse(before_buf, path.name).signed:  # same outcome class as a .nupkg (NU3004): exit 2
+    if not pe.parse(before_buf, path.name, check_table=False).signed:  # as for a .nupkg (NU3004): exit 2
         raise BadInput(f"{path} is not signed; there is no signature to remove")
     del before_buf
     removed = remove_signature(path, target)

@@ -114,7 +114,7 @@ def _u32(d, off: int) -> int:
     return struct.unpack_from("<I", d, off)[0]
 
 
-def parse(data, name: str = "the file") -> PEImage:
+def parse(data, name: str = "the file", *, check_table: bool = True) -> PEImage:
     """Parse the headers needed for Authenticode and validate the layout.
 
     Args:
@@ -188,11 +188,12 @@ def parse(data, name: str = "the file") -> PEImage:
         raise PEFormatError(f"{name} is truncated (headers end at byte {image_end}, file has {size}); rebuild it")
     va, sz = struct.unpack_from("<II", data, cert_dir)
     pe = PEImage(name, size, plus, opt + 64, cert_dir, va if sz else 0, sz, size_of_headers, sections, image_end)
-    if sz:
+    if sz and check_table:
         if va < image_end or va + sz > size or sz < 8:
+            fix = ("remove the signature with `ppmi-build unsign` or rebuild the file" if image_end <= va <= size
+                   else "rebuild the file")
             raise CertificateTableError(
-                f"{name} has a corrupt certificate table entry (offset {va}, size {sz}, file {size} bytes); "
-                "remove the signature with `ppmi-build unsign` or rebuild the file"
+                f"{name} has a corrupt certificate table entry (offset {va}, size {sz}, file {size} bytes); {fix}"
             )
         if va + sz != size:
             raise CertificateTableError(
