@@ -617,3 +617,27 @@ def test_unsign_refuses_a_table_entry_past_the_end(cli, plain_dll, copy_of, pki,
     assert r.exit_code == 2
     assert "points outside the end of the file" in one_line_error(r) and "rebuild the file" in one_line_error(r)
     assert dll.read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_ctrl_c_while_a_command_module_is_imported_is_one_line(cli, monkeypatch, wrapped):
+    """Ctrl-C while ``ppmi-build sign`` imports its module (Python may wrap the KeyboardInterrupt in a
+    RuntimeError when it lands in a class body): one line, exit 130, not click's "Aborted!"."""
+    import ppmi_build.cli as cli_mod
+
+    real_import = cli_mod.importlib.import_module
+
+    def interrupted(name, *args, **kwargs):
+        if name.endswith(".sign"):
+            if not wrapped:
+                raise KeyboardInterrupt
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as inner:
+                raise RuntimeError("Error calling __set_name__") from inner
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(cli_mod.importlib, "import_module", interrupted)
+    r = cli("sign", "x.dll")
+    assert r.exit_code == 130
+    assert one_line_error(r) == "error: interrupted"
