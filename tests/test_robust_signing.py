@@ -227,9 +227,11 @@ def test_sigterm_stops_a_batch_kills_its_tools_and_names_what_was_signed(tmp_pat
     assert files[1].read_bytes() == before and files[2].read_bytes() == before and no_temp_left(work)
 
 
-def test_sigterm_stops_a_batch_waiting_on_a_silent_timestamp_server(tmp_path, plain_dll, pki, pfx_password):
-    """A TSA that accepts and never answers holds every worker for its timeout (15 s, retried); SIGTERM
-    must still end the batch within the grace period: exit 143, originals intact, no temp file."""
+@pytest.mark.parametrize("signals", [("SIGTERM",), ("SIGINT", "SIGINT")])
+def test_sigterm_stops_a_batch_waiting_on_a_silent_timestamp_server(tmp_path, plain_dll, pki, pfx_password, signals):
+    """A TSA that accepts and never answers holds every worker for its timeout (15 s, retried); SIGTERM,
+    or Ctrl-C (pressed twice), must still end the batch within the grace period: exit 143 / 130,
+    originals intact, no temp file."""
     import socket
 
     if not PPMI.exists():
@@ -264,8 +266,11 @@ def test_sigterm_stops_a_batch_waiting_on_a_silent_timestamp_server(tmp_path, pl
         while len(accepted) < len(files) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert len(accepted) == len(files), proc.communicate(timeout=5)
-        proc.send_signal(signal.SIGTERM)
         t = time.monotonic()
+        for i, name in enumerate(signals):
+            if i:
+                time.sleep(1)
+            proc.send_signal(getattr(signal, name))
         out, err = proc.communicate(timeout=30)
         waited = time.monotonic() - t
     finally:
@@ -274,9 +279,13 @@ def test_sigterm_stops_a_batch_waiting_on_a_silent_timestamp_server(tmp_path, pl
         listener.close()
         for c in accepted:
             c.close()
-    assert proc.returncode == 143, err
     assert waited < api.ABORT_GRACE + 3  # not the TSA timeout
-    assert err.strip() == "error: stopped by SIGTERM; temporary files removed; no file was signed"
+    if signals == ("SIGTERM",):
+        assert proc.returncode == 143, err
+        assert err.strip() == "error: stopped by SIGTERM; temporary files removed; no file was signed"
+    else:
+        assert proc.returncode == 130, err
+        assert err.strip() == "error: interrupted; no file was signed"
     assert all(f.read_bytes() == before for f in files) and no_temp_left(work)
 
 

@@ -570,8 +570,7 @@ def test_read_only_file_system_is_named(cli, plain_dll, copy_of, pki, password_e
     monkeypatch.setattr(os, "statvfs", read_only)
     r = cli("sign", dll, "--cert", pki.leaf.pfx)
     assert r.exit_code == 2
-    assert one_line_error(r) == (f"error: {tmp_path} is on a read-only file system; write the signed file "
-                                 "elsewhere with -o OUT")
+    assert one_line_error(r) == f"error: {tmp_path} is on a read-only file system; write elsewhere with -o OUT"
     assert dll.read_bytes() == before
 
 
@@ -615,7 +614,7 @@ def test_unsign_refuses_a_table_entry_past_the_end(cli, plain_dll, copy_of, pki,
     dll.write_bytes(bytes(data))
     r = cli("unsign", dll)
     assert r.exit_code == 2
-    assert "points outside the end of the file" in one_line_error(r) and "rebuild the file" in one_line_error(r)
+    assert "points past the end of the file" in one_line_error(r) and "rebuild the file" in one_line_error(r)
     assert dll.read_bytes() == bytes(data)
 
 
@@ -641,3 +640,58 @@ def test_ctrl_c_while_a_command_module_is_imported_is_one_line(cli, monkeypatch,
     r = cli("sign", "x.dll")
     assert r.exit_code == 130
     assert one_line_error(r) == "error: interrupted"
+
+
+@pytest.mark.parametrize("case", ["table at the end, size 8", "data appended after the table"])
+def test_unsign_repairs_what_sign_refuses_and_keeps_appended_data(cli, plain_dll, copy_of, pki, password_env, case):
+    """unsign of a table entry (offset = end of file, size 8) zeroes the entry; with data appended after a
+    valid table, only the table goes (the appended bytes stay). Either way the result signs and verifies."""
+    import struct as _struct
+
+    import pefile
+
+    from ppmi_build.signing import pe
+
+    dll = copy_of(plain_dll)
+    unsigned_image = plain_dll.read_bytes()
+    assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0
+    data = bytearray(dll.read_bytes())
+    layout = pe.parse(data)
+    extra = b""
+    if case.startswith("table at the end"):
+        data = data[:layout.cert_table_offset]
+        _struct.pack_into("<II", data, layout.cert_dir_offset, len(data), 8)
+    else:
+        extra = b"overlay data appended by some other tool"
+        data += extra
+    dll.write_bytes(bytes(data))
+    assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 2
+    r = cli("unsign", dll)
+    assert r.exit_code == 0, r.stderr
+    out = dll.read_bytes()
+    parsed = pefile.PE(data=out)
+    assert parsed.OPTIONAL_HEADER.DATA_DIRECTORY[4].Size == 0
+    assert parsed.OPTIONAL_HEADER.CheckSum == parsed.generate_checksum()
+    assert out.endswith(extra) and len(out) == layout.cert_table_offset + len(extra)
+    # the image before the (padded) table is the signed file's, the appended data is kept as it was
+    assert out[:len(unsigned_image)][:layout.checksum_offset] == unsigned_image[:layout.checksum_offset]
+    if not extra:
+        assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0 and ossl_ok(dll, pki)
+
+
+def test_external_tools_never_get_timestamp_credentials_in_argv(cli, plain_dll, copy_of, pki, password_env):
+    dll = copy_of(plain_dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode", "--timestamp-url",
+            "http://user:s3cr3t-pw@127.0.0.1:9/tsa")
+    assert r.exit_code == 2
+    line = one_line_error(r)
+    assert "s3cr3t-pw" not in line and "would show on its command line" in line and "--backend python" in line
+    assert dll.read_bytes() == before
+
+
+def test_redacted_urls_hide_userinfo_and_query():
+    from ppmi_build.signing.api import redact_url
+
+    assert redact_url("https://u:p@tsa.example/ts?code=abc") == "https://***@tsa.example/ts?***"
+    assert redact_url("http://timestamp.digicert.com") == "http://timestamp.digicert.com"

@@ -76,16 +76,21 @@ def _sha256_file(path: Path) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` userinfo replaced by ``***@`` (for messages)."""
+    """``url`` with any ``user:password@`` userinfo replaced by ``***@`` and a query string (it may carry
+    a token, e.g. ``?code=...``) by ``***`` (for messages)."""
     from urllib.parse import urlsplit, urlunsplit
 
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    if "@" not in parts.netloc:
+    if "@" not in parts.netloc and not parts.query:
         return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
+    if parts.query:
+        parts = parts._replace(query="***")
+    return urlunsplit(parts)
 
 
 def check_urls(urls: Sequence[str]) -> None:
@@ -169,6 +174,7 @@ def sign_file(
     file_hashes: bool = True,
     _many: bool = False,
     _abort: threading.Event | None = None,
+    _in_flight: set[Path] | None = None,
 ) -> SignResult:
     """Sign one artifact: Authenticode for ``.dll``/``.exe``, a NuGet author signature for ``.nupkg``.
 
@@ -214,7 +220,8 @@ def sign_file(
     check_signing_certificate(leaf, label=key.description, nuget=(kind == "package"))
 
     fd, tmp = _new_temp(target)
-    _IN_FLIGHT.add(tmp)
+    in_flight = _in_flight if _in_flight is not None else set()
+    in_flight.add(tmp)
     notes: list[str] = []
     renaming = False
     try:
@@ -262,7 +269,7 @@ def sign_file(
         _unlink(tmp)
         raise
     finally:
-        _IN_FLIGHT.discard(tmp)
+        in_flight.discard(tmp)
     if outcome.get("replaced_signature"):
         notes.append("replaced an existing signature")
     notes.append(f"verified against the key's own chain (trust anchor {anchor})")
@@ -272,9 +279,6 @@ def sign_file(
         replaced_signature=bool(outcome.get("replaced_signature")), backend=be.name, notes=notes,
     )
 
-
-#: temp files being written by sign_file calls right now (a stopped batch removes those it cannot wait for)
-_IN_FLIGHT: set[Path] = set()
 
 #: seconds a stopped batch waits for its running files (e.g. a timestamp server that does not answer)
 ABORT_GRACE = 3.0
@@ -517,7 +521,7 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             raise BadInput(f"{t} is given twice; each artifact can be signed once per call")
         seen.add(r)
     inodes: dict[tuple[int, int], Path] = {}
-    for p in paths:  # hard links: one file under two names (signing one changes the other)
+    for p in paths if output is None else ():  # hard links signed in place: one file under two names
         try:
             st = os.stat(p)
         except OSError:
@@ -540,12 +544,13 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
     workers = workers or min(len(paths), (os.cpu_count() or 2) + 1)
     stop = threading.Event()  # a file failed: files not started yet are skipped
     abort = threading.Event()  # this thread was interrupted: files not renamed yet are dropped too
+    in_flight: set[Path] = set()  # temp files being written by this batch
 
     def one(p: Path) -> SignResult | None:
         if stop.is_set() or abort.is_set():
             return None
         try:
-            return sign_file(p, key, _many=True, _abort=abort, **kw)
+            return sign_file(p, key, _many=True, _abort=abort, _in_flight=in_flight, **kw)
         except _Aborted:
             return None
         except BaseException:
@@ -585,9 +590,12 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         from concurrent.futures import wait
 
         # (wait() counts futures cancelled by shutdown as pending: only the running ones are waited for)
-        wait([f for f in futures if not f.done()], timeout=ABORT_GRACE)
+        try:
+            wait([f for f in futures if not f.done()], timeout=ABORT_GRACE)
+        except BaseException:  # noqa: S110 - a second Ctrl-C / SIGTERM: stop waiting now
+            pass
         if any(not f.done() for f in futures):  # e.g. on a silent timestamp server: drop their temp files
-            for tmp in list(_IN_FLIGHT):
+            for tmp in list(in_flight):
                 _unlink(tmp)
             e.abandon_threads = True  # type: ignore[attr-defined]  # the CLI then exits without joining them
         e.signed_files = [str(t) for t, f in zip(targets, futures, strict=False)  # type: ignore[attr-defined]

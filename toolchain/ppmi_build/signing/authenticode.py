@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -412,17 +412,27 @@ def remove_signature(src: Path | str, dst: Path | str | None = None) -> bool:
     try:
         layout = pe.parse(buf, src.name)
     except pe.CertificateTableError:
-        # a corrupt table (bad WIN_CERTIFICATE lengths, a directory size past the end): cut the file where
-        # the directory entry says the table starts, when that is after the image; the rest is the table
+        # A corrupt or misplaced table (bad WIN_CERTIFICATE lengths, a size past the end, data after it):
+        # remove what the directory entry covers when it starts after the image. Bytes after a table that
+        # fits stay (appended data is not ours to drop); a table that runs past the end goes to the end.
         layout = pe.parse(buf, src.name, check_table=False)
-        if not layout.image_end <= layout.cert_table_offset <= layout.size:
-            raise PEFormatError(f"{src.name} has a certificate table directory entry that points outside the end "
-                                f"of the file (offset {layout.cert_table_offset}, image ends at {layout.image_end}, "
-                                f"file {layout.size} bytes); it cannot be removed safely: rebuild the file") from None
-        layout = replace(layout, cert_table_size=layout.size - layout.cert_table_offset)
-    if not layout.signed:
-        return False
-    layout = pe.strip_signature(buf, layout)
+        va, sz = layout.cert_table_offset, layout.cert_table_size
+        if va < layout.image_end:
+            raise PEFormatError(f"{src.name} has a certificate table directory entry that points into the image "
+                                f"(offset {va}, image ends at {layout.image_end}); it cannot be removed safely: "
+                                "rebuild the file") from None
+        if va > layout.size:
+            raise PEFormatError(f"{src.name} has a certificate table directory entry that points past the end of "
+                                f"the file (offset {va}, file {layout.size} bytes); it cannot be removed safely: "
+                                "rebuild the file") from None
+        end = va + sz if va + sz <= layout.size else layout.size
+        del buf[va:end]
+        struct.pack_into("<II", buf, layout.cert_dir_offset, 0, 0)
+        layout = pe.parse(buf, src.name)
+    else:
+        if not layout.signed:
+            return False
+        layout = pe.strip_signature(buf, layout)
     struct.pack_into("<I", buf, layout.checksum_offset, pe.checksum(buf, layout.checksum_offset))
     atomic_write(Path(dst) if dst else src, buf)
     return True
@@ -566,6 +576,8 @@ def unsign_file(path: Path | str, output: Path | str | None = None) -> dict:
         raise BadInput(f"{path} is not signed; there is no signature to remove")
     del before_buf
     removed = remove_signature(path, target)
+    if not removed:  # pragma: no cover - parse said signed; remove_signature found nothing to cut
+        raise BadInput(f"{path} is not signed; there is no signature to remove")
     after = hashlib.sha256(pe.read_file(target)).hexdigest()
     return {"path": str(target), "kind": "assembly", "sha256_before": before, "sha256_after": after,
             "removed": removed}

@@ -153,6 +153,23 @@ def _run(cmd: list[str], *, tool: str, secrets_: Sequence[str] = (), timeout: fl
     return out
 
 
+def _argv_safe_urls(urls: Sequence[str], tool: str) -> list[str]:
+    """The timestamp URLs, refused when one carries credentials (``user:password@`` or a query string):
+    an external tool takes them on its command line, which other local users can read (``ps``).
+
+    Raises:
+        BadInput: names the tool and the fix (the built-in signer keeps the URL in this process).
+    """
+    from urllib.parse import urlsplit
+
+    for url in urls:
+        parts = urlsplit(str(url))
+        if "@" in parts.netloc or parts.query:
+            raise BadInput(f"the timestamp URL carries credentials or a query string, which {tool} would show on "
+                           "its command line; use the built-in signer (--backend python) for this server")
+    return [str(u) for u in urls]
+
+
 #: external tools running now (any thread), for :func:`stop_tools`
 _RUNNING: set[subprocess.Popen] = set()
 _RUNNING_LOCK = threading.Lock()
@@ -258,7 +275,7 @@ def _osslsigncode_sign(src: Path, dst: Path, key: KeySource, opts: SignOptions) 
                 cmd += ["-n", opts.program_name]
             if opts.program_url:
                 cmd += ["-i", opts.program_url]
-            for url in opts.timestamp_urls:
+            for url in _argv_safe_urls(opts.timestamp_urls, "osslsigncode"):
                 cmd += ["-ts", url]
             cmd += ["-in", str(src), "-out", str(dst)]
             if dst.exists():
@@ -332,7 +349,7 @@ def _signtool_sign(src: Path, dst: Path, key: KeySource, opts: SignOptions) -> d
         if opts.program_url:
             cmd += ["/du", opts.program_url]
         if opts.timestamp_urls:
-            cmd += ["/tr", opts.timestamp_urls[0], "/td", opts.digest.upper()]
+            cmd += ["/tr", _argv_safe_urls(opts.timestamp_urls[:1], "signtool")[0], "/td", opts.digest.upper()]
         cmd.append(str(dst))
         _run(cmd, tool="signtool")
     return {"replaced_signature": replaced, "timestamped": bool(opts.timestamp_urls)}

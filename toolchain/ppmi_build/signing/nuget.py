@@ -374,7 +374,9 @@ def _iter_segments(f: IO[bytes], segments: Sequence[Segment], chunk: int = _CHUN
             while start < end:
                 n = f.readinto(buf[:min(chunk, end - start)])  # type: ignore[attr-defined]
                 if not n:
-                    raise PackageFormatError("the package ended early while reading it; it is truncated")
+                    name = Path(str(getattr(f, "name", "the package"))).name
+                    raise PackageFormatError(f"{name} ended early while it was read (truncated, or changed meanwhile); "
+                                             "check the file and run again")
                 start += n
                 with buf[:n] as view:
                     yield view

@@ -49,14 +49,20 @@ def _command(tool: str, exe: str, package: Path, pfx: Path, outdir: Path, opts) 
         cmd = [exe, "sign", str(package), "-CertificatePath", str(pfx), "-HashAlgorithm", digest,
                "-OutputDirectory", str(outdir), "-NonInteractive"]
         if opts.timestamp_urls:
-            cmd += ["-Timestamper", opts.timestamp_urls[0], "-TimestampHashAlgorithm", digest]
+            from .backends import _argv_safe_urls
+
+            cmd += ["-Timestamper", _argv_safe_urls(opts.timestamp_urls[:1], "nuget")[0], "-TimestampHashAlgorithm",
+                    digest]
         if opts.overwrite:
             cmd.append("-Overwrite")
         return cmd
     cmd = [exe, "nuget", "sign", str(package), "--certificate-path", str(pfx), "--hash-algorithm", digest,
            "--output", str(outdir)]
     if opts.timestamp_urls:
-        cmd += ["--timestamper", opts.timestamp_urls[0], "--timestamp-hash-algorithm", digest]
+        from .backends import _argv_safe_urls
+
+        cmd += ["--timestamper", _argv_safe_urls(opts.timestamp_urls[:1], "dotnet nuget")[0],
+                "--timestamp-hash-algorithm", digest]
     if opts.overwrite:
         cmd.append("--overwrite")
     return cmd

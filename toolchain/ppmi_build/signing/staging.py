@@ -99,13 +99,12 @@ def _check_target(target: Path) -> None:
                                  "write to a regular file path with -o OUT")
         if _is_read_only(target):
             if _read_only_fs(folder):
-                raise InputFileError(f"{target} is on a read-only file system; write the signed file elsewhere "
-                                     "with -o OUT")
+                raise InputFileError(f"{target} is on a read-only file system; write elsewhere with -o OUT")
             raise InputFileError(
                 f"{target} is read-only; make it writable (chmod u+w {target.name}) or write elsewhere with -o OUT"
             )
     if _read_only_fs(folder):
-        raise InputFileError(f"{folder} is on a read-only file system; write the signed file elsewhere with -o OUT")
+        raise InputFileError(f"{folder} is on a read-only file system; write elsewhere with -o OUT")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputFileError(f"cannot write in {folder} (permission denied); sign a copy elsewhere with -o OUT")
 
