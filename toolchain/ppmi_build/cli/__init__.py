@@ -232,20 +232,29 @@ def run() -> None:  # console-script entry point
             what = str(t.signum)
         try:
             sys.stderr.write(f"error: stopped by {what}; temporary files removed{_signed_note(t)}\n")
-            if getattr(t, "abandon_threads", False):  # threads stuck on the network: do not wait for them
-                sys.stderr.flush()
-                import os
-
-                os._exit(128 + t.signum)
-            sys.stderr.flush()
         except Exception:  # pragma: no cover
             pass
-        sys.exit(128 + t.signum)
+        exit_stopped(t, 128 + t.signum)
     except SystemExit as e:
         if not _SKIP_TEARDOWN or not isinstance(e.code, (int, type(None))):
             raise
         _exit_now(e.code or 0)
         raise
+
+
+def exit_stopped(err: BaseException, code: int) -> None:
+    """End a run stopped by SIGTERM/Ctrl-C with ``code``. When ``err.abandon_threads`` (set by
+    :func:`ppmi_build.signing.api.sign_files`: workers still waiting on the network, their temp files
+    already removed) the process ends at once instead of joining those threads."""
+    try:
+        sys.stderr.flush()
+    except Exception:  # pragma: no cover - a closed stderr
+        pass
+    if getattr(err, "abandon_threads", False):
+        import os
+
+        os._exit(code)
+    sys.exit(code)
 
 
 def _signed_note(err: BaseException) -> str:

@@ -84,15 +84,10 @@ def handle_errors(f: F) -> F:
         except PpmiError as err:
             fail(err, bool(kwargs.get("as_json")))
         except KeyboardInterrupt as err:
-            from . import _signed_note
+            from . import _signed_note, exit_stopped
 
             click.echo(f"error: interrupted{_signed_note(err)}", err=True)
-            if getattr(err, "abandon_threads", False):  # threads stuck on the network: do not wait for them
-                import os
-
-                sys.stderr.flush()
-                os._exit(130)
-            sys.exit(130)
+            exit_stopped(err, 130)
 
     return wrapper  # type: ignore[return-value]
 

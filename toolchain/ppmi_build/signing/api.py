@@ -41,6 +41,7 @@ from .staging import (  # noqa: F401  (re-exported: cli.unsign, tests)
     _unlink,
     _write_all,
 )
+from .staging import sha256_file as _sha256_file
 
 
 def _kind(path: Path | str) -> str:
@@ -68,11 +69,6 @@ def atomic_write(target: Path, data: bytes | bytearray, *, mode: int | None = No
             os.close(fd)
         _unlink(tmp)
         raise
-
-
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:  # read in chunks (not mapped: a file truncated meanwhile would fault)
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def redact_url(url: str) -> str:
@@ -358,10 +354,8 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
         except OSError as e:
             raise write_error(e) from None
         after = os.fstat(src)
-    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (before.st_size, before.st_mtime_ns,
-                                                                 before.st_ctime_ns):
-        raise InputFileError(f"{path.name} changed while it was being signed; sign it again once nothing else "
-                             "writes to it")
+    if _identity(after) != _identity(before):
+        raise _changed(path)
     early_sync = pe.submit(os.fsync, fd)  # the copy goes to disk while it is hashed
     syncer = None
     try:
@@ -448,8 +442,12 @@ def _unchanged_since(path: Path, identity: tuple | None) -> None:
     except OSError:
         same = False
     if not same:
-        raise InputFileError(f"{path.name} changed while it was being signed; sign it again once nothing else "
-                             "writes to it")
+        raise _changed(path)
+
+
+def _changed(path: Path) -> InputFileError:
+    return InputFileError(f"{path.name} changed while it was being signed; sign it again once nothing else writes "
+                          "to it")
 
 
 class BatchSignError(PpmiError):

@@ -59,6 +59,8 @@ from ..errors import BadInput, InputFileError, PackageFormatError, PpmiError
 from . import cms
 from .keys import LIFETIME_SIGNING_EKU, RSA_MIN_BITS, KeySource, check_signing_certificate, hash_algorithm
 from .results import VerifyResult
+from .staging import _is_read_only
+from .staging import sha256_file as _sha256_file
 
 # A damaged certificate in a signature being verified is reported as a problem (or skipped); cryptography's
 # deprecation notice about its non-positive serial number (RFC 5280 §4.1.2.2) would only add a stray stderr line.
@@ -1192,14 +1194,6 @@ def signer_certificate(path: Path) -> x509.Certificate:
     return leaf
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def unsign_package_file(path: Path, output: Path | None = None) -> dict[str, Any]:
     """Remove the package signature of ``path`` atomically (``ppmi-build unsign``).
 
@@ -1234,12 +1228,6 @@ def unsign_package_file(path: Path, output: Path | None = None) -> dict[str, Any
         tmp.unlink(missing_ok=True)
     return {"path": str(target), "kind": "package", "sha256_before": before, "sha256_after": _sha256_file(target),
             "removed": True}
-
-
-def _is_read_only(path: Path) -> bool:
-    """No write permission, or no write bit at all (``os.access`` alone ignores the mode bits for root)."""
-    st = path.stat()
-    return not os.access(path, os.W_OK) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _temp_beside(target: Path) -> Path:

@@ -392,12 +392,13 @@ def open_input(path: Path | str):
 def pwrite_all(fd: int, data, offset: int) -> None:
     """Write all of ``data`` at ``offset`` of ``fd`` (``os.pwrite``; ``lseek`` + ``write`` where the
     platform has no ``pwrite``, e.g. Windows). Raises OSError."""
+    positional = hasattr(os, "pwrite")
     mv = memoryview(data)
     try:
-        if not hasattr(os, "pwrite"):  # pragma: no cover - Windows
+        if not positional:  # pragma: no cover - Windows
             os.lseek(fd, offset, os.SEEK_SET)
         while mv:
-            n = os.pwrite(fd, mv, offset) if hasattr(os, "pwrite") else os.write(fd, mv)
+            n = os.pwrite(fd, mv, offset) if positional else os.write(fd, mv)
             if n <= 0:  # pragma: no cover - a regular file does not take 0 bytes
                 raise OSError(5, "short write")
             mv = mv[n:]
@@ -406,7 +407,7 @@ def pwrite_all(fd: int, data, offset: int) -> None:
         mv.release()
 
 
-#: errno values meaning "copy_file_range cannot do this pair of files": fall back to writing from the mapping
+#: errno values meaning "copy_file_range cannot do this pair of files": fall back to pread/pwrite
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 

@@ -109,6 +109,15 @@ def _check_target(target: Path) -> None:
         raise InputFileError(f"cannot write in {folder} (permission denied); sign a copy elsewhere with -o OUT")
 
 
+def sha256_file(path: Path | str) -> str:
+    """Lower-case hex SHA-256 of a whole file, read in chunks (not mapped: a file truncated meanwhile
+    would fault). Raises OSError."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def _read_only_fs(folder: Path) -> bool:
     """The folder's file system is mounted read-only (``statvfs`` ST_RDONLY; False where unknown)."""
     try:
