@@ -581,13 +581,11 @@ def test_unsign_removes_a_corrupt_certificate_table_that_sign_refuses(cli, plain
 
     import pefile
 
-    from ppmi_build.signing import pe
-
     dll = copy_of(plain_dll)
     assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0
     data = bytearray(dll.read_bytes())
-    layout = pe.parse(data)
-    _struct.pack_into("<I", data, layout.cert_table_offset, 999_999)
+    table_offset = pefile.PE(data=bytes(data)).OPTIONAL_HEADER.DATA_DIRECTORY[4].VirtualAddress  # independent reader
+    _struct.pack_into("<I", data, table_offset, 999_999)
     dll.write_bytes(bytes(data))
     r = cli("sign", dll, "--cert", pki.leaf.pfx)
     assert r.exit_code == 2 and "ppmi-build unsign" in one_line_error(r)
@@ -597,7 +595,7 @@ def test_unsign_removes_a_corrupt_certificate_table_that_sign_refuses(cli, plain
     assert unsigned.OPTIONAL_HEADER.DATA_DIRECTORY[4].Size == 0
     assert unsigned.OPTIONAL_HEADER.CheckSum == unsigned.generate_checksum()
     unsigned.close()
-    assert dll.stat().st_size == layout.cert_table_offset
+    assert dll.stat().st_size == table_offset
     assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0 and ossl_ok(dll, pki)
 
 
@@ -650,17 +648,18 @@ def test_unsign_repairs_what_sign_refuses_and_keeps_appended_data(cli, plain_dll
 
     import pefile
 
-    from ppmi_build.signing import pe
-
     dll = copy_of(plain_dll)
     unsigned_image = plain_dll.read_bytes()
     assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0
     data = bytearray(dll.read_bytes())
-    layout = pe.parse(data)
+    ref = pefile.PE(data=bytes(data))  # offsets from an independent reader
+    table_offset = ref.OPTIONAL_HEADER.DATA_DIRECTORY[4].VirtualAddress
+    dir_offset = ref.OPTIONAL_HEADER.DATA_DIRECTORY[4].get_file_offset()
+    checksum_offset = ref.OPTIONAL_HEADER.get_field_absolute_offset("CheckSum")
     extra = b""
     if case.startswith("table at the end"):
-        data = data[:layout.cert_table_offset]
-        _struct.pack_into("<II", data, layout.cert_dir_offset, len(data), 8)
+        data = data[:table_offset]
+        _struct.pack_into("<II", data, dir_offset, len(data), 8)
     else:
         extra = b"overlay data appended by some other tool"
         data += extra
@@ -672,9 +671,9 @@ def test_unsign_repairs_what_sign_refuses_and_keeps_appended_data(cli, plain_dll
     parsed = pefile.PE(data=out)
     assert parsed.OPTIONAL_HEADER.DATA_DIRECTORY[4].Size == 0
     assert parsed.OPTIONAL_HEADER.CheckSum == parsed.generate_checksum()
-    assert out.endswith(extra) and len(out) == layout.cert_table_offset + len(extra)
+    assert out.endswith(extra) and len(out) == table_offset + len(extra)
     # the image before the (padded) table is the signed file's, the appended data is kept as it was
-    assert out[:len(unsigned_image)][:layout.checksum_offset] == unsigned_image[:layout.checksum_offset]
+    assert out[:checksum_offset] == unsigned_image[:checksum_offset]
     if not extra:
         assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0 and ossl_ok(dll, pki)
 
