@@ -170,3 +170,19 @@ def cli(monkeypatch):
         return runner.invoke(main, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
 
     return _run
+
+
+_GROUP_MARKERS = {"interop": "interop", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests under ``tests/interop`` and ``tests/e2e`` carry that group's marker (``-m "not e2e"`` etc.)."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            group = Path(str(item.fspath)).resolve().relative_to(root).parts[0]
+        except ValueError:
+            continue
+        marker = _GROUP_MARKERS.get(group)
+        if marker:
+            item.add_marker(getattr(pytest.mark, marker))

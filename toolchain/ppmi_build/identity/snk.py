@@ -14,7 +14,7 @@ Sources (signing-spec §6.3):
   ECMA-335 6th ed. §II.6.2.1.3 and §II.22.2 (Assembly.PublicKey), and the managed reference
   https://source.dot.net/Microsoft.DotNet.SignTool/src/StrongName.cs.html.
 
-Verified against Mono ``sn -p``/``sn -tp``/``sn -v`` and ``mcs -keyfile:`` in ``tests/test_snk.py``.
+Verified against Mono ``sn -p``/``sn -tp``/``sn -v`` and ``mcs -keyfile:`` in ``tests/interop/test_snk.py``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import pytest
 
 from ppmi_build.identity.fic import dn_hash
 from tests.conftest import require_tool, run_tool
-from tests.test_dn import mono_subject  # noqa: F401  (session fixture: Mono X509Certificate2.Subject)
+from tests.interop.test_dn import mono_subject  # noqa: F401  (session fixture: Mono X509Certificate2.Subject)
 
 TENANT = "5f8a1a9f-2e1a-415f-b10c-84c3736a21b9"
 ENV_ID = "7efcc31a-c410-e20e-9b95-dd448cedf653"
@@ -273,7 +273,7 @@ def test_fic_v1_comma_cn_refused(cli, pki, tmp_path):
     from cryptography.hazmat.primitives import serialization
 
     from ppmi_build.identity.dn import parse_dotnet_dn
-    from tests.test_fic import _issue  # a CA-issued certificate with a comma in its CN
+    from tests.unit.test_fic import _issue  # a CA-issued certificate with a comma in its CN
 
     cer = tmp_path / "comma.cer"
     cer.write_bytes(_issue(pki, parse_dotnet_dn('CN="Contoso, Inc."')).public_bytes(serialization.Encoding.DER))

@@ -125,6 +125,7 @@ def test_rotate_at_19_adds_the_20th_then_retires(cli, emulator, setup, pki, tmp_
     assert len(graph_fics(emulator)) == 19
 
 
+@pytest.mark.slow
 def test_rotate_at_20_is_refused_naming_stale_fics(cli, emulator, setup, pki, third_cert):  # noqa: F811
     proj, dll = setup
     r = rotate(cli, proj, dll, pki.leaf.pfx)  # A -> B, A's FIC stays: 2 FICs

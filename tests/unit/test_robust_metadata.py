@@ -30,7 +30,7 @@ from ppmi_build.project.metadata import (
     read_plugin_assembly,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 CORRUPT = sorted(DATA.glob("corrupt-metadata-*.dll"))
 
 
@@ -80,6 +80,7 @@ def test_stderr_is_one_line_in_a_real_process(tmp_path):
         assert r.stderr.startswith(f"error: {path}: .NET metadata is corrupt (")
 
 
+@pytest.mark.slow
 def test_fuzzed_assembly_never_escapes_as_a_crash(strong_named_dll, caplog):
     """Fixed-seed mutations of a mcs-compiled strong-named library: every outcome is a parsed identity or one
     PpmiError line; dnfile logs nothing that would reach the console."""

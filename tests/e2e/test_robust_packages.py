@@ -39,7 +39,7 @@ from ppmi_build.dataverse.assembly_info import read_package
 from ppmi_build.errors import PackageFormatError
 from ppmi_build.signing import nuget
 from tests.emulator_fixture import emulator, emulator_env  # noqa: F401
-from tests.test_nuget import local_header, zip_records
+from tests.interop.test_nuget import local_header, zip_records
 
 NUSPEC = (b'<?xml version="1.0" encoding="utf-8"?><package xmlns="http://schemas.microsoft.com/packaging/2013/05/'
           b'nuspec.xsd"><metadata><id>Contoso.Plugins</id><version>1.0.0</version><authors>C</authors>'

@@ -411,6 +411,7 @@ def test_zip64_package_is_refused_nu3006(tmp_path, key_for):
     assert not (tmp_path / "out.nupkg").exists()
 
 
+@pytest.mark.slow
 def test_entry_limit_nu3039_follows_nuget(tmp_path, key_for, pki):
     """SigningUtility.SignAsync refuses GetPackageEntryCount() >= 0xFFFF - 1; 0xFFFD entries still sign
     (the signed package then has 0xFFFE entries, the most a non-Zip64 archive can hold)."""

@@ -35,7 +35,7 @@ from tests.pipeline_helpers import (
     write_project,
     writes,
 )
-from tests.test_rotate import rotate, setup  # noqa: F401  (fixture: a project released once into the emulator)
+from tests.e2e.test_rotate import rotate, setup  # noqa: F401  (fixture: a project released once into the emulator)
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 

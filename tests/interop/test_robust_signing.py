@@ -227,6 +227,7 @@ def test_sigterm_stops_a_batch_kills_its_tools_and_names_what_was_signed(tmp_pat
     assert files[1].read_bytes() == before and files[2].read_bytes() == before and no_temp_left(work)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signals", [("SIGTERM",), ("SIGINT", "SIGINT")])
 def test_sigterm_stops_a_batch_waiting_on_a_silent_timestamp_server(tmp_path, plain_dll, pki, pfx_password, signals):
     """A TSA that accepts and never answers holds every worker for its timeout (15 s, retried); SIGTERM,
