@@ -109,11 +109,10 @@ def _by_ctrl_c(err: BaseException | None) -> bool:
 
 
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    """``--version``: what ``click.version_option`` prints, then a quick exit (:func:`skip_teardown`)."""
+    """``--version``: what ``click.version_option`` prints, without importing ``importlib.metadata``."""
     if not value or ctx.resilient_parsing:
         return
     click.echo(f"ppmi-build, version {__version__}")
-    skip_teardown()
     ctx.exit()
 
 
@@ -128,59 +127,9 @@ def main(ctx: click.Context, verbose: int) -> None:
     """Build, sign, register and bind Dataverse plug-ins that use managed identity."""
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
-    _configure_logging(verbose)
+    from ._logging import configure_logging
 
-
-class _StderrHandler:
-    """Marker base for the handler :func:`_configure_logging` attaches (found again on the next run)."""
-
-
-def _configure_logging(verbose: int) -> None:
-    """``-v``: the ``ppmi_build`` loggers (e.g. ``ppmi_build.dataverse``: one DEBUG line per request,
-    retries at INFO) go to stderr through click (so the current stderr, also under test runners);
-    without it they are detached again, so an in-process caller running commands one after another
-    gets exactly what each asked for. Log lines never carry tokens or passwords (headers and
-    bodies are not logged)."""
-    import logging
-
-    logger = logging.getLogger("ppmi_build")
-    ours = [h for h in logger.handlers if isinstance(h, _StderrHandler)]
-    if not verbose:
-        for h in ours:
-            logger.removeHandler(h)
-        if ours:
-            logger.setLevel(logging.NOTSET)
-        return
-
-    class Handler(_StderrHandler, logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            try:
-                click.echo(self.format(record), err=True)
-            except Exception:  # pragma: no cover - a closed stderr must not fail the command
-                self.handleError(record)
-
-    if not ours:
-        handler = Handler()
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-
-
-#: set by :func:`skip_teardown` when a command has finished its work (files written, fsynced and
-#: renamed, output printed): :func:`run` then ends the process without the interpreter's teardown
-_SKIP_TEARDOWN = False
-
-
-def skip_teardown() -> None:
-    """Let :func:`run` end the process right after this command returns successfully.
-
-    Tearing down the interpreter (clearing ~250 modules, cryptography's and click's included) takes
-    15-30 ms, a tenth of a ``ppmi-build sign`` run (issue #2). A command calls this only when nothing
-    is left to do: :func:`run` still flushes stdout/stderr, runs the ``atexit`` handlers and waits for
-    non-daemon threads, exactly what a normal exit does for the user, then calls ``os._exit``.
-    """
-    global _SKIP_TEARDOWN
-    _SKIP_TEARDOWN = True
+    ctx.call_on_close(configure_logging(verbose))
 
 
 class Terminated(BaseException):
@@ -234,26 +183,18 @@ def run() -> None:  # console-script entry point
             sys.stderr.write(f"error: stopped by {what}; temporary files removed{_signed_note(t)}\n")
         except Exception:  # pragma: no cover
             pass
-        exit_stopped(t, 128 + t.signum)
-    except SystemExit as e:
-        if not _SKIP_TEARDOWN or not isinstance(e.code, (int, type(None))):
-            raise
-        _exit_now(e.code or 0)
-        raise
+        exit_stopped(128 + t.signum)
 
 
-def exit_stopped(err: BaseException, code: int) -> None:
-    """End a run stopped by SIGTERM/Ctrl-C with ``code``. When ``err.abandon_threads`` (set by
-    :func:`ppmi_build.signing.api.sign_files`: workers still waiting on the network, their temp files
-    already removed) the process ends at once instead of joining those threads."""
+def exit_stopped(code: int) -> None:
+    """End a run stopped by SIGTERM/Ctrl-C with ``code`` (128 + the signal number; 130 for Ctrl-C).
+
+    Workers of a stopped ``sign`` batch still waiting on the network are daemon threads
+    (:func:`ppmi_build.signing.api.sign_files`), so the exit does not wait for them."""
     try:
         sys.stderr.flush()
     except Exception:  # pragma: no cover - a closed stderr
         pass
-    if getattr(err, "abandon_threads", False):
-        import os
-
-        os._exit(code)
     sys.exit(code)
 
 
@@ -264,25 +205,6 @@ def _signed_note(err: BaseException) -> str:
     if signed is None:
         return ""
     return f"; signed before the stop: {', '.join(signed)}" if signed else "; no file was signed"
-
-
-def _exit_now(code: int) -> None:
-    """Flush, run atexit handlers, join non-daemon threads, then ``os._exit(code)``; returns (and the
-    caller exits normally) when any of it fails."""
-    import atexit
-    import os
-    import threading
-
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        atexit._run_exitfuncs()
-        for t in threading.enumerate():
-            if t is not threading.current_thread() and not t.daemon:
-                t.join()
-    except Exception:  # pragma: no cover - e.g. a closed pipe: let the normal exit report it
-        return
-    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

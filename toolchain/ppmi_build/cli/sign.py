@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit, handle_errors, import_x509, json_option, password_options
+from ._common import emit, handle_errors, json_option, password_options
 
 BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotnet"]
 
@@ -57,7 +57,6 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     output = _output_path(output_arg)
     digest = digest or settings.signing.digest
     backend = backend or settings.signing.backend
-    import_x509()
     from ..signing.api import BatchSignError, sign_files
     from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
 
@@ -91,9 +90,6 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     except BatchSignError as err:  # some files signed, some not: report each one (exit = worst code)
         _report_batch(err, as_json)
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
-    from . import skip_teardown
-
-    skip_teardown()  # every file is signed, verified, fsynced and renamed; the output is printed
 
 
 def _output_path(raw: str | None) -> Path | None:

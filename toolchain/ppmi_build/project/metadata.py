@@ -25,14 +25,14 @@ interface are registered in the PluginAssembly table"). They come from the metad
   (:func:`read_plugin_assemblies`).
 
 The reader is dnfile (https://github.com/malware-kitten/dnfile), a maintained pure-Python
-parser; nothing here loads or runs the assembly.
+parser; nothing here loads or runs the assembly. dnfile logs every damaged table or stream it meets
+(its ``dnfile`` loggers, and the root logger in ``dnfile.stream``); this module leaves logging to the
+application (the command line drops those records: :class:`ppmi_build.cli._logging.WithoutDnfile`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,41 +44,6 @@ from ..identity.snk import public_key_token
 
 #: Full name of the Dataverse plug-in interface (https://learn.microsoft.com/dotnet/api/microsoft.xrm.sdk.iplugin).
 IPLUGIN = "Microsoft.Xrm.Sdk.IPlugin"
-
-# dnfile logs every damaged table or stream at WARNING/ERROR through the ``dnfile`` logger tree; with no handler
-# configured Python's last-resort handler prints each line to stderr (hundreds for one damaged assembly). What
-# matters reaches the user as one PEFormatError line instead.
-_DNFILE_LOG = logging.getLogger("dnfile")
-_DNFILE_LOG.setLevel(logging.CRITICAL + 1)
-
-
-class _LoggingToDnfileLogger:
-    """Stands in for the ``logging`` module inside dnfile modules that call ``logging.warning(...)`` directly
-    (``dnfile.stream`` 0.18): those calls go to the *root* logger, and the first one runs ``basicConfig()``,
-    which would print every later warning of the process to stderr. They are sent to the silenced ``dnfile``
-    logger instead; every other attribute is the real ``logging`` module."""
-
-    _CALLS = frozenset({"debug", "info", "warning", "warn", "error", "exception", "critical", "log"})
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self._CALLS:
-            return getattr(_DNFILE_LOG, "warning" if name == "warn" else name)
-        return getattr(logging, name)
-
-
-_quieted: set[str] = set()
-
-
-def _quiet_dnfile() -> None:
-    """Point every loaded dnfile module's ``logging`` at :class:`_LoggingToDnfileLogger` (once per module)."""
-    import sys
-
-    for name in [n for n in sys.modules if (n == "dnfile" or n.startswith("dnfile.")) and n not in _quieted]:
-        module: Any = sys.modules[name]  # a dnfile module (no stubs)
-        if getattr(module, "logging", None) is logging:
-            module.logging = _LoggingToDnfileLogger()
-        _quieted.add(name)
-
 
 class MetadataCorrupt(PEFormatError):
     """The file is a .NET assembly whose metadata (ECMA-335 §II.24 streams and tables) does not parse (exit 2)."""
@@ -177,24 +142,21 @@ def _open(source: Path | str | bytes, label: str | None = None):
     import dnfile
     import pefile
 
-    _quiet_dnfile()
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, label = bytes(source), label or "the assembly"
     else:
         label = label or str(source)
         data = read_input(source, missing="build the project first or pass the right path")
     try:
-        # dnfile/pefile print nothing on success, but guard stdout (``--json`` keeps stdout clean).
         # fast_load + clr_lazy_load: parse only the CLR directory and decode table rows on demand
         # (a full eager parse of a 4 MB assembly takes ~15 s; this takes ~10 ms).
-        with contextlib.redirect_stdout(io.StringIO()):
-            pe = dnfile.dnPE(data=data, fast_load=True, clr_lazy_load=True)
+        pe = dnfile.dnPE(data=data, fast_load=True, clr_lazy_load=True)
     except pefile.PEFormatError as e:
         raise PEFormatError(f"{label} is not a PE file ({e}); pass a .NET assembly (.dll)") from None
     except Exception as e:  # pefile on a damaged PE header
         raise PEFormatError(f"{label} is not a readable PE file ({_reason(e)}); pass a .NET assembly (.dll)") from None
     try:
-        with _guard(label), contextlib.redirect_stdout(io.StringIO()):
+        with _guard(label):
             pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_COM_DESCRIPTOR"]])
             net = getattr(pe, "net", None)
             has_tables = net is not None and getattr(net, "mdtables", None) is not None

@@ -19,7 +19,8 @@ import hashlib
 import mmap
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
@@ -487,6 +488,36 @@ def _precheck(path: Path, target: Path) -> None:
         pe.parse(pe.read_file(path), str(path))
 
 
+def _start_workers(fn: Callable[[Path], SignResult | None], work: list[tuple[Path, Future]], workers: int) -> None:
+    """Run ``fn`` over ``work`` (path, the future that receives its result) on ``workers`` daemon threads.
+
+    Daemon threads, unlike a ``ThreadPoolExecutor``'s, are not joined when the interpreter exits: a batch
+    stopped by SIGTERM/Ctrl-C whose workers still wait on the network (e.g. a timestamp server that never
+    answers) ends within :data:`ABORT_GRACE`, their temp files removed, instead of after the server's timeout.
+    """
+    import queue
+
+    todo: queue.SimpleQueue[tuple[Path, Future]] = queue.SimpleQueue()
+    for item in work:
+        todo.put(item)
+
+    def worker() -> None:
+        while True:
+            try:
+                path, fut = todo.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(path))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+                fut.set_exception(e)
+
+    for i in range(min(workers, len(work))):
+        threading.Thread(target=worker, name=f"ppmi-sign_{i}", daemon=True).start()
+
+
 def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:
     """Sign several artifacts in one process (same options as :func:`sign_file`; ``output`` must be
     a folder when there are several). Files are signed concurrently (hashing and I/O run without the
@@ -536,8 +567,6 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             e.message = f"{e.message} (nothing was signed)"
             e.args = (e.message,)
             raise e from None
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     # one more worker than cores: each file also waits on fsync, which needs no CPU
     workers = workers or min(len(paths), (os.cpu_count() or 2) + 1)
     stop = threading.Event()  # a file failed: files not started yet are skipped
@@ -555,14 +584,12 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             stop.set()
             raise
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ppmi-sign")
-    futures: list[Future[SignResult | None]] = []
+    futures: list[Future[SignResult | None]] = [Future() for _ in paths]
     results: list[SignResult] = []
     outcomes: list[dict] = []
     errors: list[PpmiError] = []
     try:
-        for p in paths:  # inside the try: starting a worker thread can be interrupted too
-            futures.append(pool.submit(one, p))
+        _start_workers(one, list(zip(paths, futures, strict=True)), workers)  # interruptible too: inside the try
         for p, t, fut in zip(paths, targets, futures, strict=True):
             try:
                 r = fut.result()
@@ -584,7 +611,8 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
 
         if "ppmi_build.signing.backends" in sys.modules:  # external tools (osslsigncode, signtool...) stop too
             sys.modules["ppmi_build.signing.backends"].stop_tools()
-        pool.shutdown(wait=False, cancel_futures=True)  # running files drop their temp file before the rename
+        for f in futures:  # files not started are not started; running ones drop their temp file before the rename
+            f.cancel()
         from concurrent.futures import wait
 
         # (wait() counts futures cancelled by shutdown as pending: only the running ones are waited for)
@@ -595,11 +623,9 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         if any(not f.done() for f in futures):  # e.g. on a silent timestamp server: drop their temp files
             for tmp in list(in_flight):
                 _unlink(tmp)
-            e.abandon_threads = True  # type: ignore[attr-defined]  # the CLI then exits without joining them
         e.signed_files = [str(t) for t, f in zip(targets, futures, strict=False)  # type: ignore[attr-defined]
                           if f.done() and not f.cancelled() and f.exception() is None and f.result() is not None]
         raise
-    pool.shutdown(wait=True)
     if errors:
         if not results:
             raise errors[0]
