@@ -27,9 +27,9 @@ def _median(fn, runs: int = 5) -> float:
 
 
 def main(argv: list[str]) -> None:
+    from ppmi_build.assembly.metadata import plugin_types, read_assembly_identity
     from ppmi_build.identity.snk import generate_snk
     from ppmi_build.project import csproj
-    from ppmi_build.project.metadata import plugin_types, read_assembly_identity
     from ppmi_build.project.scaffold import render, scaffold
 
     rows: list[tuple[str, float, float | None]] = []

@@ -1,7 +1,7 @@
 """Hostile package inputs (adversarial report #4, the .nupkg parts of #3 and #17).
 
 * #4: encrypted entries, duplicate entry paths, CRC-damaged entries and zip bombs given to ``sign``,
-  ``sign --sign-contents``, ``register`` (:func:`ppmi_build.dataverse.assembly_info.read_package`) and the
+  ``sign --sign-contents``, ``register`` (:func:`ppmi_build.assembly.package.read_package`) and the
   emulator: refused with one line naming ``package!entry``, exit 2, JSON on stdout with ``--json``, the input
   byte-identical and no temporary file left behind; nothing inflated beyond the limits (memory measured with
   ``tracemalloc``).
@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms as acms
 
-from ppmi_build.dataverse.assembly_info import read_package
+from ppmi_build.assembly.package import read_package
 from ppmi_build.errors import PackageFormatError
 from ppmi_build.signing import nuget
 from tests.emulator_fixture import emulator, emulator_env  # noqa: F401

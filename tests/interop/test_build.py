@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from ppmi_build.assembly.metadata import plugin_types, read_assembly_identity
 from ppmi_build.errors import ProjectError
 from ppmi_build.project import csproj as csprojmod
 from ppmi_build.project.dotnet import Diagnostic, last_build, parse_diagnostic
-from ppmi_build.project.metadata import plugin_types, read_assembly_identity
 from ppmi_build.project.scaffold import scaffold
 from tests.conftest import require_tool, run_tool
 from tests.xrm_sdk import FAKE_DOTNET, mcs_compile, surface_dll
@@ -553,7 +553,7 @@ def cross_assemblies(tmp_path_factory):
 def test_plugin_types_across_assemblies_agree_with_reflection(cross_assemblies, lister):
     """Base classes and interfaces in another assembly of the set are followed (chains over three assemblies);
     Mono reflection, which loads the dependencies, is the reference."""
-    from ppmi_build.project.metadata import read_plugin_assemblies
+    from ppmi_build.assembly.metadata import read_plugin_assemblies
 
     folder, sdk, dlls = cross_assemblies
     expected = {n: lister(p, "Microsoft.Xrm.Sdk.IPlugin", folder, sdk) for n, p in dlls.items()}
@@ -571,7 +571,7 @@ def test_plugin_types_across_assemblies_agree_with_reflection(cross_assemblies, 
 
 @pytest.mark.interop
 def test_package_reader_follows_bases_across_its_assemblies(cross_assemblies, lister, tmp_path):
-    from ppmi_build.dataverse.assembly_info import read_package
+    from ppmi_build.assembly.package import read_package
     from ppmi_build.errors import PackageFormatError
     from ppmi_build.project.dotnet import describe_package
     from tests.nupkg_builder import build_nupkg

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from lxml import etree
 
+from ppmi_build.assembly.metadata import plugin_types, read_assembly_identity
 from ppmi_build.config import load_settings
-from ppmi_build.project.metadata import plugin_types, read_assembly_identity
 from ppmi_build.project.scaffold import csharp_namespace
 from tests.conftest import require_tool, run_tool
 from tests.xrm_sdk import mcs_compile, surface_dll

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
+from ppmi_build.assembly.metadata import read_assembly_identity
 from ppmi_build.identity import snk as snkmod
-from ppmi_build.project.metadata import read_assembly_identity
 from tests.conftest import compile_assembly, run_tool
 
 TOKEN_LINE = re.compile(r"Public Key Token:\s*([0-9a-fA-F]{16})")

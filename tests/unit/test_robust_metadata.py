@@ -1,6 +1,6 @@
 """Damaged .NET metadata (adversarial report #12): every reader of assembly metadata — ``snk token``,
 ``register`` (:func:`ppmi_build.dataverse.registration.load_artifact`), ``build``/emulator through
-:mod:`ppmi_build.project.metadata` — refuses it with one ``PEFormatError`` line naming the file, exit 2, and
+:mod:`ppmi_build.assembly.metadata` — refuses it with one ``PEFormatError`` line naming the file, exit 2, and
 prints nothing else (dnfile's per-table WARNING lines used to flood stderr).
 
 Inputs: ``tests/data/corrupt-metadata-{1,2,3}.dll`` are the break-it tester's fuzz crash inputs (a Mono ``mcs``
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from ppmi_build.errors import PEFormatError, PpmiError
-from ppmi_build.project.metadata import (
+from ppmi_build.assembly.metadata import (
     MetadataCorrupt,
     plugin_types,
     read_assembly_identity,
     read_plugin_assemblies,
     read_plugin_assembly,
 )
+from ppmi_build.errors import PEFormatError, PpmiError
 
 DATA = Path(__file__).parent.parent / "data"
 CORRUPT = sorted(DATA.glob("corrupt-metadata-*.dll"))

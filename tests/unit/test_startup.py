@@ -62,7 +62,7 @@ def test_commands_leave_the_interpreter_as_they_found_it():
         from ppmi_build.cli import COMMANDS
         for target in COMMANDS.values():
             importlib.import_module("ppmi_build.cli." + target.split(":")[0])
-        import ppmi_build.signing.api, ppmi_build.project.metadata  # noqa: F401
+        import ppmi_build.signing.api, ppmi_build.assembly.metadata  # noqa: F401
         print(re.compile is compile_before, sys.modules["email.utils"] is email_utils,
               sys.getswitchinterval() == interval)
     """)

@@ -24,7 +24,7 @@ class WithoutDnfile(logging.Filter):
     dnfile reports every damaged table or stream it meets (hundreds of lines for one damaged
     assembly), through its ``dnfile.*`` loggers and, in ``dnfile.stream`` 0.18, through the root
     logger (``logging.warning``). What matters reaches the user as one ``PEFormatError`` line
-    (:mod:`ppmi_build.project.metadata`)."""
+    (:mod:`ppmi_build.assembly.metadata`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "dnfile" or record.name.startswith("dnfile."):

@@ -43,7 +43,7 @@ def snk_token(file: Path, as_json: bool) -> None:
 
     data = read_input(file, missing="pass a .snk, a public key file or a strong-named assembly")
     if data[:2] == b"MZ":
-        from ..project.metadata import read_assembly_identity
+        from ..assembly.metadata import read_assembly_identity
 
         ident = read_assembly_identity(data, label=str(file))
         if ident.public_key is None:

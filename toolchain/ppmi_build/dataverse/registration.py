@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..assembly.metadata import AssemblyIdentity, PluginAssembly, read_plugin_assembly
+from ..assembly.package import PackageInfo, read_package
 from ..errors import BadInput, InputFileError
-from ..project.metadata import AssemblyIdentity, PluginAssembly, read_plugin_assembly
 from .actions import ActionLog
-from .assembly_info import PackageInfo, read_package
 from .client import DataverseClient, encode_body, odata_literal
 
 MAX_CONTENT = 16 * 1024 * 1024  # bytes: "Assembly size limit 16 MB" ([BUILD], domain-spec §4.6)

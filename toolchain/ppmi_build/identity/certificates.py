@@ -2,6 +2,8 @@
 
 * :func:`describe` — the ``cert show`` JSON record (DESIGN.md §3). ``subject``/``issuer`` are the
   exact ``X509Certificate2.Subject``/``.Issuer`` strings (:mod:`ppmi_build.identity.dn`).
+* :func:`has_code_signing_eku`, :func:`key_bits` — the codeSigning EKU test and the short key description
+  shared by ``cert show``, the FIC checks and the signing-certificate checks.
 * :func:`is_self_signed` — the rule used to choose the FIC ``h/`` form (domain-spec §1.1).
 * :func:`new_dev_certificate` — self-signed code-signing certificate from the ``certs/``
   profile (RSA 3072, EKU codeSigning, KeyUsage digitalSignature, SKI).
@@ -21,10 +23,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import BadInput, ConfigError, InputFileError
 from ..fileio import atomic_write
-from ..signing.keys import has_code_signing_eku, key_bits
 from .dn import certificate_name_ders, dotnet_name, parse_dotnet_dn
 
 DEFAULT_PROFILE = "dev-code-signing"
@@ -32,6 +34,26 @@ DEFAULT_PROFILE = "dev-code-signing"
 
 def _iso(t: _dt.datetime) -> str:
     return t.astimezone(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def has_code_signing_eku(cert: x509.Certificate) -> bool:
+    """True when the certificate has the codeSigning EKU (1.3.6.1.5.5.7.3.3). No EKU extension -> False."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return ExtendedKeyUsageOID.CODE_SIGNING in eku
+
+
+def key_bits(cert: x509.Certificate) -> str:
+    """Short key description, e.g. ``RSA-3072`` or ``EC-P256``."""
+    pub = cert.public_key()
+    if isinstance(pub, rsa.RSAPublicKey):
+        return f"RSA-{pub.key_size}"
+    name = getattr(getattr(pub, "curve", None), "name", None)
+    if name:
+        return f"EC-{name}"
+    return type(pub).__name__.replace("PublicKey", "").lstrip("_")
 
 
 def der_bytes(cert: x509.Certificate) -> bytes:

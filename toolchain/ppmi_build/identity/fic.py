@@ -33,8 +33,7 @@ from typing import Any
 from cryptography import x509
 
 from ..errors import BadInput
-from ..signing.keys import has_code_signing_eku
-from .certificates import is_self_signed, self_signed_ambiguity, sha256_hex, thumbprint_sha1
+from .certificates import has_code_signing_eku, is_self_signed, self_signed_ambiguity, sha256_hex, thumbprint_sha1
 from .dn import certificate_name_ders, common_names, dotnet_name
 from .guids import ParsedGuid, b64url, encoded_tenant_id, parse_guid
 

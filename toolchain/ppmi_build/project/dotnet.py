@@ -13,7 +13,7 @@
   everything back as it was. (``pac plugin init`` projects were seen to leave a stale ``.nupkg``
   after incremental builds: domain-spec §3.2.)
 * Each assembly artifact is described by its .NET metadata (name, version, culture, public key
-  token, ``IPlugin`` types: :mod:`ppmi_build.project.metadata`); each package by its ``.nuspec``
+  token, ``IPlugin`` types: :mod:`ppmi_build.assembly.metadata`); each package by its ``.nuspec``
   id/version and the assemblies under ``lib/``. The result is also written to
   ``<project root>/.ppmi/last-build.json`` (:func:`last_build`), which ``register``/``release`` use
   as the default artifact.
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..assembly.metadata import AssemblyIdentity, read_plugin_assembly
 from ..errors import InputFileError, PpmiError, ProjectError, ToolFailed, ToolNotFound
 from ..fileio import atomic_write
 from .csproj import Project
-from .metadata import AssemblyIdentity, read_plugin_assembly
 
 DOTNET_ENV = "PPMI_DOTNET"
 INSTALL_HINT = ("install the .NET SDK 8 or later (https://learn.microsoft.com/dotnet/core/install/linux; "
@@ -490,14 +490,14 @@ def _describe_assembly(path: Path) -> Artifact:
 
 def describe_package(path: Path) -> dict[str, Any]:
     """``{"id", "version", "assemblies": [...]}`` from a ``.nupkg``'s ``.nuspec`` and ``lib/**.dll``
-    (:meth:`ppmi_build.dataverse.assembly_info.PackageInfo.to_json`). DLLs that are not .NET assemblies
+    (:meth:`ppmi_build.assembly.package.PackageInfo.to_json`). DLLs that are not .NET assemblies
     (native helpers) are left out: Dataverse ignores them too.
 
     Raises:
         InputFileError: the package cannot be read.
         PackageFormatError: not a zip, not exactly one ``.nuspec`` at the root, or a nuspec without id/version.
     """
-    from ..dataverse.assembly_info import read_package
+    from ..assembly.package import read_package
 
     try:
         data = path.read_bytes()

@@ -28,9 +28,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import CertificateError, InputFileError, PasswordError
+from ..identity.certificates import has_code_signing_eku
 
 #: Environment variable holding the PFX password by default.
 PASSWORD_ENV_DEFAULT = "PPMI_PFX_PASSWORD"
@@ -409,15 +409,6 @@ def load_pfx_from_env(password: PasswordSource | None = None) -> LocalKey:
 # --- checks ---------------------------------------------------------------------------------
 
 
-def has_code_signing_eku(cert: x509.Certificate) -> bool:
-    """True when the certificate has the codeSigning EKU (1.3.6.1.5.5.7.3.3). No EKU extension -> False."""
-    try:
-        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return False
-    return ExtendedKeyUsageOID.CODE_SIGNING in eku
-
-
 LIFETIME_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.13")
 
 
@@ -482,17 +473,6 @@ def check_signing_certificate(
             f"{cert.not_valid_after_utc.isoformat()}; renew it and rotate (ppmi-build rotate)",
             code="NU3018" if nuget else None,
         )
-
-
-def key_bits(cert: x509.Certificate) -> str:
-    """Short key description, e.g. ``RSA-3072`` or ``EC-P256``."""
-    pub = cert.public_key()
-    if isinstance(pub, rsa.RSAPublicKey):
-        return f"RSA-{pub.key_size}"
-    name = getattr(getattr(pub, "curve", None), "name", None)
-    if name:
-        return f"EC-{name}"
-    return type(pub).__name__.replace("PublicKey", "").lstrip("_")
 
 
 HashName = str

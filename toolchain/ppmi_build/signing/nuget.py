@@ -571,7 +571,7 @@ def _check_signable(f: IO[bytes], arc: _Archive, *, overwrite: bool) -> _Record 
         raise PackageFormatError(f"NU3005: {arc.path} has {len(sigs)} .signature.p7s entries; "
                                  "repack the package", code="NU3005")
     # Entries NuGet cannot read (encrypted) or cannot extract unambiguously (two at one path, NU5050).
-    from ..dataverse.assembly_info import check_entries
+    from ..assembly.package import check_entries
 
     check_entries(((r.text_name, r.flags) for r in arc.records), str(arc.path))
     if sigs and not overwrite:
@@ -703,7 +703,7 @@ def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_ur
     signing, signing-spec §5 "Signing a NuGet package together with the DLLs inside it"). Entry order,
     names, dates, methods and attributes are kept; an existing ``.signature.p7s`` is dropped.
 
-    Entries are inflated through :func:`ppmi_build.dataverse.assembly_info.iter_entry`: assemblies up to
+    Entries are inflated through :func:`ppmi_build.assembly.package.iter_entry`: assemblies up to
     Dataverse's 16 MB limit, other entries streamed (never whole in memory) up to 256 MiB each and
     :data:`_CONTENTS_LIMIT` in all, none beyond 100 times its compressed size (zip bombs).
 
@@ -712,7 +712,7 @@ def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_ur
         PackageFormatError: an entry is encrypted, duplicated (NU5050), damaged (CRC, deflate stream) or over a
             limit; errors about an entry, including the Authenticode signer's, name it ``package!path/inside``.
     """
-    from ..dataverse.assembly_info import iter_entry, open_package, read_entry
+    from ..assembly.package import iter_entry, open_package, read_entry
     from . import api
 
     label = src.name

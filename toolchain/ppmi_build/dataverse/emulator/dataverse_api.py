@@ -47,8 +47,8 @@ import time
 import uuid
 from typing import Any
 
-from ...project.metadata import AssemblyIdentity, read_assembly_identity
-from ..assembly_info import PackageInfo, read_package
+from ...assembly.metadata import AssemblyIdentity, read_assembly_identity
+from ...assembly.package import PackageInfo, read_package
 from . import store
 from .artifacts import nupkg_is_signed, pe_is_signed
 from .server import EmulatorState, odata_error

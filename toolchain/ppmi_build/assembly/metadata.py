@@ -2,7 +2,7 @@
 
 The one reader of .NET assembly metadata in ppmi-build: ``build`` describes its artifacts with it,
 ``snk`` reads public key tokens with it, and registration and the Dataverse emulator fill
-``pluginassembly`` / ``plugintype`` rows with it (through :mod:`ppmi_build.dataverse.assembly_info`
+``pluginassembly`` / ``plugintype`` rows with it (through :mod:`ppmi_build.assembly.package`
 for packages).
 
 Registration needs an assembly's simple name, version, culture and public key token

@@ -4,7 +4,7 @@
 Used by ``build`` (the package record of an artifact), registration (``pluginpackage`` rows, the check that every
 plug-in assembly of a package got its ``pluginassembly`` row) and the emulator (which fills ``pluginassembly`` /
 ``plugintype`` rows from an uploaded package as Dataverse does). The assemblies themselves are read by
-:mod:`ppmi_build.project.metadata` (ECMA-335 metadata), with base classes followed across the assemblies of the
+:mod:`ppmi_build.assembly.metadata` (ECMA-335 metadata), with base classes followed across the assemblies of the
 package.
 
 Sources:
@@ -28,8 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..assembly.metadata import PluginAssembly, read_plugin_assemblies
 from ..errors import BadInput, PackageFormatError, PpmiError
-from ..project.metadata import PluginAssembly, read_plugin_assemblies
 
 # --- reading package entries safely ------------------------------------------------------------------------
 # A package is untrusted input: an entry may be encrypted, stored twice under one name, damaged (CRC, deflate
@@ -223,7 +223,7 @@ def read_package(data: bytes, *, label: str = "package", skip_non_assemblies: bo
     """Parse a ``.nupkg``: nuspec id/version and the identities and ``IPlugin`` types of ``lib/**/*.dll``.
 
     A plug-in class whose base class lives in another assembly of the package counts
-    (:func:`ppmi_build.project.metadata.read_plugin_assemblies`).
+    (:func:`ppmi_build.assembly.metadata.read_plugin_assemblies`).
 
     Args:
         data: the package bytes.
