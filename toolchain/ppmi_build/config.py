@@ -282,7 +282,7 @@ def read_config_text(path: Path) -> str:
                           f"{fix}") from None
 
 
-#: Environment variables that hold secrets (issue #8): child processes (dotnet, osslsigncode, nuget, signtool)
+#: Environment variables that hold secrets: child processes (dotnet, osslsigncode, nuget, signtool)
 #: never get them. PFX: ``PPMI_PFX_PASSWORD``/``PPMI_PFX_BASE64``; tokens: ``PPMI_ACCESS_TOKEN``,
 #: ``PPMI_GRAPH_TOKEN``, ``PPMI_ARM_TOKEN``; azure-identity's ``EnvironmentCredential`` secrets
 #: (``AZURE_CLIENT_SECRET``, ``AZURE_CLIENT_CERTIFICATE_PASSWORD``; ``AZURE_FEDERATED_TOKEN`` for tools that take

@@ -36,7 +36,7 @@ from typing import Any, cast
 from ..errors import PpmiError
 
 OK, WARN, FAIL, SKIPPED = "ok", "warn", "fail", "skipped"
-#: Warn this many days before the signing certificate expires (issue #6).
+#: Warn this many days before the signing certificate expires: time to rotate it without downtime (``rotate``).
 EXPIRY_WARN_DAYS = 30
 
 #: tool -> (argv for its version, what needs it)

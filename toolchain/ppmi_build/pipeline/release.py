@@ -1,6 +1,6 @@
 """``ppmi-build release --env NAME [--plan] [ARTIFACT]``: the whole chain as one safe, repeatable step.
 
-Order of the steps (issue #6, DESIGN.md §1), each recorded as an action (:mod:`.plan`):
+Order of the steps (DESIGN.md §1), each recorded as an action (:mod:`.plan`):
 
 1. ``build`` — ``dotnet build``/``pack`` (:func:`ppmi_build.project.dotnet.build`); skipped when an ARTIFACT is
    given ("an ARTIFACT given on the command line skips the build and is signed, registered and bound as it is").

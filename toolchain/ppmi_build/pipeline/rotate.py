@@ -1,5 +1,5 @@
 """``ppmi-build rotate --env NAME --new-cert PATH [--plan] [--retire-old] [ARTIFACT]``: certificate rotation
-that never leaves the plug-in without a matching federated identity credential (issue #6; domain-spec §5
+that never leaves the plug-in without a matching federated identity credential (domain-spec §5
 "Rotation": a new certificate changes the FIC subject, so add the new FIC before redeploying).
 
 Steps (every input is checked before the first write: the new certificate opens and can sign, the ARTIFACT

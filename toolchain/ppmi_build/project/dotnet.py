@@ -352,7 +352,7 @@ def _child_env(environ: dict[str, str] | None, settings: Any = None,
     """dotnet's environment: ``environ`` (default ``os.environ``) without the secrets a build never needs
     (:func:`ppmi_build.config.secret_env_names`: PFX password/base64, access tokens, azure-identity and CI
     secrets, ``[signing] password_env`` of ``settings``, ``secret_env``) — MSBuild logs the environment at
-    diagnostic verbosity, and project targets and NuGet restore plug-ins can read it (issue #8) — plus
+    diagnostic verbosity, and project targets and NuGet restore plug-ins can read it — plus
     English, no-logo, no-telemetry settings."""
     from ..config import scrubbed_environ
 
