@@ -12,6 +12,7 @@ MajorVersion`` / ``Extends_CodedIndex``, #2 loaded with an empty assembly name a
 from __future__ import annotations
 
 import json
+import logging
 import random
 import struct
 import subprocess
@@ -119,3 +120,22 @@ def _fuzz(seed: bytes) -> int:
                 assert "\n" not in e.message and e.exit_code == 2
                 refused += isinstance(e, MetadataCorrupt)
     return refused
+
+
+def test_cli_logging_drops_dnfile_records_only():
+    """dnfile reports through its ``dnfile.*`` loggers and, in ``dnfile.stream``, through the root logger
+    (``logging.warning(err_msg)`` in dnfile 0.18 ``stream.py``): the command line drops both, and nothing else."""
+    from ppmi_build.cli._logging import WithoutDnfile
+
+    keep = WithoutDnfile().filter
+
+    def record(name: str, pathname: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, pathname, 1, "message", None, None)
+
+    assert not keep(record("dnfile.stream", "/venv/lib/site-packages/dnfile/stream.py"))
+    assert not keep(record("dnfile", "/venv/lib/site-packages/dnfile/__init__.py"))
+    assert not keep(record("root", "/venv/lib/site-packages/dnfile/stream.py"))
+    assert not keep(record("root", r"C:\venv\Lib\site-packages\dnfile\stream.py"))
+    assert keep(record("root", "/venv/lib/site-packages/httpx/_client.py"))
+    assert keep(record("ppmi_build.dataverse", "/venv/lib/site-packages/ppmi_build/dataverse/client.py"))
+    assert keep(record("azure.identity", "/venv/lib/site-packages/dnfile_extras/x.py"))
