@@ -1,9 +1,9 @@
-"""Damaged .NET metadata (adversarial report #12): every reader of assembly metadata — ``snk token``,
+"""Damaged .NET metadata (ECMA-335 §II.24 streams and tables): every reader of assembly metadata — ``snk token``,
 ``register`` (:func:`ppmi_build.dataverse.registration.load_artifact`), ``build``/emulator through
 :mod:`ppmi_build.assembly.metadata` — refuses it with one ``PEFormatError`` line naming the file, exit 2, and
-prints nothing else (dnfile's per-table WARNING lines used to flood stderr).
+prints nothing else (under the command line, none of dnfile's per-table WARNING lines reach stderr).
 
-Inputs: ``tests/data/corrupt-metadata-{1,2,3}.dll`` are the break-it tester's fuzz crash inputs (a Mono ``mcs``
+Inputs: ``tests/data/corrupt-metadata-{1,2,3}.dll`` are fuzz inputs that crashed dnfile (a Mono ``mcs``
 strong-named library with a few bytes changed; 3-3.5 KB each): #1 and #3 made dnfile raise ``AttributeError:
 MajorVersion`` / ``Extends_CodedIndex``, #2 loaded with an empty assembly name after dnfile failed to parse the
 ``#~`` stream. Plus a fixed-seed fuzz of an assembly compiled here with ``mcs``.
