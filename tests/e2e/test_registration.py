@@ -11,7 +11,7 @@ import base64
 
 import pytest
 
-from ppmi_build.dataverse.auth import StaticToken
+from ppmi_build.http.tokens import StaticToken
 from ppmi_build.dataverse.client import DataverseClient, DataverseError, RetryPolicy
 from ppmi_build.dataverse.managed_identity import IdentitySpec, Target, bind, find_target, identity_id_for, unbind
 from ppmi_build.dataverse.registration import check_package_assemblies, load_artifact, register
