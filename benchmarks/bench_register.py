@@ -73,10 +73,10 @@ def measure(fn) -> tuple[float, int]:
 
 
 def main(argv: list[str]) -> None:
-    from ppmi_build.dataverse.auth import StaticToken
     from ppmi_build.dataverse.client import DataverseClient, RetryPolicy
     from ppmi_build.dataverse.managed_identity import IdentitySpec, bind, find_target
     from ppmi_build.dataverse.registration import load_artifact, register
+    from ppmi_build.http.tokens import StaticToken
 
     token = "bench-" + uuid.uuid4().hex
     runs = int(argv[0]) if argv else 5

@@ -1,4 +1,4 @@
-"""Entra FIC client (identity/entra.py) and the Entra part of the emulator (emulator/entra_api.py).
+"""Entra FIC clients (ppmi_build.entra) and the Entra part of the emulator (emulator/entra_api.py).
 
 Expected values come from the sources, not from our code:
 * cap of 20 FICs per app/UAMI, name rule (3-120, alphanumeric/-/_, first alphanumeric), 600-char limits,
@@ -19,17 +19,12 @@ import threading
 import httpx
 import pytest
 
+from ppmi_build import entra
+from ppmi_build.entra import ArmFicClient, GraphFicClient, ensure_fic
 from ppmi_build.errors import AuthError, ConfigError, PlanRefused, ServiceError
-from ppmi_build.identity import entra
-from ppmi_build.identity.entra import (
-    ArmFicClient,
-    Fic,
-    GraphFicClient,
-    RetryPolicy,
-    ensure_fic,
-    match_fic,
-    validate_fic_name,
-)
+from ppmi_build.http.retry import RetryPolicy
+from ppmi_build.http.tokens import default_token_getter, scope_for
+from ppmi_build.identity.fic_records import Fic, match_fic, validate_fic_name
 from tests.emulator_fixture import emulator  # noqa: F401
 from tests.entra_bridge import TOKEN, call, new_state, transport
 
@@ -38,7 +33,7 @@ SUB = "00000000-0000-0000-0000-000000000000"
 UAMI = f"/subscriptions/{SUB}/resourceGroups/MyRg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/MyMI"
 ISSUER = "https://login.microsoftonline.com/3d1e2be9-a10a-4a0c-8380-7ce190f98ed9/v2.0"
 AUD = "api://AzureADTokenExchange"
-NO_SLEEP = RetryPolicy(attempts=4, backoff_s=0, sleep=lambda s: None)
+NO_SLEEP = RetryPolicy(max_retries=3, backoff_base=0, sleep=lambda s: None)
 
 
 def fic(n: int | str, subject: str | None = None, **kw) -> Fic:
@@ -315,7 +310,7 @@ def test_client_validates_before_sending(state):
 
 def test_retries_429_with_retry_after(state):
     waits: list[float] = []
-    retry = RetryPolicy(attempts=3, backoff_s=0, sleep=waits.append)
+    retry = RetryPolicy(max_retries=2, backoff_base=0, sleep=waits.append)
     client = graph_client(state, faults=[("GET", 429, {"Retry-After": "2"}, b"")], retry=retry)
     assert client.list() == []
     assert waits == [2.0]
@@ -349,16 +344,16 @@ def test_config_errors():
 
 def test_static_token_precedence():
     env = {"PPMI_ACCESS_TOKEN": "a", "PPMI_GRAPH_TOKEN": "g"}
-    assert entra.default_token_getter("graph", env)("https://graph.microsoft.com/.default") == "g"
-    assert entra.default_token_getter("arm", env)("https://management.azure.com/.default") == "a"
-    assert entra.scope_for("https://graph.microsoft.com/v1.0") == "https://graph.microsoft.com/.default"
+    assert default_token_getter("graph", env)("https://graph.microsoft.com/.default") == "g"
+    assert default_token_getter("arm", env)("https://management.azure.com/.default") == "a"
+    assert scope_for("https://graph.microsoft.com/v1.0") == "https://graph.microsoft.com/.default"
 
 
 # --- over loopback HTTP, through the emulator server --------------------------------------------------
 
 
 def test_graph_and_arm_through_emulator_server(emulator):  # noqa: F811
-    retry = RetryPolicy(attempts=3, backoff_s=0.01)
+    retry = RetryPolicy(max_retries=2, backoff_base=0.01)
     graph = GraphFicClient(emulator.url, APP, lambda scope: emulator.token, retry=retry)
     arm = ArmFicClient(emulator.url, UAMI, lambda scope: emulator.token, retry=retry)
     with graph, arm:
@@ -397,7 +392,7 @@ def test_arm_concurrency_over_http(emulator):  # noqa: F811
     assert 409 in statuses and 201 in statuses
     # the client serialises its own writes: 6 threads, no 409 seen by the server
     emulator.reset()
-    client = ArmFicClient(emulator.url, UAMI, lambda scope: emulator.token, retry=RetryPolicy(backoff_s=0.01))
+    client = ArmFicClient(emulator.url, UAMI, lambda scope: emulator.token, retry=RetryPolicy(backoff_base=0.01))
     threads = [threading.Thread(target=client.create, args=(fic(i),)) for i in range(6)]
     for t in threads:
         t.start()
@@ -410,7 +405,7 @@ def test_arm_concurrency_over_http(emulator):  # noqa: F811
 def test_lost_answer_to_a_create_is_not_duplicated(emulator):  # noqa: F811
     """The server stores the FIC, then the connection drops before the answer: the client finds it by listing."""
     emulator.add_fault(method="POST", path_contains="federatedIdentityCredentials", drop_after_commit=True)
-    client = GraphFicClient(emulator.url, APP, lambda scope: emulator.token, retry=RetryPolicy(backoff_s=0.01))
+    client = GraphFicClient(emulator.url, APP, lambda scope: emulator.token, retry=RetryPolicy(backoff_base=0.01))
     with client:
         res = ensure_fic(client, fic(7))
         assert res.status == "created" and res.fic.id

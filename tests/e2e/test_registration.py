@@ -11,11 +11,11 @@ import base64
 
 import pytest
 
-from ppmi_build.dataverse.auth import StaticToken
 from ppmi_build.dataverse.client import DataverseClient, DataverseError, RetryPolicy
 from ppmi_build.dataverse.managed_identity import IdentitySpec, Target, bind, find_target, identity_id_for, unbind
 from ppmi_build.dataverse.registration import check_package_assemblies, load_artifact, register
 from ppmi_build.errors import BadInput, GuidError, InputFileError
+from ppmi_build.http.tokens import StaticToken
 from tests.dataverse_artifacts import dv  # noqa: F401
 from tests.emulator_fixture import emulator  # noqa: F401
 

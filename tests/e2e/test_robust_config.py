@@ -181,7 +181,7 @@ def test_name_inside_an_environment_table_is_unknown(tmp_path):
 @pytest.fixture
 def fresh_notes(monkeypatch):
     """Forget which set-but-empty variables were already noted in this process (the note is once per run)."""
-    from ppmi_build.dataverse import auth
+    from ppmi_build.http import tokens as auth
 
     monkeypatch.setattr(auth, "_NOTED_EMPTY", set(), raising=False)
 
@@ -289,13 +289,13 @@ def test_empty_access_token_falls_back_quietly(cli, emulator_env, strong_named_d
         assert {rec.name.split(".")[0] for rec in caplog.records if rec.name.startswith(("azure", "msal"))} == \
             {"azure", "msal"}
     finally:
-        from ppmi_build.dataverse.auth import quiet_azure_logging
+        from ppmi_build.http.tokens import quiet_azure_logging
 
         quiet_azure_logging(1)  # leave the loggers as they were for the other tests
 
 
 def test_static_token_cleaning():
-    from ppmi_build.dataverse.auth import StaticToken, clean_token, env_token
+    from ppmi_build.http.tokens import StaticToken, clean_token, env_token
 
     assert clean_token("  Bearer eyJ.a-b_c~d+e/f=  ") == "eyJ.a-b_c~d+e/f="
     for bad in ("", "  ", "Bearer", "bearer  "):

@@ -690,7 +690,7 @@ def test_external_tools_never_get_timestamp_credentials_in_argv(cli, plain_dll, 
 
 
 def test_redacted_urls_hide_userinfo_and_query():
-    from ppmi_build.signing.api import redact_url
+    from ppmi_build.http.client import redact_url
 
     assert redact_url("https://u:p@tsa.example/ts?code=abc") == "https://***@tsa.example/ts?***"
     assert redact_url("http://timestamp.digicert.com") == "http://timestamp.digicert.com"

@@ -132,9 +132,11 @@ def test_rejection_status_is_reported(evil):
 
 def test_http_500_then_fallback_url(tsa):
     before = len(tsa.requests)
-    token = request_timestamp(SIGNATURE, [tsa.url + "fail", tsa.url], retries=1)
+    waits: list[float] = []
+    token = request_timestamp(SIGNATURE, [tsa.url + "fail", tsa.url], retries=1, sleep=waits.append)
     paths = [p for p, _ in tsa.requests[before:]]
     assert paths == ["/fail", "/fail", "/"]  # one retry on the dead server, then the fallback
+    assert len(waits) == 1 and waits[0] > 0  # one back-off wait, through the injected sleep
     assert inspect_timestamp(token, SIGNATURE, None).problems == []
 
 

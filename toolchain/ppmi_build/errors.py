@@ -138,6 +138,49 @@ class AuthError(ServiceError):
     """401/403 or no usable credentials."""
 
 
+class TransportFailure(ServiceError):
+    """An HTTP request failed in transport (connection refused or reset, timeout) after the retries the policy
+    allows (:meth:`ppmi_build.http.RetryPolicy.run`). Clients catch it and raise their own service error.
+
+    Attributes:
+        reason: the httpx exception class name (``"ConnectError"``, ``"ReadTimeout"``).
+        detail: the exception's text; may contain a URL with credentials, so pass it through :func:`redact`
+            (and ``ppmi_build.http.redact_url``) before showing it.
+        attempts: requests sent.
+        ambiguous: an attempt may have reached the server (the connection failed after sending).
+    """
+
+    def __init__(self, *, reason: str, detail: str = "", attempts: int = 1, ambiguous: bool = False):
+        n = f"{attempts} attempt" if attempts == 1 else f"{attempts} attempts"
+        super().__init__(f"connection failed after {n}: {reason}", status=None)
+        self.reason = reason
+        self.detail = detail
+        self.attempts = attempts
+        self.ambiguous = ambiguous
+
+
+class DataverseError(ServiceError):
+    """A Dataverse Web API error after retries (exit code 3; domain-spec §4.4 error body).
+
+    Attributes:
+        status: HTTP status (None for connection failures).
+        code: Dataverse error code (``0x80040216``) or None.
+        hint: what it means and how to fix it, or "".
+        server_message: the ``error.message`` text (redacted).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None, hint: str = "",
+                 server_message: str = ""):
+        full = f"{message}; {hint}" if hint else message
+        super().__init__(full, status=status, code=code)
+        self.hint = hint
+        self.server_message = server_message
+
+
+class DataverseAuthError(DataverseError, AuthError):
+    """401/403 from Dataverse (never retried)."""
+
+
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
 

@@ -1,4 +1,5 @@
-"""A small Dataverse Web API client on httpx: OData headers, typed errors, retries, timeouts.
+"""A small Dataverse Web API client: OData headers, typed errors, idempotent creates; transport, retries and
+tokens from :mod:`ppmi_build.http`.
 
 What it does, and the source for each rule:
 
@@ -9,47 +10,49 @@ What it does, and the source for each rule:
   component to a solution (domain-spec §4.3). Updates send ``If-Match: *`` so a PATCH never creates a row by
   upsert.
 * Errors: the body ``{"error": {"code", "message"}}`` ([WEBAPI-ERR], domain-spec §4.4) becomes a
-  :class:`DataverseError` (an :class:`~ppmi_build.errors.ServiceError`, exit code 3) carrying the HTTP status,
-  the Dataverse code and a hint (:data:`HINTS`, e.g. ``0x80040216`` = the artifact is not signed, domain-spec §4.7).
-  401/403 become :class:`DataverseAuthError`, never retried.
-* Retries ([API-LIMITS], domain-spec §4.5): 429 waits exactly ``Retry-After`` seconds (refused above
-  ``max_retry_after``); 502/503/504 and connection failures (reset, refused, timeout, server gone) wait a bounded
-  exponential back-off with jitter (``base * 2**n`` capped at ``backoff_max``, the second half random). At most
-  ``max_retries`` retries, then :class:`DataverseError` / :class:`~ppmi_build.errors.ServiceError` (exit 3).
+  :class:`~ppmi_build.errors.DataverseError` (an :class:`~ppmi_build.errors.ServiceError`, exit code 3) carrying the
+  HTTP status, the Dataverse code and a hint (:data:`HINTS`, e.g. ``0x80040216`` = the artifact is not signed,
+  domain-spec §4.7). 401/403 become :class:`~ppmi_build.errors.DataverseAuthError`, never retried.
+* Retries ([API-LIMITS], domain-spec §4.5) follow :class:`ppmi_build.http.RetryPolicy`: 429 waits exactly
+  ``Retry-After`` seconds (a longer wait than ``max_retry_after`` is refused with the service's error);
+  502/503/504 and connection failures wait a bounded jittered back-off. 500 is not retried: Dataverse reports
+  operation errors (a failing plug-in, a SQL error) as 500, and repeating them changes nothing.
 * A create that may have reached the server before the connection failed is retried with the same client-chosen
   primary key; if the retry answers 412 ``0x80040237`` (a record with that key already exists), the row is read
   back and returned: a create is never duplicated and never lost.
-* Every request has a timeout (connect 10 s; read/write ``timeout``, default 120 s for 16 MB uploads).
-* ``http://`` is refused except for loopback hosts (127.0.0.0/8, ::1, localhost): tokens travel only over TLS.
-* The access token is taken from the :class:`~ppmi_build.dataverse.auth.TokenProvider` on every attempt and never
+* Every request has a timeout (connect 10 s; read/write ``PPMI_HTTP_TIMEOUT``, default 120 s for 16 MB uploads).
+* ``http://`` is refused except for loopback hosts (:func:`ppmi_build.http.check_url`): tokens travel only over TLS.
+* The access token is taken from the :class:`~ppmi_build.http.tokens.TokenProvider` on every attempt and never
   appears in messages or logs (messages pass through :func:`~ppmi_build.errors.redact`).
 """
 
 from __future__ import annotations
 
 import binascii
-import email.utils
-import ipaddress
+import dataclasses
 import json
 import logging
-import os
-import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import AuthError, ConfigError, ServiceError, redact
-from .auth import TokenProvider
+from ..errors import ConfigError, DataverseAuthError, DataverseError, ServiceError, TransportFailure, redact
+from ..http.client import check_url, is_loopback, new_client
+from ..http.retry import RetryEvent, RetryPolicy, attempts_text
+from ..http.tokens import TokenProvider
+
+__all__ = ["API_VERSIONS", "HINTS", "RETRY_STATUSES", "Body", "DataverseAuthError", "DataverseClient",
+           "DataverseError", "RetryPolicy", "check_url", "connect", "encode_body", "is_loopback", "odata_literal",
+           "parse_error"]
 
 log = logging.getLogger("ppmi_build.dataverse")
 
 API_VERSIONS = ("v9.2", "v9.1", "v9.0")
-RETRY_STATUSES = (502, 503, 504)
+#: statuses retried for Dataverse (domain-spec §4.5; 500 is an operation error, see the module docstring)
+RETRY_STATUSES = (429, 502, 503, 504)
 DUPLICATE_KEY = "0x80040237"
 
 #: Dataverse error code -> what it means here and the fix (domain-spec §4.4-4.7, §6)
@@ -84,89 +87,6 @@ STATUS_HINTS = {
     503: "Dataverse is unavailable or throttling; run again later",
     504: "Dataverse did not answer in time; run again later",
 }
-
-
-class DataverseError(ServiceError):
-    """A Dataverse Web API error after retries (exit code 3).
-
-    Attributes:
-        status: HTTP status (None for connection failures).
-        code: Dataverse error code (``0x80040216``) or None.
-        hint: what it means and how to fix it, or "".
-        server_message: the ``error.message`` text (redacted).
-    """
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None, hint: str = "",
-                 server_message: str = ""):
-        full = f"{message}; {hint}" if hint else message
-        super().__init__(full, status=status, code=code)
-        self.hint = hint
-        self.server_message = server_message
-
-
-class DataverseAuthError(DataverseError, AuthError):
-    """401/403 from Dataverse (never retried)."""
-
-
-@dataclass
-class RetryPolicy:
-    """Retry settings. ``from_env`` reads ``PPMI_HTTP_RETRIES``, ``PPMI_HTTP_BACKOFF`` (base seconds),
-    ``PPMI_HTTP_BACKOFF_MAX``, ``PPMI_HTTP_MAX_RETRY_AFTER`` and ``PPMI_HTTP_TIMEOUT`` (read/write seconds)."""
-
-    max_retries: int = 5
-    backoff_base: float = 1.0
-    backoff_max: float = 30.0
-    max_retry_after: float = 300.0
-    timeout: float = 120.0
-    connect_timeout: float = 10.0
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
-        env = os.environ if environ is None else environ
-        p = cls()
-        for var, attr, conv in (("PPMI_HTTP_RETRIES", "max_retries", int), ("PPMI_HTTP_BACKOFF", "backoff_base", float),
-                                ("PPMI_HTTP_BACKOFF_MAX", "backoff_max", float),
-                                ("PPMI_HTTP_MAX_RETRY_AFTER", "max_retry_after", float),
-                                ("PPMI_HTTP_TIMEOUT", "timeout", float)):
-            if env.get(var):
-                try:
-                    value = conv(env[var])
-                except ValueError:
-                    raise ConfigError(f"{var}={env[var]!r} is not a number") from None
-                if value < 0:
-                    raise ConfigError(f"{var} must not be negative")
-                setattr(p, attr, value)
-        return p
-
-    def backoff(self, attempt: int) -> float:
-        """Wait before retry number ``attempt`` (0-based): half fixed, half random ("equal jitter")."""
-        d = min(self.backoff_max, self.backoff_base * (2 ** attempt))
-        return d / 2 + random.uniform(0, d / 2)
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, *, what: str = "environment url") -> str:
-    """Validate a service URL: https, or http only for loopback. Returns it without a trailing slash.
-
-    Raises:
-        ConfigError: relative URL, other scheme, or http to a non-loopback host.
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{what} {url!r} is not an absolute https URL; use https://ORG.crm.dynamics.com")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ConfigError(f"{what} {url!r} uses http:// to a non-loopback host; use https:// (plain http is only "
-                          "allowed for a local emulator on 127.0.0.1 / localhost)")
-    return url.strip().rstrip("/")
 
 
 def odata_literal(value: str) -> str:
@@ -217,12 +137,12 @@ class DataverseClient:
     Args:
         url: environment URL (``https://contoso.crm.dynamics.com``; a URL already ending in ``/api/data/v9.x`` is
             kept as it is).
-        tokens: token provider (:func:`ppmi_build.dataverse.auth.token_provider`).
+        tokens: token provider (:func:`ppmi_build.http.tokens.token_provider`).
         api_version: ``v9.2`` (default) or ``v9.0``/``v9.1``.
         retry: :class:`RetryPolicy` (default: from the environment).
         solution: default ``MSCRM.SolutionUniqueName`` for creates.
         on_retry: called with a one-line message before each retry wait (progress on stderr).
-        sleep: injectable for tests.
+        sleep: replaces the policy's ``sleep`` (tests assert the waits through it).
         transport: an httpx transport (tests).
     Raises:
         ConfigError: bad URL (see :func:`check_url`).
@@ -230,7 +150,7 @@ class DataverseClient:
 
     def __init__(self, url: str, tokens: TokenProvider, *, api_version: str = "v9.2", retry: RetryPolicy | None = None,
                  solution: str | None = None, on_retry: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None):
+                 sleep: Callable[[float], None] | None = None, transport: httpx.BaseTransport | None = None):
         base = check_url(url)
         if api_version not in API_VERSIONS:
             raise ConfigError(f"Web API version {api_version!r} is not supported; use v9.2 or v9.0")
@@ -238,16 +158,15 @@ class DataverseClient:
         self.api_url = base if m else f"{base}/api/data/{api_version}"
         self.url = base[: m.start()] if m else base
         self.tokens = tokens
-        self.retry = retry or RetryPolicy.from_env()
+        policy = retry or RetryPolicy.from_env()
+        self.retry = dataclasses.replace(policy, sleep=sleep) if sleep is not None else policy
         self.solution = solution
         self.on_retry = on_retry
-        self._sleep = sleep
         self.requests_sent = 0
         self.retries = 0
-        timeout = httpx.Timeout(self.retry.timeout, connect=self.retry.connect_timeout)
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
-                                  headers={"Accept": "application/json", "OData-MaxVersion": "4.0",
-                                           "OData-Version": "4.0", "User-Agent": "ppmi-build"})
+        self._http = new_client(timeout=self.retry.timeout, connect_timeout=self.retry.connect_timeout,
+                                transport=transport, headers={"Accept": "application/json",
+                                                              "OData-MaxVersion": "4.0", "OData-Version": "4.0"})
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -271,62 +190,51 @@ class DataverseClient:
         if self.on_retry:
             self.on_retry(msg)
 
+    def _retrying(self, label: str, event: RetryEvent) -> None:
+        self.retries += 1
+        self._notify(event.describe(label))
+
     def _send(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
               body: bytes | Body | None = None, headers: Mapping[str, str] | None = None
               ) -> tuple[httpx.Response, bool]:
-        """Send with retries. Returns (final response, ambiguous) where ``ambiguous`` is True when an earlier
-        attempt may have reached the server (connection lost after sending, 502/504)."""
+        """Send with retries (:meth:`ppmi_build.http.RetryPolicy.run`, statuses :data:`RETRY_STATUSES`).
+        Returns (final response, ambiguous) where ``ambiguous`` is True when an earlier attempt may have reached
+        the server (connection lost after sending, 502/504).
+
+        Raises:
+            DataverseError: connection failures after the retries, retries used up on 429/5xx, or a
+                ``Retry-After`` longer than the policy's ``max_retry_after``.
+        """
         hdrs = dict(headers or {})
         if body is not None:
             hdrs.setdefault("Content-Type", "application/json; charset=utf-8")
         if isinstance(body, Body):
             hdrs["Content-Length"] = str(len(body))  # streamed, not chunked
         label = f"{method} {path.split('?')[0]}"
-        ambiguous = False
-        attempt = 0
-        while True:
-            token = self.tokens.token()
-            hdrs["Authorization"] = f"Bearer {token}"
+        url = self._url(path)
+
+        def send() -> httpx.Response:
+            hdrs["Authorization"] = f"Bearer {self.tokens.token()}"
             self.requests_sent += 1
             started = time.monotonic()
             try:
-                resp = self._http.request(method, self._url(path), params=params, content=body, headers=hdrs)
-            except httpx.TransportError as e:
-                if not isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout)):
-                    ambiguous = True  # the request may have been processed
-                reason = type(e).__name__
-                if attempt >= self.retry.max_retries:
-                    raise DataverseError(
-                        f"{label} to {self.url} failed after {_attempts(attempt + 1)}: {reason}",
-                        hint="check the network and the environment URL, then run again") from None
-                wait = self.retry.backoff(attempt)
-                self._notify(f"{label}: {reason}; retry {attempt + 1}/{self.retry.max_retries} in {wait:.1f} s")
-                self._sleep(wait)
-                attempt += 1
-                self.retries += 1
-                continue
+                resp = self._http.request(method, url, params=params, content=body, headers=hdrs)
             finally:
                 hdrs.pop("Authorization", None)
             log.debug("%s -> %s (%.2f s)", label, resp.status_code, time.monotonic() - started)
-            status = resp.status_code
-            if status == 429 or status in RETRY_STATUSES:
-                if status in (502, 504):
-                    ambiguous = True
-                retry_after = _retry_after(resp)
-                if status == 429 and retry_after is not None and retry_after > self.retry.max_retry_after:
-                    raise self._error(resp, label, extra=f"throttled for {retry_after:.0f} s (more than "
+            return resp
+
+        try:
+            out = self.retry.run(send, statuses=RETRY_STATUSES, on_retry=lambda ev: self._retrying(label, ev))
+        except TransportFailure as e:
+            raise DataverseError(f"{label} to {self.url} failed after {attempts_text(e.attempts)}: {e.reason}",
+                                 hint="check the network and the environment URL, then run again") from None
+        if out.gave_up == "retry-after":
+            raise self._error(out.response, label, extra=f"throttled for {out.retry_after:.0f} s (more than "
                                                          f"{self.retry.max_retry_after:.0f} s)")
-                if attempt >= self.retry.max_retries:
-                    raise self._error(resp, label, extra=f"after {_attempts(attempt + 1)}")
-                wait = retry_after if retry_after is not None else self.retry.backoff(attempt)
-                self._notify(f"{label}: HTTP {status}; retry {attempt + 1}/{self.retry.max_retries} in {wait:.1f} s"
-                             + (" (Retry-After)" if retry_after is not None else ""))
-                resp.close()
-                self._sleep(wait)
-                attempt += 1
-                self.retries += 1
-                continue
-            return resp, ambiguous
+        if out.gave_up == "retries":
+            raise self._error(out.response, label, extra=f"after {attempts_text(out.attempts)}")
+        return out.response, out.ambiguous
 
     def _error(self, resp: httpx.Response, label: str, *, extra: str = "") -> DataverseError:
         code, server_msg = parse_error(resp)
@@ -480,37 +388,15 @@ def parse_error(resp: httpx.Response) -> tuple[str | None, str]:
     return None, text or resp.reason_phrase
 
 
-def _attempts(n: int) -> str:
-    """``1 attempt`` / ``3 attempts``."""
-    return f"{n} attempt" if n == 1 else f"{n} attempts"
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds or HTTP-date, RFC 9110 §10.2.3), or None."""
-    value = resp.headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def connect(env: Any, *, environ: Mapping[str, str] | None = None, on_retry: Callable[[str], None] | None = None,
             credential: Any = None, api_version: str = "v9.2") -> DataverseClient:
     """A client for a configured environment (``config.EnvironmentSettings``: ``url``, ``solution``), with the
-    token provider from :func:`ppmi_build.dataverse.auth.token_provider` and the retry policy from ``PPMI_HTTP_*``.
+    token provider from :func:`ppmi_build.http.tokens.token_provider` and the retry policy from ``PPMI_HTTP_*``.
 
     Raises:
         ConfigError: no url, bad url, or no credentials.
     """
-    from .auth import token_provider
+    from ..http.tokens import token_provider
 
     if not getattr(env, "url", None):
         name = getattr(env, "name", "?")

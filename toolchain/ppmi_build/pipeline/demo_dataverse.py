@@ -14,10 +14,10 @@ def register_and_bind(emu, artifact: Path, *, tenant_id: str, application_id: st
     read-back ``pluginassembly`` row (``managedidentityid``) and ``managedidentities`` row.
     """
     from ..dataverse.actions import ActionLog
-    from ..dataverse.auth import StaticToken
     from ..dataverse.client import DataverseClient
     from ..dataverse.managed_identity import IdentitySpec, bind, find_target, read_back
     from ..dataverse.registration import load_artifact, register
+    from ..http.tokens import StaticToken
 
     log = ActionLog()
     art = load_artifact(artifact)

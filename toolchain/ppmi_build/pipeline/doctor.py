@@ -149,7 +149,7 @@ def check_config(report: DoctorReport, settings: Any) -> None:
             detail += " (needed to manage FICs of the app registration through Graph)"
         report.add("config:identity.application_object_id", "config", status, detail)
     else:
-        from ..identity.entra import _UAMI_RE
+        from ..entra.arm import UAMI_RE as _UAMI_RE
 
         rid = ident.uami_resource_id or ""
         ok = bool(_UAMI_RE.match(rid.rstrip("/")))
@@ -279,7 +279,8 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
     the configured version is checked: missing = ``warn`` (``release`` adds it). A FIC that differs only in letter
     case is always a ``fail`` (AADSTS7002138).
     """
-    from ..identity import entra
+    from .. import entra
+    from ..http.retry import RetryPolicy
     from .release import EnvironmentTarget, desired_fic, read_record_version
 
     if not settings.environments:
@@ -289,7 +290,7 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
     existing = None
     try:
         client = entra.client_from_settings(settings.identity, environ=environ,
-                                            retry=entra.RetryPolicy(attempts=2, backoff_s=0.2))
+                                            retry=RetryPolicy.from_env(environ, max_retries=1, backoff_base=0.2))
     except PpmiError as e:  # a configuration problem, already a failed config check
         fic_problem = e.message
         report.add("identity:fics", "identity", SKIPPED, f"no FIC endpoint: {e.message}")

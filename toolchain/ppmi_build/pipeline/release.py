@@ -40,8 +40,9 @@ from typing import Any
 
 from cryptography import x509
 
+from .. import entra
 from ..errors import CheckFailed, ConfigError, PpmiError
-from ..identity import entra
+from ..http.retry import RetryPolicy
 from ..identity.certificates import sha256_hex as cert_sha256
 from . import plan as P
 from .plan import Plan
@@ -144,13 +145,8 @@ def fic_client(target: EnvironmentTarget, environ: dict[str, str] | None = None)
                                       retry=_entra_retry(environ))
 
 
-def _entra_retry(environ: dict[str, str] | None) -> entra.RetryPolicy:
-    env = os.environ if environ is None else environ
-    try:
-        base = float(env.get("PPMI_HTTP_BACKOFF") or 0.5)
-    except ValueError:
-        raise ConfigError(f"PPMI_HTTP_BACKOFF={env.get('PPMI_HTTP_BACKOFF')!r} is not a number") from None
-    return entra.RetryPolicy(backoff_s=base)
+def _entra_retry(environ: dict[str, str] | None) -> RetryPolicy:
+    return RetryPolicy.from_env(environ)
 
 
 def dataverse_client(target: EnvironmentTarget, environ: dict[str, str] | None = None,

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import entra
 from ..errors import BadInput, CertificateError, PpmiError
-from ..identity import entra
 from . import plan as P
 from .plan import Plan
 from .release import (

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import entra
 from ..errors import BadInput, PpmiError
-from ..identity import entra
 from . import plan as P
 from .plan import Plan
 from .release import EnvironmentTarget, Run, attach, desired_fic, held_content, signer_of_bytes

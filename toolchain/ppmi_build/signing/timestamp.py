@@ -14,7 +14,16 @@ TSTInfo; the ESS signing-certificate(-v2) attribute, when present, names the sig
 (§2.3); optionally its RSA key has at least ``min_rsa_bits`` (NuGet NU3023, signing-spec §2.3).
 
 Production TSAs are flaky (signing-spec §1.7): URLs are tried in order, each with bounded retries
-on network errors and HTTP 5xx; a response that fails validation moves on to the next URL.
+on network errors, HTTP 429 and 5xx (the one :class:`ppmi_build.http.RetryPolicy`, ``Retry-After``
+honoured up to its cap); a response that fails validation moves on to the next URL. Transport:
+:func:`ppmi_build.http.new_client` (user agent, timeouts); URLs in messages without credentials or
+query string (:func:`ppmi_build.http.redact_url`). TSA URLs carry no bearer token, so plain http is
+accepted (most public TSAs serve http).
+
+``rfc3161-client`` is not used for the protocol: its request builder offers SHA-256 and SHA-512
+imprints only (NuGet and Authenticode also use SHA-384), and its verifier needs the trust roots when
+the answer arrives, while a signer checks the token's structure, nonce, imprint, ESS binding, critical
+timeStamping EKU and RSA size (NU3023) here and leaves trust to verification time.
 
 Attribute OIDs where the token goes: :data:`RFC3161_COUNTERSIGN_OID` (Authenticode unsigned
 attribute szOID_RFC3161_counterSign) and :data:`SIGNATURE_TIME_STAMP_TOKEN_OID` (CMS/NuGet
@@ -26,8 +35,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import secrets
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from asn1crypto import cms as acms
@@ -38,8 +46,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import BadInput, TimestampError
+from ..http.client import check_urls, redact_url  # noqa: F401  (check_urls re-exported)
 from . import cms
-from .api import check_urls, redact_url  # noqa: F401  (re-exported)
 
 #: Authenticode unsigned attribute holding an RFC 3161 TimeStampToken (signing-spec §1.7)
 RFC3161_COUNTERSIGN_OID = "1.3.6.1.4.1.311.3.3.1"
@@ -50,8 +58,6 @@ TST_INFO_OID = "1.2.840.113549.1.9.16.1.4"
 
 _SIGNING_CERTIFICATE_OID = "1.2.840.113549.1.9.16.2.12"  # RFC 2634 §5.4 (SHA-1 ESSCertID)
 _SIGNING_CERTIFICATE_V2_OID = "1.2.840.113549.1.9.16.2.47"  # RFC 5035 §3 (ESSCertIDv2)
-
-_USER_AGENT = "ppmi-build (RFC 3161 client)"
 
 
 @dataclass
@@ -260,6 +266,7 @@ def request_timestamp(
     timeout: float = 15,
     retries: int = 2,
     min_rsa_bits: int | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> acms.ContentInfo:
     """Get a validated RFC 3161 TimeStampToken for ``signature``.
 
@@ -268,8 +275,10 @@ def request_timestamp(
         urls: TSA URLs, tried in order (fallbacks).
         digest: imprint hash, ``sha256`` | ``sha384`` | ``sha512``.
         timeout: seconds per HTTP request.
-        retries: extra attempts per URL after a network error or HTTP 5xx (backoff 0.25 s, 0.5 s, ...).
+        retries: extra attempts per URL after a network error, HTTP 429 or 5xx (jittered back-off from
+            0.25-0.5 s, or the server's ``Retry-After`` up to 300 s).
         min_rsa_bits: reject a TSA certificate whose key is not RSA of at least this size (NuGet: 2048).
+        sleep: waits between attempts (tests); default :func:`time.sleep`.
     Returns:
         The TimeStampToken, an :class:`asn1crypto.cms.ContentInfo` (signedData over TSTInfo).
     Raises:
@@ -278,44 +287,53 @@ def request_timestamp(
     """
     import httpx
 
+    from ..errors import TransportFailure
+    from ..http.client import new_client
+    from ..http.retry import RetryPolicy
+
     name = _digest_name(digest)
     if not urls:
         raise BadInput("no timestamp URL given; pass --timestamp-url URL")
+    policy = RetryPolicy(max_retries=max(0, retries), backoff_base=0.5, backoff_max=4.0, timeout=timeout,
+                         connect_timeout=timeout)
+    if sleep is not None:
+        policy.sleep = sleep
+    statuses = frozenset(range(500, 600)) | {429}  # any 5xx from a TSA: the next attempt may work
     failures: list[str] = []
-    with httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": _USER_AGENT}) as client:
+    with new_client(timeout=timeout, connect_timeout=timeout, follow_redirects=True) as client:
         for url in urls:
-            reason = "no attempt made"
-            for attempt in range(max(0, retries) + 1):
-                if attempt:
-                    time.sleep(0.25 * 2 ** (attempt - 1))
+            sent: list[int] = []  # nonce of the last request
+
+            def send(url: str = url, sent: list[int] = sent) -> httpx.Response:
                 query, nonce = build_request(signature, name)
-                try:
-                    with client.stream("POST", url, content=query,
-                                       headers={"Content-Type": "application/timestamp-query"}) as r:
-                        body = _read_capped(r) if r.status_code == 200 else b""
-                except _TooLarge:
-                    reason = f"the response is larger than {MAX_RESPONSE_BYTES} bytes (not a timestamp reply)"
-                    break
-                except httpx.InvalidURL:
-                    reason = "not a valid URL"
-                    break
-                except httpx.UnsupportedProtocol:
+                sent.append(nonce)
+                with client.stream("POST", url, content=query,
+                                   headers={"Content-Type": "application/timestamp-query"}) as r:
+                    body = _read_capped(r) if r.status_code == 200 else b""
+                return httpx.Response(r.status_code, headers=r.headers, content=body, request=r.request)
+
+            try:
+                out = policy.run(send, statuses=statuses)
+            except _TooLarge:
+                reason = f"the response is larger than {MAX_RESPONSE_BYTES} bytes (not a timestamp reply)"
+            except httpx.InvalidURL:
+                reason = "not a valid URL"
+            except TransportFailure as e:
+                if e.reason == "UnsupportedProtocol":
                     reason = "not an http(s) URL"
-                    break
-                except httpx.HTTPError as e:
-                    reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-                    continue
-                if r.status_code >= 500 or r.status_code == 429:
-                    reason = f"HTTP {r.status_code}"
-                    continue
+                else:
+                    reason = f"{e.reason}: {e.detail}" if e.detail else e.reason
+            else:
+                r = out.response
                 if r.status_code != 200:
                     reason = f"HTTP {r.status_code}"
-                    break
-                try:
-                    return _parse_response(body, signature, nonce, name, min_rsa_bits)
-                except _Rejected as e:
-                    reason = str(e)
-                    break
+                    if out.gave_up == "retry-after":
+                        reason += f" (asked to wait {out.retry_after:.0f} s)"
+                else:
+                    try:
+                        return _parse_response(r.content, signature, sent[-1], name, min_rsa_bits)
+                    except _Rejected as e:
+                        reason = str(e)
             failures.append(f"{redact_url(url)}: {reason.replace(url, redact_url(url))}")
     raise TimestampError(
         "timestamping failed at every server (" + "; ".join(failures) + "); "

@@ -1,4 +1,10 @@
-"""Access tokens for the Dataverse Web API (and, with another scope, for Graph / ARM).
+"""Bearer tokens by scope (OAuth 2.0 client credentials via Entra ID; RFC 6750 bearer usage): the one place the
+Dataverse, Microsoft Graph, Azure Resource Manager, Key Vault and Trusted Signing clients get tokens from.
+
+Scopes: Dataverse ``https://ORG/.default`` where ``ORG`` is the host of the environment URL (domain-spec §6
+runtime note: ``https://{org}.crm*.dynamics.com/.default``); :data:`GRAPH_SCOPE`, :data:`ARM_SCOPE`,
+:data:`KEY_VAULT_SCOPE` and :data:`TRUSTED_SIGNING_SCOPE` (production-keys research notes) and their sovereign-cloud
+hosts.
 
 A :class:`TokenProvider` returns a bearer token for one scope. Providers:
 
@@ -26,20 +32,17 @@ A :class:`TokenProvider` returns a bearer token for one scope. Providers:
 GitHub Actions with OIDC available, else ``azure-pipelines`` inside Azure Pipelines with a federated service
 connection, else ``default``.
 
-The scope for Dataverse is ``https://ORG/.default`` where ``ORG`` is the host of the environment URL
-(domain-spec §6 runtime note: scopes look like ``https://{org}.crm*.dynamics.com/.default``).
-
 ``azure-identity`` is an optional dependency (``pip install 'ppmi-build[azure]'``), imported only when needed.
 Tokens never appear in messages or logs. The ``azure.identity`` / ``azure.core`` / ``msal`` loggers are silenced
 (their per-credential WARNING/INFO lines, and msal's logged tracebacks, would flood stderr; the failure itself is
 reported as one line) unless the command runs with ``-v``.
 
-Static tokens (``PPMI_ACCESS_TOKEN``, and ``PPMI_GRAPH_TOKEN`` / ``PPMI_ARM_TOKEN`` in
-:mod:`ppmi_build.identity.entra`): surrounding white space and a ``Bearer `` prefix are removed. A variable that
-is set but empty (what a CI template passes for a secret that is not defined) counts as not set: one note on
-stderr says so, then the next source is used. A token with characters a bearer token cannot have (RFC 6750
-§2.1 ``b64token``: visible ASCII only; here: anything outside ``!``..``~``, e.g. non-ASCII, spaces, control
-characters) is a :class:`~ppmi_build.errors.ConfigError` naming the variable, never showing the value.
+Static tokens (``PPMI_ACCESS_TOKEN`` for every scope; ``PPMI_GRAPH_TOKEN`` / ``PPMI_ARM_TOKEN`` first for Graph /
+ARM, :func:`static_token`, :func:`default_token_getter`): surrounding white space and a ``Bearer `` prefix are
+removed. A variable that is set but empty (what a CI template passes for a secret that is not defined) counts as not
+set: one note on stderr says so, then the next source is used. A token with characters a bearer token cannot have
+(RFC 6750 §2.1 ``b64token``: visible ASCII only; here: anything outside ``!``..``~``, e.g. non-ASCII, spaces,
+control characters) is a :class:`~ppmi_build.errors.ConfigError` naming the variable, never showing the value.
 
 Errors: *no credential configured* (azure-identity ``CredentialUnavailableError``, or ``DefaultAzureCredential`` /
 a credential chain in which every member was unavailable) is a :class:`~ppmi_build.errors.ConfigError` (exit 2)
@@ -58,12 +61,23 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ..errors import AuthError, ConfigError
+from ..errors import AuthError, ConfigError, redact
 
 METHODS = ("auto", "static", "default", "client-secret", "client-certificate", "workload-identity", "github",
            "azure-pipelines", "azure-cli")
 GITHUB_AUDIENCE = "api://AzureADTokenExchange"
 REFRESH_MARGIN_S = 300
+
+#: Microsoft Graph (public cloud)
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+#: Azure Resource Manager (public cloud)
+ARM_SCOPE = "https://management.azure.com/.default"
+#: Azure Key Vault data plane (keys/sign, certificates/get)
+KEY_VAULT_SCOPE = "https://vault.azure.net/.default"
+#: Azure Trusted Signing (Artifact Signing) data plane
+TRUSTED_SIGNING_SCOPE = "https://codesigning.azure.net/.default"
+#: the static-token variable tried before ``PPMI_ACCESS_TOKEN`` per service kind
+KIND_VARIABLES = {"graph": "PPMI_GRAPH_TOKEN", "arm": "PPMI_ARM_TOKEN"}
 
 
 class TokenProvider(Protocol):
@@ -192,6 +206,10 @@ def _service(scope: str) -> str:
         return "Graph"
     if host.startswith("management."):
         return "ARM"
+    if host.startswith("vault.") or ".vault." in host:
+        return "Key Vault"
+    if host.startswith("codesigning."):
+        return "Trusted Signing"
     return "Dataverse"
 
 
@@ -285,8 +303,6 @@ class AzureIdentityToken:
                     raise ConfigError(no_credentials_message(self._scope, self._description)) from None
                 # a chain's own message only says it failed: name the member that was refused
                 msg = next((text for o, text in self._outcomes if o == _FAILED), None) or _first_line(e)
-                from ..errors import redact
-
                 raise AuthError(f"could not get an access token for {self._scope} with {self._description}: "
                                 f"{redact(msg)}; check the credentials (PPMI_AUTH, AZURE_* variables, az login)",
                                 status=None) from None
@@ -423,3 +439,40 @@ def token_provider(url: str, *, method: str | None = None, environ: Mapping[str,
         method = detect_method(env)
     cred, label = azure_credential(method, env)
     return AzureIdentityToken(cred, scope, label)
+
+
+def static_token(kind: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """``PPMI_GRAPH_TOKEN`` (kind ``graph``) / ``PPMI_ARM_TOKEN`` (kind ``arm``), else ``PPMI_ACCESS_TOKEN``, else
+    None. A variable that is set but empty counts as not set (one note on stderr); white space and a ``Bearer``
+    prefix are removed (:func:`env_token`).
+
+    Raises:
+        ConfigError: the token holds characters a token cannot have (non-ASCII, spaces, control characters):
+            the message names the variable, never the value.
+    """
+    env = os.environ if environ is None else environ
+    names = (KIND_VARIABLES[kind], "PPMI_ACCESS_TOKEN") if kind in KIND_VARIABLES else ("PPMI_ACCESS_TOKEN",)
+    found = env_token(env, *names)
+    return found[0] if found else None
+
+
+def default_token_getter(kind: str, environ: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    """A function ``scope -> token`` for a service kind (``graph``, ``arm``, or any other name for
+    ``PPMI_ACCESS_TOKEN`` alone).
+
+    Order: the static variables of :func:`static_token`; then :func:`token_provider` (``PPMI_AUTH``,
+    azure-identity) asked for the scope.
+
+    Raises (when called):
+        ConfigError / AuthError: no usable credentials, or a static token with characters a token cannot have
+            (the message says what to set).
+    """
+
+    def getter(scope: str) -> str:
+        token = static_token(kind, environ)
+        if token:
+            return token
+        base = scope[: -len("/.default")] if scope.endswith("/.default") else scope
+        return token_provider(base, environ=environ).token()
+
+    return getter
