@@ -33,7 +33,7 @@ def _median_ms(samples: list[float]) -> float:
 
 def main(argv: list[str]) -> None:
     from ppmi_build import entra, resources
-    from ppmi_build.dataverse.emulator import start
+    from ppmi_build.emulator import start
     from ppmi_build.identity.certificates import new_dev_certificate, write_pfx
     from ppmi_build.pipeline.release import run_release
 

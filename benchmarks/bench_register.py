@@ -3,7 +3,7 @@
 Target (issue #5): ``ppmi-build register`` of a 16 MiB ``.nupkg`` within 1.2x of a plain ``httpx.post`` of the same
 JSON body, in wall time and in peak memory; and the number of requests a register + bind makes (fewer is better).
 
-Method: the emulator runs in a separate process (``python -m ppmi_build.dataverse.emulator``) so its memory is not
+Method: the emulator runs in a separate process (``python -m ppmi_build.emulator``) so its memory is not
 counted; both sides create the same ``pluginpackages`` row (the emulator is reset between runs), so the server work
 is identical. Peak memory is Python's ``tracemalloc`` peak of the measured call. Runs alternate, 5 of each; medians.
 
@@ -56,7 +56,7 @@ def make_package(path: Path) -> Path:
 
 
 def start_emulator(token: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "ppmi_build.dataverse.emulator", "--port", "0", "--token", token],
+    proc = subprocess.Popen([sys.executable, "-m", "ppmi_build.emulator", "--port", "0", "--token", token],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     return proc, line.split(" on ")[1].split()[0]

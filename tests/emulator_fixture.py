@@ -22,8 +22,8 @@ import pytest
 
 @pytest.fixture
 def emulator():
-    """A fresh, running :class:`ppmi_build.dataverse.emulator.Emulator` (stopped after the test)."""
-    from ppmi_build.dataverse.emulator import start
+    """A fresh, running :class:`ppmi_build.emulator.Emulator` (stopped after the test)."""
+    from ppmi_build.emulator import start
 
     emu = start()
     try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ppmi_build.dataverse.emulator import entra_api
+from ppmi_build.emulator import services as entra_api
 
 TOKEN = "entra-test-token"
 

@@ -1,15 +1,17 @@
 """The Dataverse emulator, driven with plain httpx (not ppmi-build's client), against the documented behaviours.
 
-Expected values come from the sources cited in ``dataverse_api.py`` (Web API create/update responses, OData error
-codes, domain-spec §2 and §4) and from independent tools: ``osslsigncode`` signed the assemblies, ``sn -T`` gave the
-public key token, the plug-in type names are the classes written in ``tests/dataverse_artifacts.py``.
+Expected values come from the sources cited in ``ppmi_build.emulator.dataverse`` (Web API create/update responses,
+OData error codes, domain-spec §2 and §4) and from independent tools: ``osslsigncode`` signed the assemblies,
+``sn -T`` gave the public key token, the plug-in type names are the classes written in ``tests/dataverse_artifacts.py``.
 """
 
 # ruff: noqa: F811  (pytest fixtures imported from tests.emulator_fixture / tests.dataverse_artifacts)
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ import time
 import httpx
 import pytest
 
+from ppmi_build.emulator.core.routing import Route
 from tests.conftest import run_tool
 from tests.dataverse_artifacts import dv  # noqa: F401
 from tests.emulator_fixture import emulator  # noqa: F401
@@ -140,7 +143,7 @@ def test_bind_requires_signed_assembly(emulator, dv):
 @pytest.mark.interop
 def test_signed_check_agrees_with_osslsigncode(dv, tmp_path):
     """The emulator's presence check against osslsigncode's own view (signed / unsigned / signature removed)."""
-    from ppmi_build.dataverse.emulator.artifacts import pe_is_signed
+    from ppmi_build.emulator.dataverse.artifacts import pe_is_signed
 
     removed = tmp_path / "removed.dll"
     assert run_tool("osslsigncode", "remove-signature", "-in", dv.asm_v1, "-out", removed).returncode == 0
@@ -258,8 +261,8 @@ def test_fault_control_surface(emulator):
 
 
 def test_entra_routing_contract(emulator, monkeypatch):
-    """Graph (/v1.0/) and ARM (/subscriptions/) paths go to entra_api.handle(state, method, path, query, headers,
-    body) behind the same token check; None from it means 404."""
+    """Graph (/v1.0/) and ARM (/subscriptions/) paths go to their service's handler with (state, method, path, query,
+    headers, body) behind the same token check; None from it means 404."""
     calls = []
 
     class FakeEntra:
@@ -270,7 +273,12 @@ def test_entra_routing_contract(emulator, monkeypatch):
                 return None
             return 201, {"Content-Type": "application/json"}, json.dumps({"ok": True}).encode()
 
-    monkeypatch.setattr(emulator.state, "_entra", FakeEntra)
+    def to_fake(req, m):
+        return FakeEntra.handle(req.state, req.method, req.path, dict(req.query), req.headers, req.body)
+
+    monkeypatch.setattr(emulator.server, "services", tuple(
+        s if s.name == "dataverse" else dataclasses.replace(s, routes=(Route(re.compile(".*"), to_fake),))
+        for s in emulator.server.services))
     auth = {"Authorization": f"Bearer {emulator.token}", "X-Test": "1"}
     r = httpx.post(emulator.url + "/v1.0/applications/abc/federatedIdentityCredentials", params={"a": "b c"},
                    content=b'{"x":1}', headers=auth)
@@ -283,7 +291,7 @@ def test_entra_routing_contract(emulator, monkeypatch):
 
 
 def test_file_database_survives_restart(tmp_path):
-    from ppmi_build.dataverse.emulator import start
+    from ppmi_build.emulator import start
 
     db = tmp_path / "state.db"
     with start(db=str(db)) as emu, http(emu) as c:
@@ -293,8 +301,8 @@ def test_file_database_survives_restart(tmp_path):
 
 
 def test_module_entry_point_serves(tmp_path):
-    """``python -m ppmi_build.dataverse.emulator --port 0`` prints its URL and answers with the given token."""
-    proc = subprocess.Popen([sys.executable, "-m", "ppmi_build.dataverse.emulator", "--port", "0", "--token", "t0k"],
+    """``python -m ppmi_build.emulator --port 0`` prints its URL and answers with the given token."""
+    proc = subprocess.Popen([sys.executable, "-m", "ppmi_build.emulator", "--port", "0", "--token", "t0k"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

@@ -19,7 +19,7 @@ import shutil
 
 import pytest
 
-from ppmi_build.dataverse.emulator import start
+from ppmi_build.emulator import start
 from tests.conftest import run_tool
 from tests.dataverse_artifacts import dv  # noqa: F401
 from tests.emulator_fixture import emulator  # noqa: F401

@@ -287,7 +287,8 @@ def test_register_refuses_hostile_packages(cli, project, emulator, dll_bytes, bo
 
 
 def test_emulator_answers_400_for_hostile_upload(bombs, dll_bytes, tmp_path):
-    from ppmi_build.dataverse.emulator.dataverse_api import ApiError, _read_nupkg
+    from ppmi_build.emulator.dataverse.artifacts import ApiError
+    from ppmi_build.emulator.dataverse.artifacts import read_nupkg as _read_nupkg
 
     plain = write_package(tmp_path / "p.nupkg", [(DLL_ENTRY, dll_bytes)]).read_bytes()
     for data in (patch_entry(plain, DLL_ENTRY, flags_or=0x1), bombs["lying"].read_bytes()):

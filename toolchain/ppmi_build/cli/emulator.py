@@ -26,7 +26,7 @@ def emulator(port: int, db: Path | None, token: str) -> None:
     """
     import sqlite3
 
-    from ..dataverse.emulator.server import make_server, serve_until_interrupted
+    from ..emulator import make_server, serve_until_interrupted
 
     try:
         server = make_server(port=port, db=str(db) if db else None, token=token)

@@ -118,7 +118,7 @@ def run_demo(
 
 def _dataverse_step(artifact: Path, cert) -> dict[str, Any]:
     """Register + bind the signed demo assembly in an in-process emulator and read it back."""
-    from ..dataverse.emulator import start
+    from ..emulator import start
     from .demo_dataverse import register_and_bind
 
     with start() as emu:

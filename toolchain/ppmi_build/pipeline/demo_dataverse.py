@@ -8,7 +8,7 @@ from typing import Any
 
 
 def register_and_bind(emu, artifact: Path, *, tenant_id: str, application_id: str) -> dict[str, Any]:
-    """Run register + bind against ``emu`` (a started :class:`ppmi_build.dataverse.emulator.Emulator`).
+    """Run register + bind against ``emu`` (a started :class:`ppmi_build.emulator.Emulator`).
 
     Returns ``{"url", "actions": [...], "ids": {...}, "bound": {...}}`` where ``bound`` is the
     read-back ``pluginassembly`` row (``managedidentityid``) and ``managedidentities`` row.

@@ -1,4 +1,4 @@
-"""``python -m ppmi_build.dataverse.emulator --port N [--db FILE] [--token T]``: run the emulator until Ctrl-C."""
+"""``python -m ppmi_build.emulator --port N [--db FILE] [--token T]``: run the emulator until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ppmi_build.dataverse.emulator",
-                                     description="Local Dataverse Web API + Entra FIC emulator (loopback only).")
+    parser = argparse.ArgumentParser(prog="python -m ppmi_build.emulator",
+                                     description="Local Dataverse Web API + Entra FIC (Graph, ARM) emulator "
+                                                 "(loopback only).")
     parser.add_argument("--port", type=int, default=8080, help="TCP port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--db", default=None, help="SQLite file for the state (default: in memory)")
     parser.add_argument("--token", default="emulator-token", help="bearer token to accept (default emulator-token)")
     args = parser.parse_args(argv)
-    from .server import make_server, serve_until_interrupted
+    from . import make_server, serve_until_interrupted
 
     try:
         server = make_server(port=args.port, db=args.db, token=args.token)

@@ -1,7 +1,12 @@
-"""The emulator's own, minimal "is it signed?" checks, playing Dataverse's refusal ``0x80040216`` (domain-spec §4.7).
+"""What the Dataverse emulator reads from uploaded content: the assembly identity, a package's plug-in
+assemblies (domain-spec §4.1–4.2, §4.6), and whether the content is signed, playing Dataverse's refusal
+``0x80040216`` (domain-spec §4.7).
 
-Deliberately independent of ppmi-build's signer and verifier: the emulator only looks for the presence of a
-signature, as the bind precondition needs.
+Identities come from the pure readers :func:`ppmi_build.assembly.metadata.read_assembly_identity` and
+:func:`ppmi_build.assembly.package.read_package`; an unreadable upload is ``400`` ``0x80040203``.
+
+The signature checks are deliberately independent of ppmi-build's signer and verifier: the emulator only looks
+for the presence of a signature, as the bind precondition needs.
 
 * PE/COFF: the Certificate Table is data directory entry 4 of the optional header (Microsoft PE Format,
   "Optional Header Data Directories"; Authenticode_PE.docx). It is signed when that entry is non-empty, points
@@ -14,6 +19,10 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+
+from ...assembly.metadata import AssemblyIdentity, read_assembly_identity
+from ...assembly.package import PackageInfo, read_package
+from ..core.responses import ApiError
 
 SIGNATURE_ENTRY = ".signature.p7s"
 
@@ -53,3 +62,30 @@ def nupkg_is_signed(data: bytes) -> bool:
             return SIGNATURE_ENTRY in zf.namelist()
     except zipfile.BadZipFile:
         return False
+
+
+def read_dll(data: bytes) -> AssemblyIdentity:
+    """The identity (name, version, culture, public key token, IPlugin types) of an uploaded assembly.
+
+    Raises:
+        ApiError: 400 ``0x80040203`` when ``data`` is not a readable .NET assembly.
+    """
+    try:
+        return read_assembly_identity(data, label="content")
+    except Exception as e:
+        raise ApiError(400, "0x80040203", f"The content is not a valid .NET assembly: {e}") from None
+
+
+def read_nupkg(data: bytes) -> tuple[PackageInfo, dict[str, bytes]]:
+    """A package's assemblies: its :class:`PackageInfo` and each assembly entry's bytes by entry name.
+
+    Raises:
+        ApiError: 400 ``0x80040203`` when ``data`` is not a readable NuGet package (the message names the entry).
+    """
+    try:
+        info = read_package(data, label="content")
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            blobs = {n: zf.read(n) for n in info.assemblies}
+    except Exception as e:
+        raise ApiError(400, "0x80040203", f"The content is not a valid NuGet package: {e}") from None
+    return info, blobs

@@ -1,9 +1,8 @@
-"""SQLite storage of the Dataverse emulator: the tables ppmi-build touches and their Web API metadata.
+"""The emulator's SQLite store and the metadata of Web API tables kept in it.
 
-Table and column names are the Dataverse logical names (domain-spec §2.1–2.2 ``managedidentity``, §4.1
-``pluginassembly``, §4.2 ``pluginpackage``; ``plugintype`` from the same entity reference). Lookup columns are
-stored under their logical name (``managedidentityid``, ``packageid``, ``pluginassemblyid``) and appear in Web
-API responses as ``_<name>_value`` (OData lookup property convention, [WEBAPI-CREATE]).
+One SQLite database holds every service's state. A Web API table is described by an :class:`Entity`: table and
+column names are the service's logical names; lookup columns are stored under their logical name and read as
+``_<name>_value`` (OData lookup property convention, [WEBAPI-CREATE], domain-spec §4.3).
 
 The connection is opened in autocommit mode (``isolation_level=None``); a handler that writes several rows wraps
 them in :func:`transaction` so a failure leaves nothing half-written.
@@ -14,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 STR, INT, GUID, MEMO = "str", "int", "guid", "memo"
@@ -66,74 +65,17 @@ class Entity:
         return names
 
 
-_COMMON_RO = {"createdon": STR, "modifiedon": STR, "versionnumber": INT}
-
-ENTITIES: dict[str, Entity] = {
-    # domain-spec §4.1 [ENT-PA]
-    "pluginassemblies": Entity(
-        entity_set="pluginassemblies",
-        logical="pluginassembly",
-        pk="pluginassemblyid",
-        columns={
-            "name": STR, "content": MEMO, "isolationmode": INT, "sourcetype": INT, "version": STR,
-            "culture": STR, "publickeytoken": STR, "description": STR, "sourcehash": STR, "path": STR,
-            "url": STR, "authtype": INT, "username": STR, "password": STR,
-        },
-        read_only={"major": INT, "minor": INT, "ismanaged": INT, "customizationlevel": INT, **_COMMON_RO},
-        lookups={"managedidentityid": Lookup("managedidentityid", "managedidentities"),
-                 "packageid": Lookup("packageid", "pluginpackages")},
-        max_length={"name": 256, "version": 48, "culture": 32, "publickeytoken": 32},
-    ),
-    # domain-spec §4.2 [ENT-PP]
-    "pluginpackages": Entity(
-        entity_set="pluginpackages",
-        logical="pluginpackage",
-        pk="pluginpackageid",
-        columns={"name": STR, "uniquename": STR, "version": STR, "content": MEMO, "statecode": INT,
-                 "statuscode": INT},
-        read_only={"ismanaged": INT, **_COMMON_RO},
-        lookups={"managedidentityid": Lookup("managedidentityid", "managedidentities")},
-        not_updatable=frozenset({"uniquename"}),
-        max_length={"name": 100, "uniquename": 128},
-    ),
-    # domain-spec §2.2 [ENT-MI]
-    "managedidentities": Entity(
-        entity_set="managedidentities",
-        logical="managedidentity",
-        pk="managedidentityid",
-        columns={"name": STR, "applicationid": GUID, "tenantid": GUID, "credentialsource": INT,
-                 "subjectscope": INT, "version": INT, "statecode": INT, "statuscode": INT},
-        read_only={"objectid": GUID, "ismanaged": INT, **_COMMON_RO},
-        max_length={"name": 100},
-    ),
-    # plugintype rows (domain-spec §4.1: typename, friendlyname, name, pluginassemblyid)
-    "plugintypes": Entity(
-        entity_set="plugintypes",
-        logical="plugintype",
-        pk="plugintypeid",
-        columns={"name": STR, "typename": STR, "friendlyname": STR, "description": STR,
-                 "isworkflowactivity": INT},
-        read_only={"assemblyname": STR, "version": STR, "culture": STR, "publickeytoken": STR, **_COMMON_RO},
-        lookups={"pluginassemblyid": Lookup("pluginassemblyid", "pluginassemblies")},
-    ),
-}
-
-BY_LOGICAL = {e.logical: e for e in ENTITIES.values()}
-
-
 def _sql_type(t: str) -> str:
     return "INTEGER" if t == INT else "TEXT"
 
 
-def init_db(db: sqlite3.Connection) -> None:
-    """Create the emulator's tables (idempotent)."""
-    for ent in ENTITIES.values():
+def create_tables(db: sqlite3.Connection, entities: Iterable[Entity]) -> None:
+    """Create one table per entity (named by its logical name, columns from :meth:`Entity.all_columns`;
+    idempotent)."""
+    for ent in entities:
         cols = ", ".join(f"{name} {_sql_type(t)}" + (" PRIMARY KEY" if name == ent.pk else "")
                          for name, t in ent.all_columns().items())
         db.execute(f"CREATE TABLE IF NOT EXISTS {ent.logical} ({cols})")
-    db.execute("CREATE TABLE IF NOT EXISTS solutioncomponent (solutionuniquename TEXT, objecttypecode TEXT, "
-               "objectid TEXT, PRIMARY KEY (solutionuniquename, objecttypecode, objectid))")
-    db.execute("CREATE TABLE IF NOT EXISTS emulator_meta (key TEXT PRIMARY KEY, value TEXT)")
 
 
 def connect(path: str | None) -> sqlite3.Connection:

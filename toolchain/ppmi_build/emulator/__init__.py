@@ -1,8 +1,15 @@
-"""A local Dataverse Web API (+ Entra FIC endpoints) for tests, demos and offline rehearsal (DESIGN.md §3).
+"""A local emulator of the cloud services ppmi-build talks to, for tests, demos and offline rehearsal
+(DESIGN.md §3 "The emulator"): the Dataverse Web API (domain-spec §2, §4) and the federated identity credentials
+of Entra ID through Microsoft Graph and Azure Resource Manager (domain-spec §1.7), on one loopback HTTP server with
+one bearer token, one SQLite store and one fault-injection control surface.
+
+Layout (after moto): :mod:`.core` holds the server, routing, store, faults, token check and OData query options;
+each service is a package (:mod:`.dataverse`, :mod:`.graph`, :mod:`.arm`) with ``models.py``, ``responses.py`` and
+``urls.py``; :mod:`.services` lists them. Graph and ARM share the FIC store of :mod:`.entra`.
 
 In-process use::
 
-    from ppmi_build.dataverse.emulator import start
+    from ppmi_build.emulator import start
     with start() as emu:                      # port 0 = any free loopback port, in-memory SQLite
         emu.url                               # "http://127.0.0.1:PORT" -> [environments.NAME] url
         emu.token                             # bearer token the server accepts ("emulator-token")
@@ -12,17 +19,37 @@ In-process use::
         emu.reset()
 
 Command line: ``ppmi-build emulator --port N [--db FILE] [--token T]`` or
-``python -m ppmi_build.dataverse.emulator --port N``.
+``python -m ppmi_build.emulator --port N``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-from .server import EmulatorHTTPServer, EmulatorState, make_server
+from .core.server import EmulatorHTTPServer, build_server, serve_until_interrupted
+from .core.state import EmulatorState
+from .services import SERVICES
 
-__all__ = ["Emulator", "EmulatorState", "start"]
+__all__ = ["Emulator", "EmulatorHTTPServer", "EmulatorState", "make_server", "serve_until_interrupted", "start"]
+
+
+def make_server(*, host: str = "127.0.0.1", port: int = 0, db: str | None = None, token: str = "emulator-token",
+                options: Mapping[str, Any] | None = None) -> EmulatorHTTPServer:
+    """Create (not start) a server for every service of :data:`.services.SERVICES` bound to ``host:port``.
+
+    Args:
+        host: loopback address to bind (the emulator is for this machine only).
+        port: TCP port; 0 picks a free one (read it from ``server.state.base_url``).
+        db: SQLite file for the state; None = in memory (lost on stop).
+        token: the bearer token every non-control request must carry.
+        options: service settings (seed data), kept as ``server.state.options``.
+    Raises:
+        OSError: the address cannot be bound.
+        sqlite3.DatabaseError: ``db`` is not a usable SQLite file.
+    """
+    return build_server(SERVICES, host=host, port=port, db=db, token=token, options=options)
 
 
 class Emulator:
@@ -92,7 +119,7 @@ class Emulator:
 
 
 def start(*, port: int = 0, db: str | None = None, token: str = "emulator-token",
-          host: str = "127.0.0.1") -> Emulator:
+          host: str = "127.0.0.1", options: Mapping[str, Any] | None = None) -> Emulator:
     """Start an emulator on ``host:port`` (port 0 = a free port) in a daemon thread and return it.
 
     Args:
@@ -100,8 +127,9 @@ def start(*, port: int = 0, db: str | None = None, token: str = "emulator-token"
         db: SQLite file for the state; None = in memory (lost on stop).
         token: the bearer token every non-control request must carry.
         host: loopback address to bind (the emulator is for this machine only).
+        options: service settings (seed data), kept as ``Emulator.state.options``.
     """
-    server = make_server(host=host, port=port, db=db, token=token)
+    server = make_server(host=host, port=port, db=db, token=token, options=options)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
                               name=f"ppmi-emulator-{server.server_address[1]}", daemon=True)
     thread.start()

@@ -1,0 +1,148 @@
+"""The Dataverse tables the emulator keeps, their Web API metadata, and the values shared by their rules.
+
+Table and column names are the Dataverse logical names: ``managedidentity`` (domain-spec §2.1–2.2 [ENT-MI]),
+``pluginassembly`` (§4.1 [ENT-PA]), ``pluginpackage`` (§4.2 [ENT-PP]) and ``plugintype`` (typename,
+friendlyname, name, pluginassemblyid; §4.1). Lookup columns are stored under their logical name
+(``managedidentityid``, ``packageid``, ``pluginassemblyid``) and read as ``_<name>_value`` ([WEBAPI-CREATE]).
+Besides them: ``solutioncomponent`` (which solution a component was created in, ``MSCRM.SolutionUniqueName``,
+domain-spec §4.3) and ``emulator_meta`` (the ids ``WhoAmI`` answers).
+
+A new table is one more :class:`~ppmi_build.emulator.core.store.Entity` in :data:`ENTITIES` and, when it has
+rules, a :class:`~.rules.TableRules` in :data:`.rules.RULES`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import itertools
+import re
+import sqlite3
+import time
+from typing import Any
+
+from ..core.responses import ApiError
+from ..core.store import GUID, INT, MEMO, STR, Entity, Lookup, create_tables
+
+MAX_CONTENT = 16 * 1024 * 1024  # 16 MB ([BUILD], domain-spec §4.6)
+# Dataverse error codes (domain-spec §4.4, §4.7, §6)
+INVALID_ARGUMENT_CODE = "0x80040203"
+UNSIGNED_CODE = "0x80040216"
+UNSIGNED_MESSAGE = "Plugin assembly must be signed with valid certificate to associate to Managed Identity"
+NOT_FOUND_CODE = "0x80040217"
+DUPLICATE_CODE = "0x80040237"
+BAD_PROPERTY_CODE = "0x80060888"
+BAD_SEGMENT_CODE = "0x8006088a"
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+_version_counter = itertools.count(int(time.time() * 1000))
+
+_COMMON_RO = {"createdon": STR, "modifiedon": STR, "versionnumber": INT}
+
+ENTITIES: dict[str, Entity] = {
+    # domain-spec §4.1 [ENT-PA]
+    "pluginassemblies": Entity(
+        entity_set="pluginassemblies",
+        logical="pluginassembly",
+        pk="pluginassemblyid",
+        columns={
+            "name": STR, "content": MEMO, "isolationmode": INT, "sourcetype": INT, "version": STR,
+            "culture": STR, "publickeytoken": STR, "description": STR, "sourcehash": STR, "path": STR,
+            "url": STR, "authtype": INT, "username": STR, "password": STR,
+        },
+        read_only={"major": INT, "minor": INT, "ismanaged": INT, "customizationlevel": INT, **_COMMON_RO},
+        lookups={"managedidentityid": Lookup("managedidentityid", "managedidentities"),
+                 "packageid": Lookup("packageid", "pluginpackages")},
+        max_length={"name": 256, "version": 48, "culture": 32, "publickeytoken": 32},
+    ),
+    # domain-spec §4.2 [ENT-PP]
+    "pluginpackages": Entity(
+        entity_set="pluginpackages",
+        logical="pluginpackage",
+        pk="pluginpackageid",
+        columns={"name": STR, "uniquename": STR, "version": STR, "content": MEMO, "statecode": INT,
+                 "statuscode": INT},
+        read_only={"ismanaged": INT, **_COMMON_RO},
+        lookups={"managedidentityid": Lookup("managedidentityid", "managedidentities")},
+        not_updatable=frozenset({"uniquename"}),
+        max_length={"name": 100, "uniquename": 128},
+    ),
+    # domain-spec §2.2 [ENT-MI]
+    "managedidentities": Entity(
+        entity_set="managedidentities",
+        logical="managedidentity",
+        pk="managedidentityid",
+        columns={"name": STR, "applicationid": GUID, "tenantid": GUID, "credentialsource": INT,
+                 "subjectscope": INT, "version": INT, "statecode": INT, "statuscode": INT},
+        read_only={"objectid": GUID, "ismanaged": INT, **_COMMON_RO},
+        max_length={"name": 100},
+    ),
+    # plugintype rows (domain-spec §4.1: typename, friendlyname, name, pluginassemblyid)
+    "plugintypes": Entity(
+        entity_set="plugintypes",
+        logical="plugintype",
+        pk="plugintypeid",
+        columns={"name": STR, "typename": STR, "friendlyname": STR, "description": STR,
+                 "isworkflowactivity": INT},
+        read_only={"assemblyname": STR, "version": STR, "culture": STR, "publickeytoken": STR, **_COMMON_RO},
+        lookups={"pluginassemblyid": Lookup("pluginassemblyid", "pluginassemblies")},
+    ),
+}
+
+BY_LOGICAL = {e.logical: e for e in ENTITIES.values()}
+
+
+def init_db(db: sqlite3.Connection) -> None:
+    """Create the Dataverse tables (idempotent)."""
+    create_tables(db, ENTITIES.values())
+    db.execute("CREATE TABLE IF NOT EXISTS solutioncomponent (solutionuniquename TEXT, objecttypecode TEXT, "
+               "objectid TEXT, PRIMARY KEY (solutionuniquename, objecttypecode, objectid))")
+    db.execute("CREATE TABLE IF NOT EXISTS emulator_meta (key TEXT PRIMARY KEY, value TEXT)")
+
+
+def now() -> str:
+    """The current UTC time as Dataverse writes ``createdon``/``modifiedon`` (``YYYY-MM-DDTHH:MM:SSZ``)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def next_version() -> int:
+    """The next ``versionnumber`` (row version, increasing across the emulator's tables)."""
+    return next(_version_counter)
+
+
+def guid(value: Any, what: str) -> str:
+    """``value`` as a lower-case GUID string. Raises ApiError (400 ``0x80040203``) when it is not a GUID."""
+    if not isinstance(value, str) or not GUID_RE.match(value):
+        raise ApiError(400, INVALID_ARGUMENT_CODE, f"Invalid GUID for {what}: {value!r}")
+    return value.lower()
+
+
+def b64(text: str, what: str) -> bytes:
+    """Decode a base64 ``content`` column; at most :data:`MAX_CONTENT` bytes (domain-spec §4.6).
+
+    Raises:
+        ApiError: 400 when it is not base64 or too large.
+    """
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, INVALID_ARGUMENT_CODE, f"The '{what}' attribute is not valid base64.") from None
+    if len(data) > MAX_CONTENT:
+        raise ApiError(400, INVALID_ARGUMENT_CODE, f"The '{what}' is {len(data)} bytes; the maximum size is 16 MB "
+                                                   f"({MAX_CONTENT} bytes).")
+    return data
+
+
+def get_row(db: sqlite3.Connection, ent: Entity, rid: str) -> dict[str, Any] | None:
+    """The row of ``ent`` with primary key ``rid``, or None."""
+    r = db.execute(f"SELECT * FROM {ent.logical} WHERE {ent.pk} = ?", (rid,)).fetchone()
+    return dict(r) if r else None
+
+
+def insert(db: sqlite3.Connection, ent: Entity, row: dict[str, Any]) -> None:
+    """INSERT ``row`` (keys starting with ``_`` are rule scratch values, not columns)."""
+    cols = [c for c in row if not c.startswith("_")]
+    db.execute(f"INSERT INTO {ent.logical} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+               [row[c] for c in cols])

@@ -1,0 +1,13 @@
+"""Emulated Microsoft Graph v1.0: the federated identity credentials of app registrations
+(``/v1.0/applications/{objectId}/federatedIdentityCredentials`` and ``/v1.0/applications(appId='…')/…``;
+domain-spec §1.7). The credentials live in the shared Entra store (:mod:`ppmi_build.emulator.entra.models`).
+"""
+
+from __future__ import annotations
+
+from ..core.routing import Service
+from ..entra.models import init_db
+from . import responses, urls
+
+SERVICE = Service(name="graph", claims=urls.CLAIMS, routes=urls.URLS, not_found=responses.not_found,
+                  authorize=responses.authorize, init_db=init_db)
