@@ -66,7 +66,7 @@ from .uri import SCHEMES, is_key_uri, parse_key_uri
 __all__ = [
     "CERT_SUFFIXES", "HASHES", "KDF_ITERATION_LIMIT", "LIFETIME_SIGNING_EKU", "MAC_ITERATION_LIMIT",
     "PASSWORD_ENV_DEFAULT", "PFX_BASE64_ENV", "PFX_SUFFIXES", "RSA_MIN_BITS", "SCHEMES", "TOTAL_ITERATION_LIMIT",
-    "CertificateChain", "HashName", "KeyChoice", "KeySource", "LocalKey", "PasswordSource",
+    "NO_KEY_MESSAGE", "CertificateChain", "HashName", "KeyChoice", "KeySource", "LocalKey", "PasswordSource",
     "certificate_source", "certificates_from_env", "check_signing_certificate", "choose_signing_key",
     "has_code_signing_eku", "hash_algorithm", "is_key_uri", "key_bits", "load_certificates", "load_chain_file",
     "load_key_source", "load_pfx_from_env", "open_key_uri", "open_pfx", "parse_key_uri", "resolve_signing_key",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,6 +142,8 @@ class Pkcs11Key:
         self._chain = chain
         self._token_label = token_label
         self._lock = threading.Lock()
+        # the last session closed logs the application out (C_CloseSession): when this source is dropped
+        self._finalizer = weakref.finalize(self, _close_quietly, session)
 
     @property
     def description(self) -> str:
@@ -171,13 +174,16 @@ class Pkcs11Key:
                                        f"({type(e).__name__}); check that the token is still connected") from None
 
     def close(self) -> None:
-        """Log out and close the session (idempotent)."""
-        session, self._session = self._session, None
-        if session is not None:
-            try:
-                session.close()
-            except Exception:  # noqa: BLE001 - closing a session the token already dropped
-                pass
+        """Close the session (idempotent); the token logs the application out when its last session closes."""
+        self._session = None
+        self._finalizer()
+
+
+def _close_quietly(session: Any) -> None:
+    try:
+        session.close()
+    except Exception:  # noqa: BLE001 - closing a session the token already dropped
+        pass
 
 
 def _load_module(path: str) -> Any:
@@ -216,6 +222,13 @@ def _login(token: Any, pin: str, label: str) -> Any:
 
     try:
         return token.open(user_pin=pin)
+    except ex.UserAlreadyLoggedIn:
+        # the login state belongs to the application, not the session (PKCS#11 v2.40 Base §5.6, C_Login): another
+        # key source of this process is logged in to the token, so a plain session is already authorised
+        try:
+            return token.open()
+        except ex.PKCS11Error as e:
+            raise TokenDeviceError(f"cannot open a session on token {label!r} ({type(e).__name__})") from None
     except ex.PinIncorrect:
         raise TokenError(f"wrong PIN for token {label!r} (CKR_PIN_INCORRECT); check the variable named by "
                          f"--pin-env (default {PIN_ENV_DEFAULT}); the token locks after a few wrong PINs") from None
