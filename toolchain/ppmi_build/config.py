@@ -8,7 +8,7 @@ Precedence (DESIGN.md §4): CLI option > environment variable > ``ppmi.toml`` > 
     [identity]      tenant_id, application_id, version (0|1|2), cloud, managed_identity_id,
                     fic_target ("app"|"uami"), application_object_id, uami_resource_id,
                     graph_url, arm_url
-    [signing]       certificate, password_env, timestamp_urls = [...], backend, digest
+    [signing]       certificate, key (a key URI), password_env, timestamp_urls = [...], backend, digest
     [environments.NAME]  url, environment_id, solution
 
 Environment variables: ``PPMI_TENANT_ID``, ``PPMI_APPLICATION_ID``, ``PPMI_MI_VERSION``,
@@ -69,6 +69,8 @@ class IdentitySettings:
 @dataclass
 class SigningSettings:
     certificate: str | None = None
+    #: a key URI (pkcs11:..., keyvault:..., trustedsigning:...; ppmi_build.signing.keys.uri); exclusive with certificate
+    key: str | None = None
     password_env: str | None = None
     timestamp_urls: list[str] = field(default_factory=list)
     backend: str = "auto"
@@ -283,13 +285,13 @@ def read_config_text(path: Path) -> str:
 
 
 #: Environment variables that hold secrets: child processes (dotnet, osslsigncode, nuget, signtool)
-#: never get them. PFX: ``PPMI_PFX_PASSWORD``/``PPMI_PFX_BASE64``; tokens: ``PPMI_ACCESS_TOKEN``,
-#: ``PPMI_GRAPH_TOKEN``, ``PPMI_ARM_TOKEN``; azure-identity's ``EnvironmentCredential`` secrets
+#: never get them. PFX: ``PPMI_PFX_PASSWORD``/``PPMI_PFX_BASE64``; PKCS#11: ``PPMI_PKCS11_PIN``; tokens:
+#: ``PPMI_ACCESS_TOKEN``, ``PPMI_GRAPH_TOKEN``, ``PPMI_ARM_TOKEN``; azure-identity's ``EnvironmentCredential`` secrets
 #: (``AZURE_CLIENT_SECRET``, ``AZURE_CLIENT_CERTIFICATE_PASSWORD``; ``AZURE_FEDERATED_TOKEN`` for tools that take
 #: the assertion itself); Azure Pipelines' ``SYSTEM_ACCESSTOKEN``; GitHub Actions' OIDC request token
 #: ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``.
-SECRET_ENV = ("PPMI_PFX_PASSWORD", "PPMI_PFX_BASE64", "PPMI_ACCESS_TOKEN", "PPMI_GRAPH_TOKEN", "PPMI_ARM_TOKEN",
-              "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_FEDERATED_TOKEN",
+SECRET_ENV = ("PPMI_PFX_PASSWORD", "PPMI_PFX_BASE64", "PPMI_PKCS11_PIN", "PPMI_ACCESS_TOKEN", "PPMI_GRAPH_TOKEN",
+              "PPMI_ARM_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_FEDERATED_TOKEN",
               "SYSTEM_ACCESSTOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 
 

@@ -71,6 +71,14 @@ class PasswordError(CertificateError):
     """A PFX/PEM password is wrong or missing."""
 
 
+class KeyUriError(ConfigError):
+    """A ``--key`` / ``[signing] key`` URI is malformed or names a key source this version cannot use."""
+
+
+class TokenError(CertificateError):
+    """A PKCS#11 token refused the request: wrong or locked PIN, token or key object not found (exit 2)."""
+
+
 class PEFormatError(BadInput):
     """The file is not a PE image we can sign (not PE, truncated, trailing data after the table)."""
 
@@ -119,6 +127,10 @@ class ToolNotFound(ExternalFailure):
 
 class ToolFailed(ExternalFailure):
     """An external executable ran and failed."""
+
+
+class TokenDeviceError(ExternalFailure):
+    """A PKCS#11 module cannot be loaded or the device failed while signing (exit 3)."""
 
 
 class TimestampError(ExternalFailure):

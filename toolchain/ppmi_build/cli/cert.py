@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._common import emit, handle_errors, json_option, password_options, password_source
+from ._keys import key_uri_options
 
 
 @click.group("cert")
@@ -113,19 +114,28 @@ def new(subject: str, out_dir: Path, days: int | None, name: str | None, key_siz
 
 
 @cert.command("show")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@key_uri_options
 @password_options
 @json_option
 @handle_errors
-def show(path: Path, password_env: str | None, password_file: Path | None, as_json: bool) -> None:
-    """Inspect a certificate (.pfx/.p12/.pem/.cer/.crt): subject and issuer exactly as .NET shows them,
-    thumbprint, SHA-256, validity, self-signed, code signing, key."""
+def show(path: Path | None, key_uri: str | None, pin_env: str | None, cert_chain: Path | None,
+         password_env: str | None, password_file: Path | None, as_json: bool) -> None:
+    """Inspect a certificate (.pfx/.p12/.pem/.cer/.crt, or the one of --key URI): subject and issuer exactly as
+    .NET shows them, thumbprint, SHA-256, validity, self-signed, code signing, key. Without PATH or --key: the
+    signing certificate the other commands use (PPMI_PFX_BASE64, then [signing] key / certificate)."""
+    from ..config import load_settings
     from ..identity.certificates import describe
-    from ..signing.keys import load_certificates
+    from ..signing.keys import PasswordSource, resolve_signing_key
 
-    chain = load_certificates(path, password_source(password_env, password_file))
+    settings = load_settings() if path is None and key_uri is None else None
+    password = PasswordSource(env=password_env or (settings.signing.password_env if settings else None),
+                              file=password_file)
+    source = resolve_signing_key(settings, key=key_uri, cert=path, password=password, pin_env=pin_env,
+                                 cert_chain=cert_chain, require_private_key=False)
+    chain = source.certificate_chain()
     record = describe(chain[0])
-    data = {**record, "path": str(path), "chain_length": len(chain)}
+    data = {**record, "path": source.description, "chain_length": len(chain)}
 
     def human() -> str:
         yes = {True: "yes", False: "no"}
@@ -142,7 +152,7 @@ def show(path: Path, password_env: str | None, password_file: Path | None, as_js
             ("Serial number", record["serial_number"]),
         ]
         if len(chain) > 1:
-            rows.append(("Chain", f"{len(chain) - 1} more certificate(s) in the file"))
+            rows.append(("Chain", f"{len(chain) - 1} more certificate(s) in {'the file' if path else 'the chain'}"))
         return "\n".join(f"{k + ':':<20}{v}" for k, v in rows)
 
     emit(as_json, data, human)

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from ._common import emit, handle_errors, json_option, password_options, password_source, progress
+from ._common import emit, handle_errors, json_option, password_options, progress
+from ._keys import key_uri_options
 
 
 def _artifact_integrity_problems(path: Path, certificate) -> list[str]:
@@ -47,7 +48,9 @@ def _signer_of_artifact(path: Path):
 
 @click.command("fic")
 @click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Signing certificate (.pfx/.p12/.pem/.cer/.crt). Default: [signing] certificate in ppmi.toml.")
+              help="Signing certificate (.pfx/.p12/.pem/.cer/.crt). Default: PPMI_PFX_BASE64, then [signing] key "
+                   "or certificate in ppmi.toml.")
+@key_uri_options
 @click.option("--artifact", type=click.Path(dir_okay=False, path_type=Path),
               help="Signed .dll or .nupkg: use its signer certificate.")
 @click.option("--tenant-id", help="Entra tenant ID (default: PPMI_TENANT_ID or [identity] tenant_id).")
@@ -59,7 +62,8 @@ def _signer_of_artifact(path: Path):
 @password_options
 @json_option
 @handle_errors
-def fic(cert_path: Path | None, artifact: Path | None, tenant_id: str | None, environment_id: str | None,
+def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_chain: Path | None,
+        artifact: Path | None, tenant_id: str | None, environment_id: str | None,
         env_name: str | None, mi_version: str | None, cloud: str | None, password_env: str | None,
         password_file: Path | None, as_json: bool) -> None:
     """Print the FIC issuer, subject identifier and audience for a signing certificate.
@@ -71,10 +75,10 @@ def fic(cert_path: Path | None, artifact: Path | None, tenant_id: str | None, en
     from ..errors import BadInput, ConfigError
     from ..identity.certificates import describe
     from ..identity.fic import compute_fic
-    from ..signing.keys import load_certificates
+    from ..signing.keys import PasswordSource, resolve_signing_key
 
-    if cert_path and artifact:
-        raise BadInput("pass either --cert PATH or --artifact PATH, not both")
+    if (cert_path or key_uri) and artifact:
+        raise BadInput(f"pass either {'--cert PATH' if cert_path else '--key URI'} or --artifact PATH, not both")
     settings = load_settings(overrides={
         "identity.tenant_id": tenant_id,
         "identity.version": int(mi_version) if mi_version is not None else None,
@@ -95,12 +99,11 @@ def fic(cert_path: Path | None, artifact: Path | None, tenant_id: str | None, en
         source = str(artifact)
         certificate = _signer_of_artifact(artifact)
     else:
-        if cert_path is None:
-            if not settings.signing.certificate:
-                raise BadInput("pass --cert PATH or --artifact PATH (or set [signing] certificate in ppmi.toml)")
-            cert_path = settings.resolve_path(settings.signing.certificate)
-        source = str(cert_path)
-        certificate = load_certificates(cert_path, password_source(password_env, password_file))[0]
+        password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
+        key = resolve_signing_key(settings, key=key_uri, cert=cert_path, password=password, pin_env=pin_env,
+                                  cert_chain=cert_chain, require_private_key=False)
+        source = key.description
+        certificate = key.certificate_chain()[0]
 
     values = compute_fic(
         certificate,

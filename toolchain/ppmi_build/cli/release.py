@@ -12,6 +12,7 @@ import click
 
 from ..errors import BadInput, PpmiError
 from ._common import emit, handle_errors, json_option, password_options, password_source, progress
+from ._keys import key_uri_options
 
 
 def run_pipeline(as_json: bool, fn: Callable[[], Any]) -> None:
@@ -66,11 +67,13 @@ def timestamp_choice(timestamp_urls: tuple[str, ...], no_timestamp: bool) -> lis
 @click.option("--env", "env_name", required=True, metavar="NAME", help="Target environment ([environments.NAME]).")
 @click.option("--plan", "plan_only", is_flag=True, help="Print every action it would take; change nothing.")
 @click.option("--project", type=click.Path(path_type=Path), help="Project folder or ppmi.toml (default: here).")
+@key_uri_options
 @timestamp_options
 @password_options
 @json_option
 @handle_errors
-def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path | None,
+def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path | None, key_uri: str | None,
+            pin_env: str | None, cert_chain: Path | None,
             timestamp_urls: tuple[str, ...], no_timestamp: bool, password_env: str | None,
             password_file: Path | None, as_json: bool) -> None:
     """Build, sign, verify, ensure the FIC, register, bind and verify in one step.
@@ -84,4 +87,5 @@ def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path
     urls = timestamp_choice(timestamp_urls, no_timestamp)
     pw = password_source(password_env, password_file) if (password_env or password_file) else None
     run_pipeline(as_json, lambda: run_release(env_name, artifact, plan_only=plan_only, start=project,
-                                              progress=progress, password=pw, timestamp_urls=urls))
+                                              progress=progress, password=pw, timestamp_urls=urls, key=key_uri,
+                                              pin_env=pin_env, cert_chain=cert_chain))

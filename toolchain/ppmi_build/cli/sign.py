@@ -1,9 +1,10 @@
 """``ppmi-build sign ARTIFACT... --cert PATH``: Authenticode (.dll/.exe) or NuGet (.nupkg) signing.
 
-Thin layer over :func:`ppmi_build.signing.api.sign_files` (DESIGN.md §3). Defaults come from
-``ppmi.toml`` ``[signing]`` and ``PPMI_*`` variables: ``certificate`` / ``PPMI_CERT`` (or a base64
-PFX in ``PPMI_PFX_BASE64`` when no certificate is configured), ``password_env``,
-``timestamp_urls`` / ``PPMI_TIMESTAMP_URLS``, ``digest``, ``backend``.
+Thin layer over :func:`ppmi_build.signing.api.sign_files` (DESIGN.md §3). The key: ``--key URI`` or
+``--cert PATH``, else the base64 PFX in ``PPMI_PFX_BASE64``, else ``[signing] key`` / ``certificate``
+(``PPMI_CERT``) - :func:`ppmi_build.signing.keys.resolve_signing_key`. Other defaults come from ``ppmi.toml``
+``[signing]`` and ``PPMI_*`` variables: ``password_env``, ``timestamp_urls`` / ``PPMI_TIMESTAMP_URLS``,
+``digest``, ``backend``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from ._common import emit, handle_errors, json_option, password_options
+from ._keys import key_uri_options_no_key
 
 BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotnet"]
 
@@ -21,10 +23,12 @@ BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotne
 @click.command("sign")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--cert", "cert_path", metavar="PATH",
-              help="Signing certificate: .pfx/.p12, or a PEM with the key, or a PEM/DER chain with --key. "
-                   "Default: [signing] certificate in ppmi.toml, PPMI_CERT, or PPMI_PFX_BASE64.")
-@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="PEM private key when --cert holds only the certificate chain.")
+              help="Signing certificate: .pfx/.p12, or a PEM with the key, or a PEM/DER chain with --key KEY.pem. "
+                   "Default: PPMI_PFX_BASE64, then [signing] key or certificate in ppmi.toml (PPMI_CERT).")
+@click.option("--key", "key_path", metavar="URI|KEY.pem",
+              help="Signing key URI (pkcs11:token=T;object=K[?module-path=LIB], keyvault:https://..., "
+                   "trustedsigning:https://...), or the PEM private key of a --cert chain file.")
+@key_uri_options_no_key
 @click.option("-o", "--output", "output_arg", type=click.Path(),
               help="Write the signed file here (one artifact) or into this folder (several); default: in place.")
 @click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL",
@@ -41,7 +45,8 @@ BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotne
 @password_options
 @json_option
 @handle_errors
-def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | None, output_arg: str | None,
+def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | None, pin_env: str | None,
+         cert_chain: Path | None, output_arg: str | None,
          timestamp_urls: tuple[str, ...], no_timestamp: bool, digest: str | None, program_name: str | None,
          program_url: str | None, backend: str | None, overwrite: bool, sign_contents: bool,
          password_env: str | None, password_file: Path | None, as_json: bool) -> None:
@@ -51,35 +56,25 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: Path | No
     on any error the original is left unchanged.
     """
     from ..config import load_settings
-    from ..errors import BadInput, ConfigError
+    from ..errors import BadInput
 
     settings = load_settings()
     output = _output_path(output_arg)
     digest = digest or settings.signing.digest
     backend = backend or settings.signing.backend
     from ..signing.api import BatchSignError, sign_files
-    from ..signing.keys import PFX_BASE64_ENV, PasswordSource, load_key_source
+    from ..signing.keys import PasswordSource, resolve_signing_key
 
-    cert: str | Path | None = cert_path
-    if cert is None and settings.signing.certificate:
-        cert = settings.resolve_path(settings.signing.certificate)
-    if cert is None:
-        if os.environ.get(PFX_BASE64_ENV):
-            cert = "-"
-        else:
-            raise ConfigError(
-                "no signing certificate; pass --cert PATH, set [signing] certificate in ppmi.toml or PPMI_CERT, "
-                f"or put a base64 PFX in {PFX_BASE64_ENV}"
-            )
     if len(artifacts) > 1 and output is not None and not output.is_dir():
         raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
     urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
     password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
-    if password_env:  # external tools must not inherit it (config.scrubbed_environ)
+    if password_env or pin_env:  # external tools must not inherit them (config.scrubbed_environ)
         from ..signing.backends import hide_env
 
-        hide_env(password_env)
-    key = load_key_source(cert, password, key_path=key_path)
+        hide_env(password_env, pin_env)
+    key = resolve_signing_key(settings, key=key_path, cert=cert_path, password=password, pin_env=pin_env,
+                              cert_chain=cert_chain)
 
     try:
         results = sign_files(

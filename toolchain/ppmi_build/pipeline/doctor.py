@@ -24,7 +24,6 @@ The exit code is 1 when a check failed, 0 otherwise (warnings do not fail).
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import shutil
 import subprocess
 import sys
@@ -180,26 +179,20 @@ def check_config(report: DoctorReport, settings: Any) -> None:
 def check_certificate(report: DoctorReport, settings: Any, *, now: _dt.datetime | None = None,
                       environ: dict[str, str] | None = None) -> Any:
     """Open the signing certificate and check it. Returns the leaf certificate or None."""
-    from ..signing.keys import PasswordSource, load_certificates, load_pfx_from_env
+    from ..signing.keys import NO_KEY_MESSAGE, PasswordSource, resolve_signing_key
 
-    env = os.environ if environ is None else environ
     now = now or _dt.datetime.now(_dt.UTC)
-    path = settings.signing.certificate
-    try:
-        if path:
-            resolved = settings.resolve_path(path)
-            certs = load_certificates(resolved, PasswordSource(env=settings.signing.password_env, interactive=False))
-            label = str(resolved)
-        elif env.get("PPMI_PFX_BASE64"):
-            certs = load_pfx_from_env(PasswordSource(env=settings.signing.password_env, interactive=False)).chain
-            label = "$PPMI_PFX_BASE64"
-        else:
-            report.add("certificate", "certificate", WARN, "no signing certificate configured; set [signing] "
-                                                           "certificate or PPMI_CERT (or PPMI_PFX_BASE64 in CI)")
-            return None
+    try:  # the key the other commands would use (resolve_signing_key's precedence), never prompting
+        source = resolve_signing_key(settings, environ=environ, interactive=False, require_private_key=False,
+                                     password=PasswordSource(env=settings.signing.password_env, interactive=False))
     except PpmiError as e:
-        report.add("certificate", "certificate", FAIL, e.message)
+        if e.message == NO_KEY_MESSAGE:
+            report.add("certificate", "certificate", WARN, "no signing certificate configured; set [signing] "
+                                                           "certificate or key, PPMI_CERT (or PPMI_PFX_BASE64 in CI)")
+        else:
+            report.add("certificate", "certificate", FAIL, e.message)
         return None
+    certs, label = source.certificate_chain(), source.description
     cert = certs[0]
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -104,28 +104,27 @@ class EnvironmentTarget:
 
 
 def load_signing_key(settings: Any, cert_path: Path | str | None = None, *, password: Any = None,
-                     environ: dict[str, str] | None = None) -> Any:
-    """The signing key: ``cert_path`` when given, else the base64 PFX in ``PPMI_PFX_BASE64`` (CI), else
-    ``[signing] certificate`` / ``PPMI_CERT``.
+                     environ: dict[str, str] | None = None, key: str | None = None, pin_env: str | None = None,
+                     cert_chain: Path | str | None = None) -> Any:
+    """The signing key, by the one precedence of :func:`ppmi_build.signing.keys.resolve_signing_key`: the command
+    line (``key`` URI or ``cert_path``; a ``cert_path`` that is a key URI counts as ``key``), else the base64 PFX
+    in ``PPMI_PFX_BASE64`` (CI), else ``[signing] key`` / ``certificate`` (``PPMI_CERT``).
 
     Args:
         password: a :class:`ppmi_build.signing.keys.PasswordSource`; default ``[signing] password_env``
             (then ``PPMI_PFX_PASSWORD``).
+        pin_env, cert_chain: ``--pin-env`` and ``--cert-chain`` for a key URI.
     Raises:
-        ConfigError: nothing configured. InputFileError/PasswordError/CertificateError from the loader.
+        ConfigError: nothing configured. BadInput, KeyUriError, InputFileError, PasswordError, CertificateError,
+        TokenError (exit 2), TokenDeviceError (exit 3) from the key source.
     """
-    from ..signing.keys import PasswordSource, load_key_source, load_pfx_from_env
+    from ..signing.keys import PasswordSource, is_key_uri, resolve_signing_key
 
-    env = os.environ if environ is None else environ
+    if cert_path is not None and is_key_uri(cert_path):
+        key, cert_path = str(cert_path), None
     password = password or PasswordSource(env=settings.signing.password_env)
-    if cert_path is not None:  # a command-line path: relative to the current folder
-        return load_key_source(cert_path, password)
-    if env.get(PFX_BASE64_ENV):
-        return load_pfx_from_env(password)
-    if settings.signing.certificate:
-        return load_key_source(settings.resolve_path(settings.signing.certificate), password)
-    raise ConfigError("no signing certificate: set [signing] certificate in ppmi.toml, PPMI_CERT, or "
-                      f"{PFX_BASE64_ENV} (base64 PFX, for CI)")
+    return resolve_signing_key(settings, key=key, cert=cert_path, password=password, pin_env=pin_env,
+                               cert_chain=cert_chain, environ=environ)
 
 
 def desired_fic(target: EnvironmentTarget, cert: x509.Certificate, *, version: int | None = None) -> entra.Fic:
@@ -648,7 +647,8 @@ def attach(err: PpmiError, plan: Plan) -> PpmiError:
 def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only: bool = False,
                 start: Path | str | None = None, environ: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, password: Any = None,
-                settings: Any = None, timestamp_urls: list[str] | None = None) -> Plan:
+                settings: Any = None, timestamp_urls: list[str] | None = None, key: str | None = None,
+                pin_env: str | None = None, cert_chain: Path | str | None = None) -> Plan:
     """Run (or with ``plan_only`` plan) a release into environment ``env_name``.
 
     Args:
@@ -659,6 +659,7 @@ def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only:
         environ: environment variables (default ``os.environ``).
         progress: one line per step (stderr in the CLI).
         password: PFX password source (default ``[signing] password_env``).
+        key, pin_env, cert_chain: ``--key URI``, ``--pin-env VAR``, ``--cert-chain FILE`` (:func:`load_signing_key`).
         timestamp_urls: RFC 3161 servers for the signature (``--timestamp-url``; ``[]`` = no timestamp,
             ``--no-timestamp``); None = ``[signing] timestamp_urls`` / ``PPMI_TIMESTAMP_URLS``.
     Returns:
@@ -673,7 +674,7 @@ def run_release(env_name: str, artifact: Path | str | None = None, *, plan_only:
         settings = with_timestamp_urls(settings or load_settings(start, environ=environ), timestamp_urls)
         target = EnvironmentTarget.load(settings, env_name)
         with Run(plan, target, environ) as run:
-            release_steps(run, artifact, password=password)
+            release_steps(run, artifact, password=password, key_uri=key, pin_env=pin_env, cert_chain=cert_chain)
     except PpmiError as e:
         raise attach(e, plan) from None
     return plan
@@ -686,12 +687,14 @@ def with_timestamp_urls(settings: Any, timestamp_urls: list[str] | None) -> Any:
     return settings
 
 
-def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None) -> None:
+def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None, key_uri: str | None = None,
+                  pin_env: str | None = None, cert_chain: Path | str | None = None) -> None:
     """Steps 1–7 for one environment (see the module docstring); inputs checked first (:func:`check_inputs`)."""
     plan, target = run.plan, run.target
     run.keep_secret(password)
     with plan.step("certificate", "signing certificate", "loading the signing certificate"):
-        key = load_signing_key(target.settings, password=password, environ=run.environ)
+        key = load_signing_key(target.settings, password=password, environ=run.environ, key=key_uri,
+                               pin_env=pin_env, cert_chain=cert_chain)
     cert = key.certificate_chain()[0]
     given = Path(artifact) if artifact is not None else None
     _, state, deployed = check_inputs(run, key, given, cert_label=f"signing certificate {key.description}")

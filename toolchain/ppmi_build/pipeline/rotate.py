@@ -35,6 +35,7 @@ from typing import Any
 
 from .. import entra
 from ..errors import BadInput, CertificateError, PpmiError
+from ..signing.keys.uri import is_key_uri
 from . import plan as P
 from .plan import Plan
 from .release import (
@@ -82,7 +83,8 @@ def stale_candidates(existing: list[entra.Fic], environment_id: str, keep: list[
 def retire_command(run: Run, fic: entra.Fic, new_cert: str, artifact: Path | None) -> str:
     """The command line that removes the old FIC later: the same rotation again (it converges: nothing else
     changes) with ``--retire-old --old-fic NAME``."""
-    cmd = (f"ppmi-build rotate --env {shlex.quote(run.target.name)} --new-cert {shlex.quote(new_cert)} "
+    option = "--new-key" if is_key_uri(new_cert) else "--new-cert"
+    cmd = (f"ppmi-build rotate --env {shlex.quote(run.target.name)} {option} {shlex.quote(new_cert)} "
            f"--retire-old --old-fic {shlex.quote(fic.name)}")
     return cmd + (f" {shlex.quote(str(artifact))}" if artifact is not None else "")
 
@@ -92,9 +94,17 @@ def certificate_next_step(run: Run, new_cert: Path | str) -> str | None:
     names it): the ``PPMI_PFX_BASE64`` secret, ``PPMI_CERT``, or the exact ``[signing] certificate = "…"`` line."""
     settings = run.target.settings
     env = os.environ if run.environ is None else run.environ
-    new_path = Path(new_cert).resolve()
     why = ("otherwise the next `ppmi-build release` signs with the old certificate again and re-creates its "
            "retired FIC")
+    if is_key_uri(new_cert):
+        if env.get(PFX_BASE64_ENV):
+            return f"remove the CI secret {PFX_BASE64_ENV} (it comes before [signing] key); {why}"
+        if settings.signing.key == str(new_cert):
+            return None
+        where = settings.config_file or (Path(settings.root).resolve() / "ppmi.toml")
+        return (f"set [signing] key in {where} to the new key (and remove certificate) ({why}); the line:\n"
+                f"    key = {json.dumps(str(new_cert))}")
+    new_path = Path(new_cert).resolve()
     if env.get(PFX_BASE64_ENV):
         return (f"replace the CI secret {PFX_BASE64_ENV} with the base64 of {new_cert} (and its password secret); "
                 f"{why}")
@@ -135,14 +145,15 @@ def check_new_certificate(key: Any, *, kind: str, new_cert: Path | str) -> None:
 
 
 def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None = None, *, plan_only: bool = False,
+               pin_env: str | None = None, cert_chain: Path | str | None = None,
                retire_old: bool = False, old_fic_name: str | None = None, start: Path | str | None = None,
                environ: dict[str, str] | None = None, progress: Callable[[str], None] | None = None,
                password: Any = None, settings: Any = None, timestamp_urls: list[str] | None = None) -> Plan:
     """Rotate the signing certificate of the plug-in in environment ``env_name`` to ``new_cert``.
 
     Args:
-        new_cert: the new certificate (PFX/PEM with key); its password from ``password`` (a PasswordSource)
-            or ``[signing] password_env``.
+        new_cert: the new certificate (PFX/PEM with key; its password from ``password``, a PasswordSource, or
+            ``[signing] password_env``), or a key URI (``--new-key``; ``pin_env``/``cert_chain`` apply).
         artifact: the ``.dll``/``.nupkg`` to re-sign (default: build the project).
         retire_old: delete the old certificate's FIC after the new state verified.
         old_fic_name: the FIC to retire, by name (``--old-fic``): what the printed retire command passes,
@@ -162,20 +173,22 @@ def run_rotate(env_name: str, new_cert: Path | str, artifact: Path | str | None 
         target = EnvironmentTarget.load(settings, env_name)
         with Run(plan, target, environ) as run:
             _rotate(run, new_cert, Path(artifact) if artifact is not None else None, retire_old=retire_old,
-                    old_fic_name=old_fic_name, password=password)
+                    old_fic_name=old_fic_name, password=password, pin_env=pin_env, cert_chain=cert_chain)
     except PpmiError as e:
         raise attach(e, plan) from None
     return plan
 
 
 def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old: bool, old_fic_name: str | None,
-            password: Any) -> None:
+            password: Any,
+            pin_env: str | None = None, cert_chain: Path | str | None = None) -> None:
     from ..dataverse.managed_identity import read_back
     from ..identity.certificates import describe
 
     plan, target = run.plan, run.target
     with plan.step("certificate", str(new_cert), "loading the new signing certificate"):
-        key = load_signing_key(target.settings, new_cert, password=password, environ=run.environ)
+        key = load_signing_key(target.settings, new_cert, password=password, environ=run.environ, pin_env=pin_env,
+                               cert_chain=cert_chain)
     new = key.certificate_chain()[0]
 
     # 1. what Dataverse holds now
