@@ -1,4 +1,5 @@
-"""``ppmi-build emulator --port N [--db FILE] [--token T]``: run the local Dataverse Web API + Entra FIC emulator."""
+"""``ppmi-build emulator --port N [--db FILE] [--token T] [--vault-certificate NAME=PFX ...]``: run the local
+Dataverse Web API + Entra FIC (+ Key Vault) emulator."""
 
 from __future__ import annotations
 
@@ -16,20 +17,30 @@ from ._common import handle_errors, progress
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite file for the state "
                                                                              "(default: in memory).")
 @click.option("--token", default="emulator-token", show_default=True, help="Bearer token the emulator accepts.")
+@click.option("--vault-certificate", "vault_certificates", multiple=True, metavar="NAME=PFX",
+              help="Serve this PFX as Key Vault certificate NAME (password from PPMI_PFX_PASSWORD; repeatable, the "
+                   "same NAME again adds a version). Sign with --key keyvault:http://127.0.0.1:PORT/certificates/NAME.")
 @handle_errors
-def emulator(port: int, db: Path | None, token: str) -> None:
+def emulator(port: int, db: Path | None, token: str, vault_certificates: tuple[str, ...]) -> None:
     """Serve the Dataverse Web API (/api/data/v9.2/), Graph and ARM FIC endpoints on loopback until Ctrl-C.
 
     Point ppmi-build at it with [environments.NAME] url = http://127.0.0.1:PORT and
     PPMI_ACCESS_TOKEN = the token. Control surface: POST/DELETE /_emulator/faults,
-    GET /_emulator/requests, POST /_emulator/reset.
+    GET /_emulator/requests, POST /_emulator/reset. With --vault-certificate it also serves Key Vault's
+    GET /certificates/NAME[/VERSION] and POST /keys/NAME/VERSION/sign; the private key never leaves it.
     """
+    import os
     import sqlite3
 
     from ..emulator import make_server, serve_until_interrupted
+    from ..emulator.keyvault.models import PASSWORD_ENV, seed_options
 
     try:
-        server = make_server(port=port, db=str(db) if db else None, token=token)
+        options = seed_options(vault_certificates, os.environ.get(PASSWORD_ENV))
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    try:
+        server = make_server(port=port, db=str(db) if db else None, token=token, options=options)
     except sqlite3.DatabaseError as e:  # includes OperationalError (cannot open) and "file is not a database"
         raise BadInput(f"cannot use {db} as the emulator state: {e}; give --db a new or emulator-made SQLite file "
                        "in an existing, writable folder") from None
@@ -39,6 +50,8 @@ def emulator(port: int, db: Path | None, token: str) -> None:
     click.echo(f"Dataverse emulator listening on {url}")
     click.echo(f"  Web API  {url}/api/data/v9.2/")
     click.echo(f"  state    {db or 'in memory'}")
+    for name in options.get("vault_certificates", {}):
+        click.echo(f"  Key Vault --key keyvault:{url}/certificates/{name}")
     click.echo("  token    " + ("emulator-token (default)" if token == "emulator-token" else "as given by --token"))
     progress("press Ctrl-C to stop")
     serve_until_interrupted(server)

@@ -1,4 +1,5 @@
-"""``python -m ppmi_build.emulator --port N [--db FILE] [--token T]``: run the emulator until Ctrl-C."""
+"""``python -m ppmi_build.emulator --port N [--db FILE] [--token T] [--vault-certificate NAME=PFX ...]``: run the
+emulator until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -13,11 +14,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080, help="TCP port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--db", default=None, help="SQLite file for the state (default: in memory)")
     parser.add_argument("--token", default="emulator-token", help="bearer token to accept (default emulator-token)")
+    parser.add_argument("--vault-certificate", action="append", default=[], metavar="NAME=PFX",
+                        help="serve this PFX as Key Vault certificate NAME (password from PPMI_PFX_PASSWORD; "
+                             "repeatable)")
     args = parser.parse_args(argv)
+    import os
+
     from . import make_server, serve_until_interrupted
+    from .keyvault.models import PASSWORD_ENV, seed_options
 
     try:
-        server = make_server(port=args.port, db=args.db, token=args.token)
+        options = seed_options(args.vault_certificate, os.environ.get(PASSWORD_ENV))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        server = make_server(port=args.port, db=args.db, token=args.token, options=options)
     except OSError as e:
         print(f"error: cannot listen on 127.0.0.1:{args.port}: {e.strerror}; pick another --port", file=sys.stderr)
         return 2
