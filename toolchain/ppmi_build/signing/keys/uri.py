@@ -14,7 +14,9 @@ Three forms, one per key source (the scheme picks the module that opens it):
 * ``trustedsigning:https://REGION.codesigning.azure.net/ACCOUNT/PROFILE`` - an Azure Trusted Signing
   (Artifact Signing) certificate profile.
 
-HTTPS is required for the two cloud forms except on the loopback interface (the emulator). Every malformed URI
+HTTPS is required for the two cloud forms except on the loopback interface (127.0.0.0/8, ``::1``, ``localhost``:
+the emulator, e.g. ``keyvault:http://127.0.0.1:8080/certificates/NAME``), the rule of
+:func:`ppmi_build.http.check_url`. Every malformed URI
 gives one :class:`~ppmi_build.errors.KeyUriError` line naming the part that is wrong and the fix.
 """
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from ...errors import KeyUriError
+from ...http.client import is_loopback
 
 #: URI schemes that name a key source (anything else given to ``--key`` is a PEM private key file).
 SCHEMES = ("pkcs11", "keyvault", "trustedsigning")
@@ -206,7 +209,7 @@ def _parse_pkcs11(text: str, rest: str) -> Pkcs11Uri:
 def _https(text: str, url: str, example: str) -> tuple[str, list[str]]:
     parts = urlsplit(url)
     host = parts.hostname or ""
-    loopback = host in ("127.0.0.1", "localhost", "::1")
+    loopback = is_loopback(host)  # the emulator: keyvault:http://127.0.0.1:PORT/certificates/NAME
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
         raise KeyUriError(f"{text!r}: the service URL must start with https:// (plain http only for 127.0.0.1); "
                           f"write {example}")
