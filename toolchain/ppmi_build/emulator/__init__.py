@@ -1,7 +1,8 @@
 """A local emulator of the cloud services ppmi-build talks to, for tests, demos and offline rehearsal
-(DESIGN.md §3 "The emulator"): the Dataverse Web API (domain-spec §2, §4) and the federated identity credentials
-of Entra ID through Microsoft Graph and Azure Resource Manager (domain-spec §1.7), on one loopback HTTP server with
-one bearer token, one SQLite store and one fault-injection control surface.
+(DESIGN.md §3 "The emulator"): the Dataverse Web API (domain-spec §2, §4), the federated identity credentials
+of Entra ID through Microsoft Graph and Azure Resource Manager (domain-spec §1.7) and Azure Key Vault's certificate
+and sign operations (production-keys §2(a)), on one loopback HTTP server with one bearer token, one SQLite store and
+one fault-injection control surface.
 
 Layout (after moto): :mod:`.core` holds the server, routing, store, faults, token check and OData query options;
 each service is a package (:mod:`.dataverse`, :mod:`.graph`, :mod:`.arm`) with ``models.py``, ``responses.py`` and
@@ -18,7 +19,10 @@ In-process use::
         emu.rows("pluginassembly")            # what the emulator's database holds
         emu.reset()
 
-Command line: ``ppmi-build emulator --port N [--db FILE] [--token T]`` or
+Key Vault seed: ``start(options={"vault_certificates": {"signer": "signer.pfx"}, "vault_pfx_password": "…"})``
+(:mod:`.keyvault.models`), then ``--key keyvault:{emu.url}/certificates/signer``.
+
+Command line: ``ppmi-build emulator --port N [--db FILE] [--token T] [--vault-certificate NAME=PFX]`` or
 ``python -m ppmi_build.emulator --port N``.
 """
 

@@ -6,8 +6,9 @@ A :class:`KeySource` gives the certificate chain (leaf first) and signs a digest
 * files (:mod:`.files`): PFX/PKCS#12 (cryptography's loader), PEM key + certificates, PEM/DER certificates, and
   the base64 PFX of ``PPMI_PFX_BASE64`` (a CI secret);
 * ``pkcs11:`` URIs, RFC 7512 (:mod:`.pkcs11`): a key on a hardware token or HSM;
-* ``keyvault:`` and ``trustedsigning:`` URIs (:mod:`.uri` parses them): Azure Key Vault and Trusted Signing,
-  served by the modules ``keyvault`` and ``trusted_signing`` of this package when they are installed.
+* ``keyvault:`` URIs (:mod:`.keyvault`): a certificate and its key in Azure Key Vault (production-keys §2(a));
+* ``trustedsigning:`` URIs (:mod:`.uri` parses them): Azure Trusted Signing, served by the module
+  ``trusted_signing`` of this package when it is installed.
 
 :func:`resolve_signing_key` is the one place that decides which key a command uses (``sign``, ``fic``,
 ``cert show``, ``release``, ``rotate``, ``doctor``)::
