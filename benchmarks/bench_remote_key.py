@@ -79,12 +79,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--latency", type=float, default=0.2, help="seconds added to every Key Vault call")
     args = ap.parse_args(argv)
 
-    from cryptography.hazmat.primitives import hashes  # noqa: F401 - warm the import before timing
+    from tests.pki import PFX_PASSWORD, make_pki
 
     from ppmi_build.emulator import start
     from ppmi_build.signing.api import sign_files
     from ppmi_build.signing.keys import open_key_uri
-    from tests.pki import PFX_PASSWORD, make_pki
 
     with tempfile.TemporaryDirectory(prefix="ppmi-bench-kv-") as tmp:
         work = Path(tmp)
