@@ -263,7 +263,7 @@ def _looks_pkcs12(data: bytes) -> bool:
     try:
         x509.load_der_x509_certificate(data)
         return False
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         return data[:1] == b"\x30"
 
 
@@ -285,6 +285,9 @@ def _parse_certs(data: bytes, path: Path) -> list[x509.Certificate]:
         if data.startswith(b"-----"):
             return []
         return [x509.load_der_x509_certificate(data)]
+    except x509.InvalidVersion as e:  # not a ValueError: cryptography reports the bad version number apart
+        raise CertificateError(f"{path}: the certificate is corrupt: {e} (RFC 5280 §4.1.2.1 allows v1-v3); "
+                               "get an intact copy from its source") from None
     except ValueError:
         raise CertificateError(
             f"{path} is not a certificate (expected .pfx/.p12, PEM or DER .cer/.crt)"
