@@ -86,7 +86,7 @@ def certificate_problem(cert: x509.Certificate) -> str | None:
             return f"its {role} cannot be rendered as .NET does: {problem}"
     try:
         _ = cert.extensions
-    except ValueError as e:
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:  # not all ValueErrors
         return _extension_problem(cert, e)
     return None
 
