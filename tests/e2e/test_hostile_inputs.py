@@ -204,3 +204,12 @@ def test_fuzz_pe_and_package_readers(tmp_path, ossl_signed_dll, plain_dll, monke
     n += _fuzz(tmp_path, "b.dll", ossl_signed_dll.read_bytes(), lambda p: ["verify", p, "--json"], 6)
     n += _fuzz(tmp_path, "c.nupkg", pkg.read_bytes(), lambda p: ["verify", p, "--json"], 7)
     assert n > 20
+
+
+def test_cert_show_duplicate_extension(cli, tmp_path):
+    # Found by the fuzz loop: cryptography raises DuplicateExtension (not a ValueError) at first use.
+    path = tmp_path / "twice.cer"
+    path.write_bytes(d.certificate(PLAIN, PLAIN, [d.CODE_SIGNING_EKU, d.CODE_SIGNING_EKU]))
+    r, took = _timed(cli, "cert", "show", path)
+    assert r.exit_code == 2 and took < 1.0
+    assert "the extension extendedKeyUsage (2.5.29.37) appears twice" in _one_error_line(r)
