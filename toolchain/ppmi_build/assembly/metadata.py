@@ -488,3 +488,31 @@ def read_plugin_assemblies(assemblies: Mapping[str, Path | str | bytes], *, inte
     finally:
         for pe in opened:
             _close(pe)
+
+
+def read_assembly_references(path: Path | str | bytes, *, label: str | None = None) -> list[AssemblyIdentity]:
+    """The ``AssemblyRef`` rows (ECMA-335 §II.22.5) of an assembly: the assemblies it was compiled against.
+
+    ``public_key_token`` is the row's token (or the token of its full public key, flag 0x0001), None when
+    the reference is to an assembly that is not strong-named; ``public_key`` is not kept (None).
+
+    Raises:
+        InputFileError, PEFormatError, MetadataCorrupt: as :func:`read_assembly_identity`.
+    """
+    pe, label = _open(path, label)
+    try:
+        with _guard(label):
+            table = pe.net.mdtables.AssemblyRef
+            out = []
+            for row in (table or []):
+                blob = getattr(row.PublicKey, "value", row.PublicKey)  # dnfile's name for PublicKeyOrToken
+                blob = bytes(blob) if blob else b""
+                full_key = bool(getattr(row.Flags, "afPublicKey", False))
+                token = (public_key_token(blob) if full_key else blob.hex()) if blob else None
+                version = ".".join(str(int(x)) for x in (row.MajorVersion, row.MinorVersion, row.BuildNumber,
+                                                          row.RevisionNumber))
+                out.append(AssemblyIdentity(name=_s(row.Name), version=version, culture=_s(row.Culture) or "neutral",
+                                            public_key_token=token, public_key=None))
+            return out
+    finally:
+        _close(pe)

@@ -82,6 +82,18 @@ def build(directory: Path | None, configuration: str, kind: str | None, timeout_
     finally:
         progress.done()
 
+    from ..errors import PpmiError
+    from ..project.sandbox import lint_artifact
+
+    sandbox: list[str] = []
+    for artifact in result.artifacts:
+        try:
+            sandbox += lint_artifact(artifact.path)
+        except PpmiError as e:  # an unreadable artifact is reported by the build record itself
+            sandbox.append(f"{artifact.path}: sandbox lint skipped ({e.message})")
+    for w in sandbox:
+        click.echo(f"warning: {w}", err=True)
+
     def human() -> str:
         lines = [f"built {result.project} ({result.kind}, {result.configuration}) in {result.duration_s:.1f}s"]
         for a in result.artifacts:
@@ -101,4 +113,4 @@ def build(directory: Path | None, configuration: str, kind: str | None, timeout_
         lines += [f"note: {n}" for n in result.notes]
         return "\n".join(lines)
 
-    emit(as_json, result.to_json(), human)
+    emit(as_json, {**result.to_json(), "sandbox_warnings": sandbox} if sandbox else result.to_json(), human)

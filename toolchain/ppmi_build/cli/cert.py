@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit, handle_errors, json_option, password_options, password_source
+from ._common import emit, handle_errors, json_option, password_options, password_source, progress
 from ._keys import key_uri_options
 
 
@@ -126,6 +126,7 @@ def show(path: Path | None, key_uri: str | None, pin_env: str | None, cert_chain
     signing certificate the other commands use (PPMI_PFX_BASE64, then [signing] key / certificate)."""
     from ..config import load_settings
     from ..identity.certificates import describe
+    from ..identity.dn import certificate_name_ders, non_string_attributes
     from ..signing.keys import PasswordSource, resolve_signing_key
 
     settings = load_settings() if path is None and key_uri is None else None
@@ -136,6 +137,15 @@ def show(path: Path | None, key_uri: str | None, pin_env: str | None, cert_chain
     chain = source.certificate_chain()
     record = describe(chain[0])
     data = {**record, "path": source.description, "chain_length": len(chain)}
+    # .NET renders a non-string attribute value as '#' + hex (X500DistinguishedNameTests,
+    # Format_ComponentWithNonStringContent); say so, since RFC 5280 names hold character strings.
+    notes = [f"the {role} attribute {what}, not a character string; shown as .NET shows it (#hex)"
+             for role, der in zip(("issuer", "subject"), certificate_name_ders(chain[0]), strict=True)
+             for what in non_string_attributes(der)]
+    for note in notes:
+        progress(f"note: {note}")
+    if notes:
+        data["notes"] = notes
 
     def human() -> str:
         yes = {True: "yes", False: "no"}

@@ -43,7 +43,9 @@ def _signer_of_artifact(path: Path):
         from ..errors import BadInput
 
         raise BadInput(f"{path} is not signed; sign it first (ppmi-build sign) or pass --cert")
-    return found
+    from ..identity.certificates import check_certificate
+
+    return check_certificate(found, f"{path}: the embedded signer certificate")
 
 
 @click.command("fic")

@@ -4,6 +4,9 @@
   exact ``X509Certificate2.Subject``/``.Issuer`` strings (:mod:`ppmi_build.identity.dn`).
 * :func:`has_code_signing_eku`, :func:`key_bits` — the codeSigning EKU test and the short key description
   shared by ``cert show``, the FIC checks and the signing-certificate checks.
+* :func:`certificate_problem`, :func:`check_certificate` — what makes a certificate unusable (a name
+  .NET cannot render, naming the attribute; a malformed extension, naming it), so that every reader
+  refuses it in one line instead of failing later inside ``cryptography``'s lazy parsing.
 * :func:`is_self_signed` — the rule used to choose the FIC ``h/`` form (domain-spec §1.1).
 * :func:`new_dev_certificate` — self-signed code-signing certificate from the ``certs/``
   profile (RSA 3072, EKU codeSigning, KeyUsage digitalSignature, SKI).
@@ -25,15 +28,83 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ..errors import BadInput, ConfigError, InputFileError
+from ..errors import BadInput, CertificateError, ConfigError, InputFileError
 from ..fileio import atomic_write
-from .dn import certificate_name_ders, dotnet_name, parse_dotnet_dn
+from .dn import certificate_extension_ders, certificate_name_ders, dotnet_name, name_problem, parse_dotnet_dn
 
 DEFAULT_PROFILE = "dev-code-signing"
 
 
 def _iso(t: _dt.datetime) -> str:
     return t.astimezone(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _extension_name(oid: str) -> str:
+    name = getattr(x509.ObjectIdentifier(oid), "_name", "") or ""
+    return f"{name} ({oid})" if name and name != "Unknown OID" else oid
+
+
+def _extension_problem(cert: x509.Certificate, error: Exception) -> str:
+    """Name the extension ``cryptography`` could not parse (asn1crypto's structures tell which one)."""
+    from asn1crypto import x509 as ax509
+
+    try:
+        exts = certificate_extension_ders(cert)
+    except BadInput as e:
+        return str(e)
+    seen: set[str] = set()
+    for oid, der in exts:
+        if oid in seen:
+            return f"the extension {_extension_name(oid)} appears twice (RFC 5280 §4.2)"
+        seen.add(oid)
+        try:
+            ext = ax509.Extension.load(der, strict=True)
+            _ = ext["extn_value"].parsed.native if ext["extn_value"].parsed is not None else None
+            _ = ext["critical"].native
+        except Exception:  # noqa: BLE001 - asn1crypto raises ValueError/TypeError/... on corrupt DER
+            return f"the extension {_extension_name(oid)} is malformed"
+    return f"an extension is malformed ({error})"
+
+
+def certificate_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` cannot be used or shown, in a few words, or None.
+
+    Checked: the TBSCertificate layout (RFC 5280 §4.1), both names decode the way .NET decodes them
+    (:func:`~ppmi_build.identity.dn.name_problem`; T61String, non-string values and the other cases
+    .NET renders are fine), and the extensions parse (``cryptography`` parses them lazily and would
+    raise ``ValueError`` at first use). Example: ``"the extension extendedKeyUsage (2.5.29.37) is
+    malformed"``, ``"its subject cannot be rendered as .NET does: attribute CN (2.5.4.3): UTF8String
+    is not UTF-8"``.
+    """
+    try:
+        issuer_der, subject_der = certificate_name_ders(cert)
+    except BadInput as e:
+        return str(e)
+    for role, der in (("issuer", issuer_der), ("subject", subject_der)):
+        problem = name_problem(der)
+        if problem:
+            return f"its {role} cannot be rendered as .NET does: {problem}"
+    try:
+        _ = cert.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:  # not all ValueErrors
+        return _extension_problem(cert, e)
+    return None
+
+
+def check_certificate(cert: x509.Certificate, label: str) -> x509.Certificate:
+    """Return ``cert`` when :func:`certificate_problem` finds nothing.
+
+    Args:
+        label: the certificate, named for the message (``"certs/dev.cer: the certificate"``, ``"x.dll:
+            the embedded signer certificate"``).
+    Raises:
+        CertificateError: one line ``"{label} is corrupt: {problem}; …"`` (exit 2).
+    """
+    problem = certificate_problem(cert)
+    if problem:
+        raise CertificateError(f"{label} is corrupt: {problem}; get an intact copy from its "
+                               "source (re-export the .pfx/.cer, or ask the issuer for a new certificate)")
+    return cert
 
 
 def has_code_signing_eku(cert: x509.Certificate) -> bool:
@@ -46,8 +117,11 @@ def has_code_signing_eku(cert: x509.Certificate) -> bool:
 
 
 def key_bits(cert: x509.Certificate) -> str:
-    """Short key description, e.g. ``RSA-3072`` or ``EC-P256``."""
-    pub = cert.public_key()
+    """Short key description, e.g. ``RSA-3072`` or ``EC-P256``; ``unreadable`` when the key cannot be parsed."""
+    try:
+        pub = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return "unreadable"
     if isinstance(pub, rsa.RSAPublicKey):
         return f"RSA-{pub.key_size}"
     name = getattr(getattr(pub, "curve", None), "name", None)
@@ -128,7 +202,12 @@ def describe(cert: x509.Certificate) -> dict[str, Any]:
     ``not_after`` (ISO 8601 UTC, ``Z``), ``self_signed`` (:func:`is_self_signed`), ``code_signing``
     (EKU 1.3.6.1.5.5.7.3.3 present), ``key`` (``RSA-3072``), ``serial_number`` (upper-case hex,
     as ``X509Certificate2.SerialNumber``).
+
+    Raises:
+        CertificateError: :func:`certificate_problem` found something (callers that know the file
+            call :func:`check_certificate` first, so the message names it).
     """
+    check_certificate(cert, "the certificate")
     issuer_der, subject_der = certificate_name_ders(cert)
     serial = cert.serial_number
     serial_hex = serial.to_bytes((serial.bit_length() + 8) // 8 or 1, "big", signed=True).hex().upper()
@@ -326,7 +405,7 @@ def default_file_name(cert_or_name: x509.Certificate | x509.Name) -> str:
     """A file name stem from the subject CN (or the first value): ``"Contoso Dev"`` -> ``contoso-dev``."""
     from .dn import common_names, name_attributes
 
-    name = cert_or_name.subject if isinstance(cert_or_name, x509.Certificate) else cert_or_name
+    name = certificate_name_ders(cert_or_name)[1] if isinstance(cert_or_name, x509.Certificate) else cert_or_name
     cns = common_names(name)
     values = cns or [a.value for rdn in name_attributes(name) for a in rdn if a.is_string]
     stem = re.sub(r"[^a-z0-9]+", "-", (values[0] if values else "").lower()).strip("-")[:60].strip("-")

@@ -290,7 +290,10 @@ def _parse_name_der(data: bytes) -> list[list[Attribute]]:
             if len(parts) != 2 or parts[0].tag != 0x06:
                 raise _Invalid("AttributeTypeAndValue needs an OID and one value")
             oid = _decode_oid(parts[0].contents(data))
-            text, is_string = _value_text(data, parts[1])
+            try:
+                text, is_string = _value_text(data, parts[1])
+            except _Invalid as e:
+                raise _Invalid(f"attribute {key_name(oid)} ({oid}): {e}") from None
             attrs.append(Attribute(oid, key_name(oid), text, is_string, parts[1].tag))
         if not attrs:
             raise _Invalid("empty RDN")
@@ -314,6 +317,43 @@ def name_attributes(name: x509.Name | bytes) -> list[list[Attribute]]:
         return _parse_name_der(_der_of(name))
     except _Invalid as e:
         raise BadInput(f"the distinguished name cannot be decoded ({e}); the certificate is malformed") from None
+
+
+def name_problem(name: x509.Name | bytes) -> str | None:
+    """Why .NET could not render ``name`` (naming the attribute when one is at fault), or None.
+
+    Example: ``"attribute CN (2.5.4.3): UTF8String is not UTF-8"``.
+    """
+    try:
+        _parse_name_der(_der_of(name))
+    except _Invalid as e:
+        return str(e)
+    return None
+
+
+#: Universal tag -> ASN.1 type name, for notes about non-string attribute values.
+_TAG_NAMES = {0x01: "BOOLEAN", 0x02: "INTEGER", 0x03: "BIT STRING", 0x04: "OCTET STRING", 0x05: "NULL",
+              0x06: "OBJECT IDENTIFIER", 0x30: "SEQUENCE", 0x31: "SET"}
+
+
+def non_string_attributes(name: x509.Name | bytes) -> list[str]:
+    """Attributes whose value is not a character string, e.g. ``["CN holds a BIT STRING"]``.
+
+    .NET renders them as ``#`` + hex (test ``Format_ComponentWithNonStringContent``); callers show
+    these as notes. An undecodable Name gives ``[]`` (see :func:`name_problem`).
+    """
+    try:
+        rdns = _parse_name_der(_der_of(name))
+    except _Invalid:
+        return []
+
+    def kind(tag: int) -> str:
+        type_name = _TAG_NAMES.get(tag)
+        if type_name is None:
+            return f"a value with tag 0x{tag:02X}"
+        return ("an " if type_name[0] in "AEIOU" else "a ") + type_name
+
+    return [f"{a.key} holds {kind(a.tag)}" for rdn in rdns for a in rdn if not a.is_string]
 
 
 def dotnet_name(name: x509.Name | bytes, *, reverse: bool = True, quote: bool = True, strict: bool = False) -> str:
@@ -365,6 +405,33 @@ def certificate_name_ders(cert: x509.Certificate) -> tuple[bytes, bytes]:
     except (_Invalid, IndexError) as e:
         raise BadInput(f"the certificate's TBSCertificate cannot be read ({e})") from None
     return issuer.whole(data), subject.whole(data)
+
+
+def certificate_extension_ders(cert: x509.Certificate) -> list[tuple[str, bytes]]:
+    """``(OID, whole Extension DER)`` of each extension in the TBSCertificate, in order (RFC 5280 §4.1).
+
+    Reads only the outer layers (``[3] EXPLICIT SEQUENCE OF Extension``, each a SEQUENCE starting
+    with an OID), so it works on a certificate whose extension *values* ``cryptography`` cannot parse.
+
+    Raises:
+        BadInput: the extensions field itself is not DER.
+    """
+    data = cert.tbs_certificate_bytes
+    out: list[tuple[str, bytes]] = []
+    try:
+        tbs = _read_tlv(data, 0, len(data))
+        for field in _children(data, tbs):
+            if field.tag != 0xA3:  # [3] EXPLICIT Extensions
+                continue
+            (seq,) = _children(data, field)
+            for ext in _children(data, seq):
+                parts = _children(data, ext)
+                if ext.tag != 0x30 or not parts or parts[0].tag != 0x06:
+                    raise _Invalid("an extension is not a SEQUENCE starting with an OID")
+                out.append((_decode_oid(parts[0].contents(data)), ext.whole(data)))
+    except (_Invalid, ValueError) as e:
+        raise BadInput(f"the certificate's extensions cannot be read ({e})") from None
+    return out
 
 
 def certificate_subject(cert: x509.Certificate) -> str:

@@ -33,7 +33,14 @@ from typing import Any
 from cryptography import x509
 
 from ..errors import BadInput
-from .certificates import has_code_signing_eku, is_self_signed, self_signed_ambiguity, sha256_hex, thumbprint_sha1
+from .certificates import (
+    check_certificate,
+    has_code_signing_eku,
+    is_self_signed,
+    self_signed_ambiguity,
+    sha256_hex,
+    thumbprint_sha1,
+)
 from .dn import certificate_name_ders, common_names, dotnet_name
 from .guids import ParsedGuid, b64url, encoded_tenant_id, parse_guid
 
@@ -256,7 +263,9 @@ def compute_fic(
         GuidError: malformed tenant or environment ID.
         BadInput: unknown version or cloud; v1 CN with comma/non-ASCII or missing; v0 outside the
             public cloud; a value longer than Entra's 600 characters.
+        CertificateError: ``cert`` is corrupt (a name .NET cannot render, a malformed extension).
     """
+    check_certificate(cert, "the certificate")
     if version not in (0, 1, 2):
         raise BadInput(f"managed identity version {version!r} is not known; use 0, 1 or 2 (2 is recommended)")
     c = cloud_for(cloud)

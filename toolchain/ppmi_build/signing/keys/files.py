@@ -24,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ...errors import CertificateError, InputFileError, PasswordError
+from ...identity.certificates import check_certificate
+from ...identity.dn import certificate_name_ders
 from .source import (
     PASSWORD_ENV_DEFAULT,
     PFX_BASE64_ENV,
@@ -52,12 +54,33 @@ def _read(path: Path, what: str = "certificate file", option: str = "--cert") ->
         raise InputFileError(f"cannot read {what} {path}: {e.strerror}; check the path given to {option}") from None
 
 
+def _checked(certs: list[x509.Certificate], label: Path | str) -> list[x509.Certificate]:
+    """``certs`` when each one is intact (names .NET can render, extensions that parse), else one line
+    naming the file and the fault (:func:`~ppmi_build.identity.certificates.check_certificate`)."""
+    for i, c in enumerate(certs):
+        check_certificate(c, f"{label}: the certificate" if len(certs) == 1
+                          else f"{label}: certificate {i + 1} of {len(certs)}")
+    return certs
+
+
+def _issuer(cert: x509.Certificate) -> bytes:
+    """Issuer DER as on the wire (``cert.issuer`` would re-parse it with cryptography's stricter Name rules)."""
+    return certificate_name_ders(cert)[0]
+
+
+def _subject(cert: x509.Certificate) -> bytes:
+    return certificate_name_ders(cert)[1]
+
+
 def order_chain(leaf: x509.Certificate, others: list[x509.Certificate]) -> list[x509.Certificate]:
-    """Leaf first, then issuers in chain order; unrelated certificates are kept at the end."""
+    """Leaf first, then issuers in chain order; unrelated certificates are kept at the end.
+
+    Names are compared as DER (RFC 5280 §7.1 binary comparison), from the certificate's own bytes."""
     chain = [leaf]
     rest = [c for c in others if c != leaf]
     while rest:
-        nxt = next((c for c in rest if c.subject == chain[-1].issuer and c.subject != chain[-1].subject), None)
+        last = chain[-1]
+        nxt = next((c for c in rest if _subject(c) == _issuer(last) and _subject(c) != _subject(last)), None)
         if nxt is None:
             break
         chain.append(nxt)
@@ -80,8 +103,11 @@ def _pick_leaf(key: Any, certs: list[x509.Certificate], path: Path | str) -> x50
     if key is not None:
         pub = key.public_key()
         for c in certs:
-            if c.public_key() == pub:
-                return c
+            try:
+                if c.public_key() == pub:
+                    return c
+            except ValueError:  # an unreadable public key cannot be the key's
+                continue
         raise CertificateError(f"{path}: the private key does not match any certificate in the file")
     return certs[0]
 
@@ -237,7 +263,7 @@ def _looks_pkcs12(data: bytes) -> bool:
     try:
         x509.load_der_x509_certificate(data)
         return False
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         return data[:1] == b"\x30"
 
 
@@ -247,8 +273,8 @@ def _is_pfx(path: Path, data: bytes) -> bool:
 
 def _leaf_first(certs: list[x509.Certificate]) -> list[x509.Certificate]:
     """Put first the certificate that issued none of the others (the end-entity)."""
-    issuers = {c.issuer for c in certs}
-    leaves = [c for c in certs if c.subject not in issuers or c.subject == c.issuer and len(certs) == 1]
+    issuers = {_issuer(c) for c in certs}
+    leaves = [c for c in certs if _subject(c) not in issuers or _subject(c) == _issuer(c) and len(certs) == 1]
     return leaves + [c for c in certs if c not in leaves] if leaves else certs
 
 
@@ -259,6 +285,9 @@ def _parse_certs(data: bytes, path: Path) -> list[x509.Certificate]:
         if data.startswith(b"-----"):
             return []
         return [x509.load_der_x509_certificate(data)]
+    except x509.InvalidVersion as e:  # not a ValueError: cryptography reports the bad version number apart
+        raise CertificateError(f"{path}: the certificate is corrupt: {e} (RFC 5280 §4.1.2.1 allows v1-v3); "
+                               "get an intact copy from its source") from None
     except ValueError:
         raise CertificateError(
             f"{path} is not a certificate (expected .pfx/.p12, PEM or DER .cer/.crt)"
@@ -279,9 +308,9 @@ def load_certificates(path: Path | str, password: PasswordSource | None = None) 
     data = _read(path)
     if _is_pfx(path, data):
         key, cert, extra = _load_pfx(data, path, password)
-        certs = ([cert] if cert else []) + list(extra or [])
+        certs = _checked(([cert] if cert else []) + list(extra or []), path)
         return order_chain(_pick_leaf(key, certs, path), certs)
-    certs = _parse_certs(data, path)
+    certs = _checked(_parse_certs(data, path), path)
     return order_chain(_pick_leaf(None, _leaf_first(certs), path), certs)
 
 
@@ -292,7 +321,7 @@ def load_chain_file(path: Path | str, option: str = "--cert-chain") -> list[x509
         InputFileError: missing/unreadable. CertificateError: no certificate in it.
     """
     path = Path(path)
-    certs = _parse_certs(_read(path, "certificate chain file", option), path)
+    certs = _checked(_parse_certs(_read(path, "certificate chain file", option), path), path)
     if not certs:
         raise CertificateError(f"{path} contains no certificate; pass a PEM or DER certificate file to {option}")
     return certs
@@ -350,7 +379,7 @@ def load_key_source(
                 f"{path} has no private key; pass a .pfx, a PEM that holds the key, or --key KEY.pem"
             )
     rsa_key = _require_rsa(key, path)
-    leaf = _pick_leaf(rsa_key, certs, path)
+    leaf = _pick_leaf(rsa_key, _checked(certs, path), path)
     origin: dict[str, Any]  # LocalKey's key_file / key_format
     if key_fmt == "pkcs12":
         origin = {"key_file": path, "key_format": "pkcs12"}
@@ -394,7 +423,7 @@ def load_pfx_from_env(password: PasswordSource | None = None, environ: Any = Non
     if key is None:
         raise CertificateError(f"the PFX in {PFX_BASE64_ENV} has no private key; export it with its private key")
     rsa_key = _require_rsa(key, f"the PFX in {PFX_BASE64_ENV}")
-    leaf = _pick_leaf(rsa_key, certs, label)
+    leaf = _pick_leaf(rsa_key, _checked(certs, label), label)
     return LocalKey(private_key=rsa_key, chain=order_chain(leaf, certs), source=label,
                     key_format="pkcs12", pfx_data=data, key_password=password.resolve_cached())
 
@@ -404,5 +433,5 @@ def certificates_from_env(password: PasswordSource | None = None, environ: Any =
     data = pfx_from_env(environ)
     label = f"${PFX_BASE64_ENV}"
     key, cert, extra = _load_pfx(data, label, password)
-    certs = ([cert] if cert else []) + list(extra or [])
+    certs = _checked(([cert] if cert else []) + list(extra or []), label)
     return CertificateChain(order_chain(_pick_leaf(key, certs, label), certs), label)

@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ...errors import KeyUriError, TokenDeviceError, TokenError
+from ...identity.certificates import certificate_problem
+from ...identity.dn import certificate_name_ders
 from .uri import Pkcs11Uri
 
 #: Environment variable holding the user PIN by default (``--pin-env`` names another one).
@@ -115,13 +117,21 @@ def _token_matches(uri: Pkcs11Uri, slot: Any, token: Any) -> bool:
     return all(want is None or want == got for want, got in checks)
 
 
+def _issuer(cert: x509.Certificate) -> bytes:
+    return certificate_name_ders(cert)[0]  # DER as on the wire (cert.issuer re-parses with stricter rules)
+
+
+def _subject(cert: x509.Certificate) -> bytes:
+    return certificate_name_ders(cert)[1]
+
+
 def _issuers(leaf: x509.Certificate, pool: list[x509.Certificate]) -> list[x509.Certificate]:
     """Certificates of ``pool`` that form ``leaf``'s issuer chain, in order (unrelated ones are left out)."""
     chain: list[x509.Certificate] = []
     current = leaf
     rest = [c for c in pool if c != leaf]
     while True:
-        nxt = next((c for c in rest if c.subject == current.issuer and c.subject != current.subject), None)
+        nxt = next((c for c in rest if _subject(c) == _issuer(current) and _subject(c) != _subject(current)), None)
         if nxt is None:
             return chain
         chain.append(nxt)
@@ -276,6 +286,8 @@ def _certificates(session: Any) -> list[tuple[bytes, str, x509.Certificate]]:
         try:
             cert = x509.load_der_x509_certificate(bytes(obj[Attribute.VALUE]))
         except (ValueError, KeyError, TypeError):
+            continue
+        if certificate_problem(cert):  # a corrupt certificate object is skipped like an unreadable one
             continue
         try:
             cid = bytes(obj[Attribute.ID])
