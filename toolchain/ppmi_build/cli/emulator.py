@@ -16,20 +16,27 @@ from ._common import handle_errors, progress
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite file for the state "
                                                                              "(default: in memory).")
 @click.option("--token", default="emulator-token", show_default=True, help="Bearer token the emulator accepts.")
+@click.option("--signing-profile", "signing_profiles", multiple=True, metavar='ACCOUNT/PROFILE="SUBJECT DN"',
+              help="Serve a Trusted Signing certificate profile whose leaves carry this subject (repeatable).")
+@click.option("--rotate-issuers", is_flag=True,
+              help="Trusted Signing: alternate the two issuing CAs between sign operations.")
 @handle_errors
-def emulator(port: int, db: Path | None, token: str) -> None:
+def emulator(port: int, db: Path | None, token: str, signing_profiles: tuple[str, ...], rotate_issuers: bool) -> None:
     """Serve the Dataverse Web API (/api/data/v9.2/), Graph and ARM FIC endpoints on loopback until Ctrl-C.
 
     Point ppmi-build at it with [environments.NAME] url = http://127.0.0.1:PORT and
     PPMI_ACCESS_TOKEN = the token. Control surface: POST/DELETE /_emulator/faults,
-    GET /_emulator/requests, POST /_emulator/reset.
+    GET /_emulator/requests, POST /_emulator/reset. Trusted Signing (with --signing-profile):
+    /codesigningaccounts/ACCOUNT/certificateprofiles/PROFILE/sign; its root at GET /_emulator/trusted-signing/root.
     """
     import sqlite3
 
     from ..emulator import make_server, serve_until_interrupted
 
+    profiles = _signing_profiles(signing_profiles)
+    options = {"trusted_signing": {"profiles": profiles, "rotate_issuers": rotate_issuers}}
     try:
-        server = make_server(port=port, db=str(db) if db else None, token=token)
+        server = make_server(port=port, db=str(db) if db else None, token=token, options=options)
     except sqlite3.DatabaseError as e:  # includes OperationalError (cannot open) and "file is not a database"
         raise BadInput(f"cannot use {db} as the emulator state: {e}; give --db a new or emulator-made SQLite file "
                        "in an existing, writable folder") from None
@@ -38,7 +45,30 @@ def emulator(port: int, db: Path | None, token: str) -> None:
     url = server.state.base_url
     click.echo(f"Dataverse emulator listening on {url}")
     click.echo(f"  Web API  {url}/api/data/v9.2/")
+    for ref, dn in profiles.items():
+        click.echo(f"  signing  trustedsigning:{url}/{ref} ({dn}{', rotating issuers' if rotate_issuers else ''})")
     click.echo(f"  state    {db or 'in memory'}")
     click.echo("  token    " + ("emulator-token (default)" if token == "emulator-token" else "as given by --token"))
     progress("press Ctrl-C to stop")
     serve_until_interrupted(server)
+
+
+def _signing_profiles(values: tuple[str, ...]) -> dict[str, str]:
+    """``ACCOUNT/PROFILE=SUBJECT DN`` values -> ``{"ACCOUNT/PROFILE": "SUBJECT DN"}``; raises BadInput."""
+    import re
+
+    from ..emulator.trustedsigning.models import parse_dn
+
+    out: dict[str, str] = {}
+    for value in values:
+        ref, sep, dn = value.partition("=")
+        if not sep or not re.fullmatch(r"[0-9A-Za-z-]+/[0-9A-Za-z-]+", ref.strip()) or not dn.strip():
+            raise BadInput(f"--signing-profile {value!r} is not ACCOUNT/PROFILE=\"SUBJECT DN\"; write e.g. "
+                           '--signing-profile acct/prof="CN=Contoso Ltd, O=Contoso Ltd, C=US"')
+        try:
+            parse_dn(dn.strip().strip('"'))
+        except ValueError as e:
+            raise BadInput(f"--signing-profile {ref.strip()}: subject {dn.strip()!r} is not a DN ({e}); write e.g. "
+                           '"CN=Contoso Ltd, O=Contoso Ltd, L=Redmond, S=WA, C=US"') from None
+        out[ref.strip()] = dn.strip().strip('"')
+    return out

@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from . import arm, dataverse, graph
+from . import arm, dataverse, graph, trustedsigning
 from .core.responses import Response
 from .core.routing import Request, Service, dispatch
 
@@ -33,6 +33,7 @@ SERVICES: tuple[Service, ...] = (
     dataverse.SERVICE,  # /api/data/v9.x/…   domain-spec §2, §4
     graph.SERVICE,      # /v1.0/…            domain-spec §1.7
     arm.SERVICE,        # /subscriptions/…   domain-spec §1.7
+    trustedsigning.SERVICE,  # /codesigningaccounts/…  production-keys §2(b)
 )
 
 
