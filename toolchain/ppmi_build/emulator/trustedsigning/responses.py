@@ -13,7 +13,8 @@ published (production-keys §2(b) gives none), so the codes here are the emulato
 
 Control (no token): ``GET /_emulator/trusted-signing/root`` -> the emulator's root (PEM);
 ``GET /_emulator/trusted-signing/operations`` -> ``[{operationId, account, profile, status, issuer,
-certificate (leaf PEM)}]``; ``POST /_emulator/trusted-signing/next`` with ``{"status": "Failed"|"TimedOut"|
+certificate (leaf PEM), signature (base64)}]``; ``POST /_emulator/trusted-signing/next`` with
+``{"status": "Failed"|"TimedOut"|
 "NotFound"|"InProgress", "times": N}`` -> the next N operations end so (``InProgress``: never finish).
 """
 
@@ -110,7 +111,8 @@ def operations(req: Request, m: re.Match[str]) -> Response:
     return json_response(200, [{"operationId": op.id, "account": op.account, "profile": op.profile,
                                 "status": op.status,
                                 "issuer": op.chain[0].issuer.rfc4514_string() if op.chain else None,
-                                "certificate": models.pem(op.chain[0]).decode() if op.chain else None}
+                                "certificate": models.pem(op.chain[0]).decode() if op.chain else None,
+                                "signature": base64.b64encode(op.signature).decode("ascii")}
                                for op in ops])
 
 
