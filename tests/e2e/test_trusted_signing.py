@@ -27,7 +27,16 @@ from cryptography import x509
 from ppmi_build.emulator import start
 from tests.conftest import require_tool, run_tool
 from tests.nupkg_builder import build_nupkg
-from tests.pipeline_helpers import sha256_file
+from tests.pipeline_helpers import (
+    ENCODED_TENANT,
+    ENV_DEV,
+    ISSUER,
+    graph_fics,
+    held_component,
+    parse_json,
+    sha256_file,
+    write_project,
+)
 
 SUBJECT = "CN=Contoso Ltd, O=Contoso Ltd, L=Redmond, S=WA, C=US"
 
@@ -197,3 +206,84 @@ def test_unknown_profile_is_bad_input(cli, ts_env, dll, tsa):
     r = cli("sign", dll, "--key", f"trustedsigning:{ts_env.url}/acct/nope", "--timestamp-url", tsa.url)
     line = _one_line_failure(r, dll, before, ts_env.token)
     assert r.exit_code == 2 and "HTTP 404" in line and "'nope'" in line
+
+
+# --- FICs for a certificate whose issuer changes ---------------------------------------------------------------
+
+_DOTNET_KEYS = {"2.5.4.3": "CN", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.7": "L", "2.5.4.8": "S", "2.5.4.6": "C"}
+
+
+def dotnet_dn(name: x509.Name) -> str:
+    """.NET's X500DistinguishedName.Name for a plain-ASCII DN of single-valued RDNs: last RDN first, ``, ``
+    between them, CryptoAPI key names (``S=`` for the state) — the rendering domain-spec §1.2 hashes."""
+    return ", ".join(f"{_DOTNET_KEYS[rdn_attr.oid.dotted_string]}={rdn_attr.value}"
+                     for rdn in reversed(list(name.rdns)) for rdn_attr in rdn)
+
+
+def v2_subject(env_id: str, cert: x509.Certificate) -> str:
+    """domain-spec §1.2: ``{prefix}/i/{b64url(sha256(issuer DN))}/s/{b64url(sha256(subject DN))}``."""
+    import hashlib
+
+    def h(text: str) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+
+    return (f"/eid1/c/pub/t/{ENCODED_TENANT}/a/qzXoWDkuqUa3l6zM5mM0Rw/n/plugin/e/{env_id}"
+            f"/i/{h(dotnet_dn(cert.issuer))}/s/{h(dotnet_dn(cert.subject))}")
+
+
+EMULATOR_ISSUERS = ["CN=PPMI Emulator ID Verified CS EOC CA 01, O=ppmi-build emulator",
+                    "CN=PPMI Emulator ID Verified CS AOC CA 01, O=ppmi-build emulator"]
+
+
+def embedded_leaf(path, tmp_path) -> x509.Certificate:
+    sig = tmp_path / "embedded.der"
+    sig.unlink(missing_ok=True)
+    run_tool("osslsigncode", "extract-signature", "-in", path, "-out", sig, check=True)
+    certs = pem_certificates(run_tool("openssl", "pkcs7", "-inform", "DER", "-in", sig, "-print_certs",
+                                      check=True).stdout)
+    return next(c for c in certs if dotnet_dn(c.subject) == SUBJECT)
+
+
+@pytest.mark.interop
+def test_rotating_issuers_two_releases_two_fics(cli, ts_env, dll, tsa, tmp_path, password_env, monkeypatch):
+    require_tool("osslsigncode")
+    emu = ts_env
+    proj = write_project(tmp_path / "proj", graph_url=emu.url, envs={"dev": (emu.url, ENV_DEV)}, cert=None)
+    toml = proj / "ppmi.toml"
+    extra = ", ".join(f'"{d}"' for d in EMULATOR_ISSUERS)
+    toml.write_text(toml.read_text().replace(
+        "timestamp_urls = []", f'timestamp_urls = ["{tsa.url}"]\nkey = "{key_uri(emu)}"\nextra_issuers = [{extra}]'))
+
+    r1 = cli("release", "--env", "dev", "--project", proj, dll, "--json")
+    assert r1.exit_code == 0, r1.output
+    leaf1 = embedded_leaf(dll, tmp_path)
+    fics1 = graph_fics(emu)
+    assert [(f["issuer"], f["subject"]) for f in fics1] == [(ISSUER, v2_subject(ENV_DEV, leaf1))]
+    assert "new issuer " + dotnet_dn(leaf1.issuer) in r1.output
+
+    mark = len(emu.requests())
+    r2 = cli("release", "--env", "dev", "--project", proj, dll, "--json")
+    assert r2.exit_code == 0, r2.output
+    leaf2 = embedded_leaf(dll, tmp_path)
+    assert dotnet_dn(leaf1.issuer) != dotnet_dn(leaf2.issuer)
+    assert {dotnet_dn(leaf1.issuer), dotnet_dn(leaf2.issuer)} == set(EMULATOR_ISSUERS)
+    fics2 = graph_fics(emu)
+    assert sorted(f["subject"] for f in fics2) == sorted([v2_subject(ENV_DEV, leaf1), v2_subject(ENV_DEV, leaf2)])
+    assert "new issuer " + dotnet_dn(leaf2.issuer) in r2.output
+    # the second FIC was created before anything changed in Dataverse (content update, binding)
+    log = [q for q in emu.requests()[mark:] if q["method"] != "GET"]
+    fic_posts = [i for i, q in enumerate(log) if "federatedIdentityCredentials" in q["path"]]
+    dv_writes = [i for i, q in enumerate(log) if q["path"].startswith("/api/data/")]
+    assert len(fic_posts) == 1 and dv_writes and fic_posts[0] < min(dv_writes)
+    # the held content is the file, signed by the second issuing CA
+    assert base64.b64decode(held_component(emu)["content"]) == dll.read_bytes()
+
+    monkeypatch.chdir(proj)
+    r3 = cli("fic", "--key", key_uri(emu), "--env", "dev", "--json")
+    assert r3.exit_code == 0, r3.output
+    doc = parse_json(r3)
+    listed = {f["subject"]: f for f in doc["issuer_set"]}
+    for leaf in (leaf1, leaf2):
+        assert v2_subject(ENV_DEV, leaf) in listed
+    assert doc["fic_slots"] == {"used": 10, "cap": 20}  # 8 known Microsoft issuing CAs + the emulator's two
+    assert emu.token not in r1.output + r2.output + r3.output
