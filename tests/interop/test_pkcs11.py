@@ -186,7 +186,7 @@ def test_wrong_pin_is_one_line_and_file_untouched(cli, token, pin_env, plain_dll
     ("pkcs11:token=T;object=K?module-path=/nonexistent/libnothing.so", 3, "cannot load the PKCS#11 module"),
     ("pkcs11:token=T;object=K", 2, "no PKCS#11 module"),
     ("keyvault:https://v.vault.azure.net/keys/c", 2, "the path must be /certificates/NAME"),
-    ("trustedsigning:https://weu.codesigning.azure.net/acct/prof", 2, "not available in this version"),
+    ("trustedsigning:https://weu.codesigning.azure.net/acct/prof", 2, "no Trusted Signing credentials"),
     ("keyvault:http://v.vault.azure.net/certificates/c", 2, "must start with https://"),
 ])
 def test_key_uri_errors(cli, token, pin_env, plain_dll, tmp_path, uri, code, fragment):

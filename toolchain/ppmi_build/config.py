@@ -75,6 +75,8 @@ class SigningSettings:
     timestamp_urls: list[str] = field(default_factory=list)
     backend: str = "auto"
     digest: str = "sha256"
+    #: more issuing-CA DNs (.NET rendering) a Trusted Signing profile may use (ppmi_build.identity.issuers)
+    extra_issuers: list[str] = field(default_factory=list)
 
 
 @dataclass

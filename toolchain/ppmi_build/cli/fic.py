@@ -97,6 +97,7 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
         raise BadInput("the environment ID is missing; pass --environment-id GUID or --env NAME "
                        "(with [environments.NAME] environment_id in ppmi.toml)")
 
+    key = None
     if artifact:
         source = str(artifact)
         certificate = _signer_of_artifact(artifact)
@@ -120,6 +121,10 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
         progress(f"warning: {warning}")
     record = describe(certificate)
     data = {**values.as_dict(), "certificate": record, "source": source}
+    issuers = _issuer_set(key if not artifact else None, certificate, settings, environment_id)
+    if issuers is not None:
+        data["issuer_set"] = [f.as_dict() for f in issuers]
+        data["fic_slots"] = {"used": len(issuers), "cap": _fic_cap()}
     if artifact:
         bad = _artifact_integrity_problems(artifact, certificate)
         if bad:
@@ -130,6 +135,12 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
 
     def human() -> str:
         kind = "self-signed" if values.self_signed else "CA-issued"
+        extra: list[str] = []
+        if issuers is not None:
+            extra = [f"Issuer set: {len(issuers)} FICs (of Entra's {_fic_cap()} per identity), one per issuing CA "
+                     "this certificate profile may use:"]
+            extra += [f"  {'*' if f.current else ' '} {f.issuer_dn} ({f.source})\n      subject {f.subject}"
+                      for f in issuers]
         return "\n".join([
             f"Issuer: {values.issuer}",
             f"Subject identifier: {values.subject}",
@@ -137,6 +148,28 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
             f"Name: {values.name}",
             f"(managed identity version {values.version}, {values.cloud} cloud, {kind} certificate "
             f"{record['subject']}, SHA-1 {record['thumbprint_sha1']})",
+            *extra,
         ])
 
     emit(as_json, data, human)
+
+
+def _fic_cap() -> int:
+    from ..identity.issuers import FIC_CAP
+
+    return FIC_CAP
+
+
+def _issuer_set(key: Any, certificate: Any, settings: Any, environment_id: str) -> Any:
+    """For a Trusted Signing key and managed identity version 2: the FICs of the certificate's subject for its
+    current issuer (the leaf of a probe sign operation: the one a signature made now would carry), every known
+    issuing CA and ``[signing] extra_issuers`` (:func:`ppmi_build.identity.issuers.issuer_set`); else None."""
+    if getattr(getattr(key, "uri", None), "scheme", None) != "trustedsigning" or settings.identity.version != 2:
+        return None
+    from ..identity.dn import certificate_name_ders, dotnet_name
+    from ..identity.issuers import issuer_set
+
+    issuer_der, subject_der = certificate_name_ders(certificate)
+    return issuer_set(dotnet_name(issuer_der, strict=True), dotnet_name(subject_der, strict=True),
+                      tenant_id=settings.identity.tenant_id, environment_id=environment_id,
+                      cloud=settings.identity.cloud, extra=settings.signing.extra_issuers)

@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from . import arm, dataverse, graph, keyvault
+from . import arm, dataverse, graph, keyvault, trustedsigning
 from .core.responses import Response
 from .core.routing import Request, Service, dispatch
 
@@ -34,6 +34,7 @@ SERVICES: tuple[Service, ...] = (
     graph.SERVICE,      # /v1.0/…            domain-spec §1.7
     arm.SERVICE,        # /subscriptions/…   domain-spec §1.7
     keyvault.SERVICE,   # /certificates/…, /keys/…   production-keys §2(a)
+    trustedsigning.SERVICE,  # /codesigningaccounts/…  production-keys §2(b)
 )
 
 

@@ -233,6 +233,41 @@ def signer_of_bytes(data: bytes, kind: str) -> x509.Certificate:
         os.unlink(name)
 
 
+def embedded_certificate(run: Run, path: Path, expected: x509.Certificate) -> x509.Certificate:
+    """The signer certificate embedded in the signed ``path``: the one whose FIC the plug-in needs. A remote key
+    whose certificate changes (Trusted Signing: a new leaf every day, from one of several issuing CAs;
+    production-keys §2(b)) may have signed with another certificate than ``expected`` (the key's chain read
+    earlier); a note says so. In plan mode, or when the file cannot be read, ``expected``."""
+    from ..identity.dn import dotnet_name
+    from ..signing.api import signer_certificate
+
+    if not run.plan.apply or not path.is_file():
+        return expected
+    try:
+        found = signer_certificate(path)
+    except PpmiError:
+        return expected
+    if found is None:
+        return expected
+    if found != expected:
+        run.plan.note(f"{path.name} carries certificate {dotnet_name(found.subject)} issued by "
+                      f"{dotnet_name(found.issuer)} (serial {found.serial_number:x}), not the one read before "
+                      "signing: its FIC is the one ensured")
+    return found
+
+
+def note_new_issuer(run: Run, res: entra.EnsureResult, cert: x509.Certificate) -> None:
+    """Report a FIC created for a CA-issued certificate: an issuing CA this identity has not seen in this
+    environment (a Trusted Signing profile switches issuing CAs without notice, production-keys §2(b))."""
+    from ..identity.dn import dotnet_name
+
+    if res.status in (P.CREATED, P.PLANNED) and cert.issuer != cert.subject:
+        run.plan.note(f"new issuer {dotnet_name(cert.issuer)} for {dotnet_name(cert.subject)}: FIC {res.fic.name} "
+                      f"{'created' if res.status == P.CREATED else 'to be created'} before binding "
+                      f"({len(res.existing) + (res.status == P.CREATED)} of {entra.FIC_CAP} FICs on "
+                      f"{run.fic.target})")
+
+
 def held_content(dv: Any, entity_set: str, row_id: str) -> bytes | None:
     """The ``content`` column Dataverse holds for a component row, decoded (None when empty)."""
     row = dv.retrieve(entity_set, row_id, select=["content"])
@@ -706,9 +741,10 @@ def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None
         # the signed file is loaded before the FIC is created: from here on only Dataverse steps remain
         with plan.step("artifact", str(path), f"reading {path.name}"):
             art = run.load_artifact(path)
+        cert = embedded_certificate(run, path, cert)
     else:
         plan.add("sign", "build output", P.PLANNED, detail="sign after the build")
-    run.ensure_fic(cert)
+    note_new_issuer(run, run.ensure_fic(cert), cert)
     if path is None:
         # --plan without an ARTIFACT: show what Dataverse holds for [plugin] name (looked up by check_inputs)
         component = deployed

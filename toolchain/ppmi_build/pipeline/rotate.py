@@ -47,8 +47,10 @@ from .release import (
     check_buildable,
     check_certificate,
     desired_fic,
+    embedded_certificate,
     held_content,
     load_signing_key,
+    note_new_issuer,
     signer_of_bytes,
     with_timestamp_urls,
 )
@@ -248,6 +250,9 @@ def _rotate(run: Run, new_cert: Path | str, artifact: Path | None, *, retire_old
         else:
             run.sign(path, key)
             art = run.load_artifact(path)
+            embedded = embedded_certificate(run, path, new)
+            if embedded != new:  # a remote key whose certificate changed (production-keys §2(b))
+                note_new_issuer(run, run.ensure_fic(embedded, version=version, keep=(old_fic, res.fic)), embedded)
             run.register(art)
             run.bind(component, version=version)
             if plan.apply:
