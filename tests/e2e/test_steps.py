@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import compile_assembly, make_snk
+from tests.dataverse_artifacts import PLUGIN_TYPES, dv  # noqa: F401
 from tests.emulator_fixture import emulator, emulator_env  # noqa: F401
 from tests.xrm_sdk import surface_dll
 
@@ -348,3 +349,49 @@ def test_init_writes_an_example_step_and_plan_shows_it(cli, tmp_path, monkeypatc
     assert ("plugintype", "Contoso.Sample.AcquireTokenPlugin", "planned") in \
         [(a["kind"], a["target"], a["status"]) for a in doc["actions"]]
     assert writes(emulator_env, 0) == []
+
+
+def test_package_steps_bind_the_types_dataverse_made(cli, project, emulator, dv):
+    """A plug-in package: Dataverse (the emulator) makes the plugintype rows; the step binds to the one for the
+    class named in [[steps]] (PLUGIN_CS in tests/dataverse_artifacts.py, namespace Contoso.Pkg.Plugins)."""
+    write_toml(project, '\n[[steps]]\nplugin = "Contoso.Pkg.Plugins.ContactPlugin"\nmessage = "Update"\n'
+                        'entity = "contact"\nstage = "prevalidation"\n')
+    (project / "ppmi.toml").write_text((project / "ppmi.toml").read_text().replace('"assembly"', '"package"'))
+    pkg = dv.copy(dv.pkg_v1, project)
+    r, doc = register(cli, pkg)
+    assert r.exit_code == 0, r.stderr
+    [step] = emulator.rows("sdkmessageprocessingstep")
+    types = type_rows(emulator)
+    assert sorted(types) == sorted(f"Contoso.Pkg.Plugins.{c}" for c in PLUGIN_TYPES)
+    assert (step["eventhandler"], step["stage"], step["sdkmessagefilterid"]) == \
+        (types["Contoso.Pkg.Plugins.ContactPlugin"]["plugintypeid"], 10, filter_id(emulator, "Update", "contact"))
+    before = len(emulator.requests())
+    assert register(cli, pkg)[0].exit_code == 0 and writes(emulator, before) == []
+
+
+def test_config_rejects_bad_steps(tmp_path):
+    """[[steps]] checks that need no network: required keys, stage/mode values, async only post-operation, names."""
+    from ppmi_build.config import load_settings
+    from ppmi_build.errors import ConfigError
+
+    cases = [
+        ('[[steps]]\nmessage = "Create"\n', "has no plugin"),
+        ('[[steps]]\nplugin = "A.B"\n', "has no message"),
+        ('[[steps]]\nplugin = "A.B"\nmessage = "Create"\nstage = "main"\n', "stage = 'main'"),
+        ('[[steps]]\nplugin = "A.B"\nmessage = "Create"\nmode = "async"\nstage = "prevalidation"\n',
+         "post-operation"),
+        ('[[steps]]\nplugin = "A.B"\nmessage = "Create"\nrank = "1"\n', "without quotes"),
+        ('[[steps]]\nplugin = "A.B"\nmessage = "Create"\ncolour = "red"\n', "unknown key 'colour'"),
+        ('[[steps]]\nplugin = "A.B"\nmessage = "Create"\n[[steps]]\nplugin = "A.B"\nmessage = "Create"\n',
+         "same name"),
+    ]
+    for text, needle in cases:
+        (tmp_path / "ppmi.toml").write_text(text)
+        with pytest.raises(ConfigError) as e:
+            load_settings(tmp_path)
+        assert needle in e.value.message, (text, e.value.message)
+    (tmp_path / "ppmi.toml").write_text('[[steps]]\nplugin = "A.B"\nmessage = "Update"\nentity = "none"\n'
+                                        'filtering_attributes = "name, telephone1"\n')
+    [step] = load_settings(tmp_path).steps
+    assert (step.entity, step.stage_value, step.mode_value, step.rank, step.filtering_attributes) == \
+        (None, 40, 0, 1, ["name", "telephone1"])
