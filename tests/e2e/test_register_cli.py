@@ -54,7 +54,8 @@ def test_end_to_end_assembly(cli, project, emulator, dv):
     art = dv.copy(dv.asm_v1, project)  # signed by osslsigncode
     r, doc = run_json(cli, "register", "--env", "emu", art)
     assert r.exit_code == 0, r.stderr
-    assert statuses(doc) == [("pluginassembly", "created")]
+    # one plugintype per IPlugin class of the standalone assembly (Dataverse does not make them itself)
+    assert statuses(doc) == [("pluginassembly", "created"), ("plugintype", "created"), ("plugintype", "created")]
     aid = doc["ids"]["pluginassembly"]
     for a in doc["actions"]:
         assert set(a) == {"kind", "target", "status", "id", "detail"}
@@ -84,7 +85,9 @@ def test_end_to_end_assembly(cli, project, emulator, dv):
     # new build: content updated in place, binding kept
     art.write_bytes(dv.asm_v2.read_bytes())
     r, doc = run_json(cli, "register", "--env", "emu", art)
-    assert r.exit_code == 0 and statuses(doc) == [("pluginassembly", "updated")] and doc["ids"]["pluginassembly"] == aid
+    assert r.exit_code == 0 and statuses(doc) == [("pluginassembly", "updated"), ("plugintype", "unchanged"),
+                                                  ("plugintype", "unchanged")]
+    assert doc["ids"]["pluginassembly"] == aid
     row = select(emulator, "pluginassemblies", aid, "version,_managedidentityid_value")
     assert (row["version"], row["_managedidentityid_value"]) == ("1.0.1.0", mid)
 
@@ -145,7 +148,8 @@ def test_fault_dropped_connection_mid_upload(cli, project, emulator, dv):
     emulator.add_fault(method="POST", path_contains="pluginassemblies", drop=True)
     r = cli("register", "--env", "emu", dv.copy(dv.asm_v1, project))
     assert r.exit_code == 0, r.stderr
-    assert [x["status"] for x in emulator.requests() if x["method"] == "POST"] == [0, 201]
+    posts = [(x["path"].rsplit("/", 1)[-1], x["status"]) for x in emulator.requests() if x["method"] == "POST"]
+    assert posts == [("pluginassemblies", 0), ("pluginassemblies", 201), ("plugintypes", 201), ("plugintypes", 201)]
     only_rows(emulator, dv)
 
 
@@ -226,8 +230,9 @@ def test_no_credentials(cli, project, dv, monkeypatch):
 def test_plan_changes_nothing(cli, project, emulator, dv):
     art = dv.copy(dv.asm_v1, project)
     r, doc = run_json(cli, "register", "--env", "emu", art, "--plan")
-    assert r.exit_code == 0 and statuses(doc) == [("pluginassembly", "planned")]
-    assert emulator.rows("pluginassembly") == []
+    assert r.exit_code == 0 and statuses(doc) == [("pluginassembly", "planned"), ("plugintype", "planned"),
+                                                  ("plugintype", "planned")]
+    assert emulator.rows("pluginassembly") == [] and emulator.rows("plugintype") == []
 
 
 def test_emulator_command(tmp_path):
@@ -275,14 +280,15 @@ def test_bind_without_identity_settings(cli, project, emulator, dv):
 
 
 def test_plan_summary_says_what_would_change(cli, project, emulator, dv):
-    """``register --plan`` against an empty environment: one planned change and "nothing was written"; it used to
-    add "nothing to change: Dataverse already holds this" under the planned create."""
+    """``register --plan`` against an empty environment: the planned changes (the pluginassembly and its two
+    plugintype rows) and "nothing was written"; it used to add "nothing to change: Dataverse already holds this"
+    under the planned create."""
     art = dv.copy(dv.asm_v1, project)
     r = cli("register", "--env", "emu", art, "--plan")
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("planned") and "pluginassembly" in lines[0]
-    assert lines[-1] == "plan: 1 change; nothing was written" and "nothing to change" not in r.stdout
+    assert lines[-1] == "plan: 3 changes; nothing was written" and "nothing to change" not in r.stdout
     assert emulator.rows("pluginassembly") == []
     assert cli("register", "--env", "emu", art).exit_code == 0
     r = cli("register", "--env", "emu", art, "--plan")

@@ -16,7 +16,7 @@ from ppmi_build.dataverse.managed_identity import IdentitySpec, Target, bind, fi
 from ppmi_build.dataverse.registration import check_package_assemblies, load_artifact, register
 from ppmi_build.errors import BadInput, GuidError, InputFileError
 from ppmi_build.http.tokens import StaticToken
-from tests.dataverse_artifacts import dv  # noqa: F401
+from tests.dataverse_artifacts import PLUGIN_TYPES, dv  # noqa: F401
 from tests.emulator_fixture import emulator  # noqa: F401
 
 APP = "9F3D07CA-381E-43FC-8BEF-76DD03B460D6"  # domain-spec §7 I (upper case on purpose)
@@ -99,8 +99,11 @@ def test_load_refusals(dv, plain_dll, tmp_path):
 
 def test_register_assembly_create_rerun_update(emulator, client, dv):
     reg = register(client, load_artifact(dv.asm_v1))
-    [act] = reg.log.actions
+    act, *types = reg.log.actions
     assert (act.kind, act.target, act.status) == ("pluginassembly", "Contoso.Plugins", "created")
+    # one plugintype per IPlugin class of PLUGIN_CS (full names: namespace + class)
+    assert [(t.kind, t.target, t.status) for t in types] == \
+        [("plugintype", f"Contoso.Plugins.{c}", "created") for c in PLUGIN_TYPES]
     row = emulator.rows("pluginassembly")[0]
     assert act.id == row["pluginassemblyid"] == reg.id
     assert (row["name"], row["version"], row["culture"], row["publickeytoken"]) == ("Contoso.Plugins", "1.0.0.0",
@@ -111,11 +114,11 @@ def test_register_assembly_create_rerun_update(emulator, client, dv):
 
     n = len(writes(emulator))
     again = register(client, load_artifact(dv.asm_v1))
-    assert [a.status for a in again.log.actions] == ["unchanged"] and not again.log.changed
+    assert [a.status for a in again.log.actions] == ["unchanged"] * 3 and not again.log.changed
     assert len(writes(emulator)) == n  # nothing written
 
     upd = register(client, load_artifact(dv.asm_v2))
-    [act] = upd.log.actions
+    act, *_ = upd.log.actions
     assert act.status == "updated" and act.id == row["pluginassemblyid"] and "1.0.0.0 -> 1.0.1.0" in act.detail
     [row2] = emulator.rows("pluginassembly")
     assert row2["version"] == "1.0.1.0" and base64.b64decode(row2["content"]) == dv.asm_v2.read_bytes()
@@ -123,7 +126,7 @@ def test_register_assembly_create_rerun_update(emulator, client, dv):
 
 def test_register_plan_writes_nothing(emulator, client, dv):
     reg = register(client, load_artifact(dv.asm_v1), plan=True)
-    assert [a.status for a in reg.log.actions] == ["planned"]
+    assert [a.status for a in reg.log.actions] == ["planned"] * 3
     assert writes(emulator) == [] and emulator.rows("pluginassembly") == []
 
 

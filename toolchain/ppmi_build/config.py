@@ -10,6 +10,8 @@ Precedence (DESIGN.md §4): CLI option > environment variable > ``ppmi.toml`` > 
                     graph_url, arm_url
     [signing]       certificate, key (a key URI), password_env, timestamp_urls = [...], backend, digest
     [environments.NAME]  url, environment_id, solution
+    [[steps]]       plugin, message, entity, stage, mode, rank, filtering_attributes, configuration, name
+                    (one table per sdkmessageprocessingstep; see :class:`StepSettings`)
 
 Environment variables: ``PPMI_TENANT_ID``, ``PPMI_APPLICATION_ID``, ``PPMI_MI_VERSION``,
 ``PPMI_CLOUD``, ``PPMI_MANAGED_IDENTITY_ID``, ``PPMI_CERT`` (signing certificate path),
@@ -87,6 +89,103 @@ class EnvironmentSettings:
     solution: str | None = None
 
 
+#: ``[[steps]] stage`` -> ``sdkmessageprocessingstep.stage`` (10 PreValidation, 20 PreOperation, 40 PostOperation;
+#: 30 MainOperation is internal: IPluginExecutionContext.Stage and the sdkmessageprocessingstep stage choices,
+#: https://learn.microsoft.com/dotnet/api/microsoft.xrm.sdk.ipluginexecutioncontext.stage)
+STEP_STAGES = {"prevalidation": 10, "preoperation": 20, "postoperation": 40}
+#: ``[[steps]] mode`` -> ``sdkmessageprocessingstep.mode`` (0 Synchronous, 1 Asynchronous)
+STEP_MODES = {"sync": 0, "async": 1}
+
+
+@dataclass
+class StepSettings:
+    """One ``[[steps]]`` table: an ``sdkmessageprocessingstep`` ``register`` keeps in Dataverse.
+
+    Attributes:
+        plugin: the plug-in type: its full name (``Namespace.Class``) or, when unique, the class name.
+        message: the ``sdkmessage`` name, e.g. ``Create``.
+        entity: the table logical name (``sdkmessagefilter.primaryobjecttypecode``), or None (``"none"`` or
+            omitted) for a step on every table / a message without tables.
+        stage: ``prevalidation`` | ``preoperation`` | ``postoperation`` (:data:`STEP_STAGES`).
+        mode: ``sync`` | ``async`` (:data:`STEP_MODES`); ``async`` only with ``postoperation`` (Dataverse runs
+            asynchronous steps after the operation only: Microsoft Learn "Event framework").
+        rank: execution order within the stage (non-negative integer; default 1).
+        filtering_attributes: column logical names (array, or one string separated by commas/spaces); the step
+            runs only when one of them changes (Update).
+        configuration: the unsecure configuration string passed to the plug-in's constructor.
+        name: the step name (default ``<plugin>: <message> of <entity>``, the Plugin Registration Tool's form);
+            unique among the ``[[steps]]`` tables: ``register`` matches the steps it owns by it.
+    """
+
+    plugin: str = ""
+    message: str = ""
+    entity: str | None = None
+    stage: str = "postoperation"
+    mode: str = "sync"
+    rank: int = 1
+    filtering_attributes: list[str] = field(default_factory=list)
+    configuration: str | None = None
+    name: str | None = None
+
+    @property
+    def stage_value(self) -> int:
+        return STEP_STAGES[self.stage]
+
+    @property
+    def mode_value(self) -> int:
+        return STEP_MODES[self.mode]
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.plugin}: {self.message} of {self.entity or 'any entity'}"
+
+
+def _steps(data: dict[str, Any], path: Path) -> list[StepSettings]:
+    """The ``[[steps]]`` tables, checked (required keys, stage/mode values, async only in post-operation, unique
+    names). Raises ConfigError naming the table (``[[steps]] #N``) and the fix."""
+    raw = data.get("steps", [])
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"{path}: steps must be an array of tables: write each step as a [[steps]] table")
+    out: list[StepSettings] = []
+    seen: dict[str, int] = {}
+    for i, table in enumerate(raw, 1):
+        where = f"{path}: [[steps]] #{i}"
+        step = StepSettings()
+        try:
+            _apply(step, table, path, "[steps]")
+        except ConfigError as e:
+            raise ConfigError(f"{e.message} (the step #{i} of the file)") from None
+        for key in ("plugin", "message"):
+            if not getattr(step, key).strip():
+                example = "the plug-in class, e.g. Contoso.Plugins.AccountPlugin" if key == "plugin" else "e.g. Create"
+                raise ConfigError(f"{where} has no {key}; add {key} = \"…\" ({example})")
+        if step.entity is not None and step.entity.strip().lower() in ("", "none"):
+            step.entity = None
+        step.stage = step.stage.strip().lower()
+        step.mode = step.mode.strip().lower()
+        if step.stage not in STEP_STAGES:
+            raise ConfigError(f"{where}: stage = {step.stage!r}; use \"prevalidation\", \"preoperation\" or "
+                              "\"postoperation\"")
+        if step.mode not in STEP_MODES:
+            raise ConfigError(f"{where}: mode = {step.mode!r}; use \"sync\" or \"async\"")
+        if step.mode == "async" and step.stage != "postoperation":
+            raise ConfigError(f"{where}: mode = \"async\" with stage = \"{step.stage}\"; Dataverse runs "
+                              "asynchronous steps only in the post-operation stage: use stage = \"postoperation\" "
+                              "or mode = \"sync\"")
+        if step.rank < 0:
+            raise ConfigError(f"{where}: rank = {step.rank}; use a non-negative integer (1 = first)")
+        name = step.display_name
+        if len(name) > 256:  # sdkmessageprocessingstep.name MaxLength
+            raise ConfigError(f"{where}: the step name is {len(name)} characters; Dataverse allows 256: set a shorter "
+                              "name = \"…\"")
+        if name in seen:
+            raise ConfigError(f"{where} has the same name as [[steps]] #{seen[name]} ({name!r}); give each step its "
+                              "own name = \"…\"")
+        seen[name] = i
+        out.append(step)
+    return out
+
+
 @dataclass
 class Settings:
     """Everything a command needs, merged from the three sources. ``root`` is the folder of
@@ -98,6 +197,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     signing: SigningSettings = field(default_factory=SigningSettings)
     environments: dict[str, EnvironmentSettings] = field(default_factory=dict)
+    steps: list[StepSettings] = field(default_factory=list)
 
     def environment(self, name: str) -> EnvironmentSettings:
         """The named environment. Raises ConfigError naming the known ones."""
@@ -360,6 +460,7 @@ def load_settings(
             e_obj = EnvironmentSettings(name=name)
             _apply(e_obj, values, cfg_path, f"environments.{name}")
             s.environments[name] = e_obj
+        s.steps = _steps(data, cfg_path)
 
     def from_env(var: str, obj: Any, attr: str, conv: Any = str) -> None:
         if env.get(var):

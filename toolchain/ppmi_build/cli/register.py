@@ -100,15 +100,19 @@ def finish(as_json: bool, log, extra: dict[str, Any] | None = None, error: PpmiE
 @click.option("--solution", help="Solution unique name for created rows (default [environments.NAME] solution).")
 @click.option("--plan", is_flag=True, help="Only read Dataverse and print what would change.")
 @click.option("--force", is_flag=True, help="Upload the content even when Dataverse already holds the same bytes.")
+@click.option("--prune", is_flag=True,
+              help="Delete the steps ppmi-build created that ppmi.toml [[steps]] no longer declares.")
 @json_option
 @handle_errors
 def register(env_name: str, artifact: Path | None, kind: str | None, solution: str | None, unique_name: str | None,
-             plan: bool, force: bool, as_json: bool) -> None:
-    """Create or update the pluginassembly (.dll) or pluginpackage (.nupkg) row in Dataverse.
+             plan: bool, force: bool, prune: bool, as_json: bool) -> None:
+    """Create or update the pluginassembly (.dll) or pluginpackage (.nupkg) row in Dataverse,
+    its plugintype rows and the sdkmessageprocessingstep rows of ppmi.toml [[steps]].
 
     Standalone assemblies must be strong-named; artifacts are limited to 16 MB. A package's
     version is never changed on update, and every plug-in assembly inside the package is checked
-    to have its pluginassembly row afterwards.
+    to have its pluginassembly row afterwards. A new build that drops a plug-in class still used
+    by a step or custom API is refused before the upload.
     """
     from ..config import load_settings
     from ..dataverse.actions import ActionLog
@@ -121,7 +125,8 @@ def register(env_name: str, artifact: Path | None, kind: str | None, solution: s
     with client:
         progress(f"registering {art.path.name} ({art.kind}) in {client.url}")
         try:
-            do_register(client, art, solution=solution, plan=plan, force=force, log=log)
+            do_register(client, art, solution=solution, plan=plan, force=force, log=log, steps=settings.steps,
+                        prune=prune)
         except PpmiError as e:
             if not log.actions:
                 raise

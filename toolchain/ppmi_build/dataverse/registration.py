@@ -16,6 +16,10 @@ Rules (domain-spec §4):
 * Unchanged content (byte-identical to what Dataverse holds) is not uploaded again: the action says
   ``unchanged``.
 * ``MSCRM.SolutionUniqueName`` adds a created component to the environment's solution (§4.3).
+* Plug-in types and steps (``plugintype``, ``sdkmessageprocessingstep``): :mod:`.steps`. The checks that need no
+  write (unknown plug-in type, message or table in ``[[steps]]``; a type that disappears while steps or custom APIs
+  use it) run before the upload; unused types that disappear are deleted before it, new types are created and steps
+  synced after it.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..assembly.metadata import AssemblyIdentity, PluginAssembly, read_plugin_assembly
 from ..assembly.package import PackageInfo, read_package
 from ..errors import BadInput, InputFileError
 from .actions import ActionLog
 from .client import DataverseClient, encode_body, odata_literal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..config import StepSettings
 
 MAX_CONTENT = 16 * 1024 * 1024  # bytes: "Assembly size limit 16 MB" ([BUILD], domain-spec §4.6)
 ISOLATION_SANDBOX = 2  # pluginassembly.isolationmode (domain-spec §4.1)
@@ -201,8 +210,9 @@ def _same_content(client: DataverseClient, artifact: Artifact, row_id: str) -> b
 
 
 def register(client: DataverseClient, artifact: Artifact, *, solution: str | None = None, plan: bool = False,
-             force: bool = False, log: ActionLog | None = None) -> Registration:
-    """Create or update the artifact's row; see the module docstring for the rules.
+             force: bool = False, log: ActionLog | None = None, steps: Sequence[StepSettings] | None = None,
+             prune: bool = False) -> Registration:
+    """Create or update the artifact's row, its plug-in types and its steps; see the module docstring for the rules.
 
     Args:
         client: the environment's client.
@@ -211,25 +221,42 @@ def register(client: DataverseClient, artifact: Artifact, *, solution: str | Non
         plan: only read; actions say ``planned``/``unchanged``.
         force: upload even when the content is unchanged.
         log: an :class:`ActionLog` to append to (so a caller keeps the actions done before an error).
+        steps: the ``[[steps]]`` of ``ppmi.toml``; None leaves steps alone (types are still kept in sync).
+        prune: delete the steps ppmi-build created that ``steps`` no longer declares.
     Raises:
-        BadInput: the assembly row belongs to a package.
+        BadInput: the assembly row belongs to a package; a ``[[steps]]`` table names an unknown plug-in type,
+            message or message/table pair; the new content drops a type that steps or custom APIs use.
         DataverseError: the Web API refused a request (after retries).
     """
+    from . import steps as st
+
     log = log if log is not None else ActionLog()
+    pairs = st.check_step_specs(steps or (), artifact)  # no network: unknown plug-in types first
+    existing = find_component(client, artifact)
+    if artifact.kind == "assembly" and existing is not None and existing.get("_packageid_value"):
+        assert artifact.assembly is not None
+        raise BadInput(f"pluginassembly {artifact.assembly.name} ({existing['pluginassemblyid']}) belongs to "
+                       f"pluginpackage {existing['_packageid_value']}; ppmi-build never changes an assembly of a "
+                       "package: register the .nupkg instead")
+    before = st.read_registered(client, artifact, existing)
+    unused_gone = st.check_removed_types(client, artifact, before, st.local_types(artifact))
+    desired = st.resolve_messages(client, pairs)
     if artifact.kind == "assembly":
-        return _register_assembly(client, artifact, solution=solution, plan=plan, force=force, log=log)
-    return _register_package(client, artifact, solution=solution, plan=plan, force=force, log=log)
+        st.delete_types(client, unused_gone, plan=plan, log=log)
+        reg = _register_assembly(client, artifact, existing, solution=solution, plan=plan, force=force, log=log)
+        type_ids = st.sync_assembly_types(client, artifact, reg.id, before, solution=solution, plan=plan, log=log)
+    else:
+        reg = _register_package(client, artifact, existing, solution=solution, plan=plan, force=force, log=log)
+        type_ids = st.check_package_types(client, artifact, reg.row, log)
+    if steps is not None:
+        st.sync_steps(client, desired, before, type_ids, solution=solution, plan=plan, prune=prune, log=log)
+    return reg
 
 
-def _register_assembly(client: DataverseClient, artifact: Artifact, *, solution: str | None, plan: bool,
-                       force: bool, log: ActionLog) -> Registration:
+def _register_assembly(client: DataverseClient, artifact: Artifact, existing: dict[str, Any] | None, *,
+                       solution: str | None, plan: bool, force: bool, log: ActionLog) -> Registration:
     ident = artifact.assembly
     assert ident is not None
-    existing = find_component(client, artifact)
-    if existing is not None and existing.get("_packageid_value"):
-        raise BadInput(f"pluginassembly {ident.name} ({existing['pluginassemblyid']}) belongs to pluginpackage "
-                       f"{existing['_packageid_value']}; ppmi-build never changes an assembly of a package: "
-                       "register the .nupkg instead")
     size = f"{len(artifact.data)} bytes"
     if existing is None:
         if plan:
@@ -280,12 +307,11 @@ def _check_row(log: ActionLog, row: dict[str, Any], ident: AssemblyIdentity) -> 
                 "Dataverse holds " + ", ".join(problems), record_id=False)
 
 
-def _register_package(client: DataverseClient, artifact: Artifact, *, solution: str | None, plan: bool,
-                      force: bool, log: ActionLog) -> Registration:
+def _register_package(client: DataverseClient, artifact: Artifact, existing: dict[str, Any] | None, *,
+                      solution: str | None, plan: bool, force: bool, log: ActionLog) -> Registration:
     info = artifact.package
     assert info is not None
     name = artifact.unique_name
-    existing = find_component(client, artifact)
     size = f"{len(artifact.data)} bytes"
     if existing is None:
         if plan:

@@ -528,7 +528,7 @@ class Run:
                        f"registering {artifact.path.name} in {self.target.url}"):
             try:
                 reg = register(self.dv, artifact, solution=self.target.solution, plan=not plan.apply, log=log,
-                               force=not plan.apply and self.sign_pending)
+                               force=not plan.apply and self.sign_pending, steps=self.target.settings.steps)
             finally:
                 self._merge(log)
         failed = [a for a in log.actions if a.status == "failed"]

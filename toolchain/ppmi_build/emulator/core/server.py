@@ -199,6 +199,7 @@ def build_server(services: Sequence[Service], *, host: str = "127.0.0.1", port: 
         for service in services:
             if service.init_db is not None:
                 service.init_db(conn)
+                state.init_hooks.append(service.init_db)
     server = EmulatorHTTPServer((host, port), state, services)
     h, p = cast("tuple[str, int]", server.server_address[:2])  # AF_INET(6) address
     state.base_url = f"http://{h}:{p}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -33,6 +33,8 @@ class EmulatorState:
         self.options: dict[str, Any] = dict(options or {})
         self.faults = FaultQueue(self.lock)
         self.log: list[dict[str, Any]] = []
+        #: the services' ``init_db`` hooks: :meth:`reset` runs them again so platform rows (seeded messages) return
+        self.init_hooks: list[Callable[[sqlite3.Connection], None]] = []
 
     # --- faults ------------------------------------------------------------------------------------------
     def add_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +61,11 @@ class EmulatorState:
             return [dict(r) for r in self.log]
 
     def reset(self) -> None:
-        """Delete every row (all services' tables), pending faults and the request log."""
+        """Delete every row (all services' tables), pending faults and the request log; then the services'
+        ``init_db`` hooks seed their platform rows again."""
         with self.lock:
             store.clear(self.db, self.lock)
+            for hook in self.init_hooks:
+                hook(self.db)
             self.faults.clear()
             self.log.clear()

@@ -20,7 +20,7 @@ import io
 import struct
 import zipfile
 
-from ...assembly.metadata import AssemblyIdentity, read_assembly_identity
+from ...assembly.metadata import PluginAssembly, read_plugin_assembly
 from ...assembly.package import PackageInfo, read_package
 from ..core.responses import ApiError
 
@@ -64,14 +64,14 @@ def nupkg_is_signed(data: bytes) -> bool:
         return False
 
 
-def read_dll(data: bytes) -> AssemblyIdentity:
+def read_dll(data: bytes) -> PluginAssembly:
     """The identity (name, version, culture, public key token, IPlugin types) of an uploaded assembly.
 
     Raises:
         ApiError: 400 ``0x80040203`` when ``data`` is not a readable .NET assembly.
     """
     try:
-        return read_assembly_identity(data, label="content")
+        return read_plugin_assembly(data, label="content")
     except Exception as e:
         raise ApiError(400, "0x80040203", f"The content is not a valid .NET assembly: {e}") from None
 

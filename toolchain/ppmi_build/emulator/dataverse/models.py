@@ -4,7 +4,10 @@ Table and column names are the Dataverse logical names: ``managedidentity`` (dom
 ``pluginassembly`` (§4.1 [ENT-PA]), ``pluginpackage`` (§4.2 [ENT-PP]) and ``plugintype`` (typename,
 friendlyname, name, pluginassemblyid; §4.1). Lookup columns are stored under their logical name
 (``managedidentityid``, ``packageid``, ``pluginassemblyid``) and read as ``_<name>_value`` ([WEBAPI-CREATE]).
-Besides them: ``solutioncomponent`` (which solution a component was created in, ``MSCRM.SolutionUniqueName``,
+The event registrations: ``sdkmessage`` and ``sdkmessagefilter`` (platform data, seeded by :func:`init_db` from
+:data:`SEEDED_FILTERS`) and ``sdkmessageprocessingstep`` (a step: a plug-in type bound to a message and, through a
+filter, a table; its event handler is read as ``_eventhandler_value``). Besides them: ``solutioncomponent``
+(which solution a component was created in, ``MSCRM.SolutionUniqueName``,
 domain-spec §4.3) and ``emulator_meta`` (the ids ``WhoAmI`` answers).
 
 A new table is one more :class:`~ppmi_build.emulator.core.store.Entity` in :data:`ENTITIES` and, when it has
@@ -20,6 +23,7 @@ import itertools
 import re
 import sqlite3
 import time
+import uuid
 from typing import Any
 
 from ..core.responses import ApiError
@@ -89,17 +93,100 @@ ENTITIES: dict[str, Entity] = {
         read_only={"assemblyname": STR, "version": STR, "culture": STR, "publickeytoken": STR, **_COMMON_RO},
         lookups={"pluginassemblyid": Lookup("pluginassemblyid", "pluginassemblies")},
     ),
+    # sdkmessage: the platform's messages (https://learn.microsoft.com/power-apps/developer/data-platform/
+    # reference/entities/sdkmessage); seeded, see SEEDED_FILTERS
+    "sdkmessages": Entity(
+        entity_set="sdkmessages",
+        logical="sdkmessage",
+        pk="sdkmessageid",
+        columns={"name": STR, "categoryname": STR, "isprivate": INT},
+        read_only={"customizationlevel": INT, **_COMMON_RO},
+        max_length={"name": 256},
+    ),
+    # sdkmessagefilter: which tables a message can be registered on (primaryobjecttypecode = table logical name;
+    # iscustomprocessingstepallowed = a plug-in step may use it); .../reference/entities/sdkmessagefilter
+    "sdkmessagefilters": Entity(
+        entity_set="sdkmessagefilters",
+        logical="sdkmessagefilter",
+        pk="sdkmessagefilterid",
+        columns={"primaryobjecttypecode": STR, "secondaryobjecttypecode": STR,
+                 "iscustomprocessingstepallowed": INT, "isvisible": INT},
+        read_only={"customizationlevel": INT, **_COMMON_RO},
+        lookups={"sdkmessageid": Lookup("sdkmessageid", "sdkmessages")},
+    ),
+    # sdkmessageprocessingstep (.../webapi/reference/sdkmessageprocessingstep): stage 10/20/40, mode 0 sync / 1
+    # async, rank, filteringattributes (comma-separated), configuration (unsecure), name, description. The event
+    # handler is the polymorphic lookup ``eventhandler``: nav property ``eventhandler_plugintype`` for a plug-in
+    # type (domain-spec §4.3), read as ``_eventhandler_value``.
+    "sdkmessageprocessingsteps": Entity(
+        entity_set="sdkmessageprocessingsteps",
+        logical="sdkmessageprocessingstep",
+        pk="sdkmessageprocessingstepid",
+        columns={"name": STR, "description": STR, "stage": INT, "mode": INT, "rank": INT,
+                 "filteringattributes": STR, "configuration": MEMO, "supporteddeployment": INT,
+                 "invocationsource": INT, "asyncautodelete": INT, "statecode": INT, "statuscode": INT},
+        read_only={"ismanaged": INT, "customizationlevel": INT, **_COMMON_RO},
+        lookups={"eventhandler_plugintype": Lookup("eventhandler", "plugintypes"),
+                 "sdkmessageid": Lookup("sdkmessageid", "sdkmessages"),
+                 "sdkmessagefilterid": Lookup("sdkmessagefilterid", "sdkmessagefilters")},
+        max_length={"name": 256, "description": 256},
+    ),
 }
+
+#: Messages whose steps are registered per table, and the tables the emulator knows them for. A **subset** of what
+#: an environment holds (an environment has hundreds of messages and thousands of filters; read yours with
+#: ``GET sdkmessagefilters?$select=primaryobjecttypecode&$expand=sdkmessageid($select=name)``): the common data
+#: operations (Create, Update, Delete, Retrieve, RetrieveMultiple, Assign, SetState, GrantAccess, RevokeAccess) on
+#: common tables, Merge on the tables that support it, and the lead/opportunity/incident specials.
+_COMMON_TABLES = ("account", "contact", "lead", "opportunity", "incident", "task", "email", "phonecall")
+SEEDED_FILTERS: dict[str, tuple[str, ...]] = {
+    **{m: _COMMON_TABLES for m in ("Create", "Update", "Delete", "Retrieve", "RetrieveMultiple", "Assign",
+                                   "SetState", "SetStateDynamicEntity", "GrantAccess", "RevokeAccess")},
+    "Merge": ("account", "contact", "lead", "incident"),
+    "QualifyLead": ("lead",),
+    "Win": ("opportunity",),
+    "Lose": ("opportunity",),
+    "Close": ("incident",),
+}
+#: Messages registered without a table (their steps have no sdkmessagefilter).
+SEEDED_MESSAGES_WITHOUT_FILTER = ("Associate", "Disassociate", "WhoAmI")
+#: stable ids for seeded rows: uuid5 of ``sdkmessage:<name>`` / ``sdkmessagefilter:<name>:<table>``
+_SEED_NS = uuid.UUID("6f1d7a52-1d0e-4b8f-9c47-3b2a6c9f0e11")
+
+
+def seed_id(kind: str, *parts: str) -> str:
+    """The id of a seeded ``sdkmessage`` (``seed_id("sdkmessage", "Create")``) or ``sdkmessagefilter``
+    (``seed_id("sdkmessagefilter", "Create", "account")``) row."""
+    return str(uuid.uuid5(_SEED_NS, ":".join((kind, *parts))))
+
+
+def seed(db: sqlite3.Connection) -> None:
+    """Insert the platform's ``sdkmessage``/``sdkmessagefilter`` rows (:data:`SEEDED_FILTERS`; idempotent)."""
+    stamp = now()
+    names = [*SEEDED_FILTERS, *SEEDED_MESSAGES_WITHOUT_FILTER]
+    for name in names:
+        db.execute("INSERT OR IGNORE INTO sdkmessage (sdkmessageid, name, categoryname, isprivate, "
+                   "customizationlevel, createdon, modifiedon, versionnumber) VALUES (?, ?, ?, 0, 0, ?, ?, ?)",
+                   (seed_id("sdkmessage", name), name, "", stamp, stamp, next_version()))
+    for name, tables in SEEDED_FILTERS.items():
+        for table in tables:
+            db.execute("INSERT OR IGNORE INTO sdkmessagefilter (sdkmessagefilterid, sdkmessageid, "
+                       "primaryobjecttypecode, secondaryobjecttypecode, iscustomprocessingstepallowed, isvisible, "
+                       "customizationlevel, createdon, modifiedon, versionnumber) "
+                       "VALUES (?, ?, ?, 'none', 1, 1, 0, ?, ?, ?)",
+                       (seed_id("sdkmessagefilter", name, table), seed_id("sdkmessage", name), table, stamp, stamp,
+                        next_version()))
 
 BY_LOGICAL = {e.logical: e for e in ENTITIES.values()}
 
 
 def init_db(db: sqlite3.Connection) -> None:
-    """Create the Dataverse tables (idempotent)."""
+    """Create the Dataverse tables and seed the platform's messages (idempotent; also run after a reset)."""
     create_tables(db, ENTITIES.values())
     db.execute("CREATE TABLE IF NOT EXISTS solutioncomponent (solutionuniquename TEXT, objecttypecode TEXT, "
                "objectid TEXT, PRIMARY KEY (solutionuniquename, objecttypecode, objectid))")
     db.execute("CREATE TABLE IF NOT EXISTS emulator_meta (key TEXT PRIMARY KEY, value TEXT)")
+    seed(db)
 
 
 def now() -> str:

@@ -13,6 +13,20 @@ A table's rules are a :class:`TableRules` in :data:`RULES` (by logical name); th
   row (``packageid`` set) per assembly with ``IPlugin`` classes and one ``plugintype`` row per such class, with
   stable ids across updates; ``uniquename`` is unique; ``name`` and ``version`` cannot change after creation
   ("The name and version of the plug-in package cannot be changed").
+* ``plugintype``: Dataverse never creates them for a standalone assembly (the registering tool does, domain-spec
+  §4.1); a created one must name a public ``IPlugin`` class of its assembly's content ("Plug-in assembly does not
+  contain the required types or assembly content cannot be updated.") once per assembly. New content for an
+  assembly (or package, §4.2 "An update that removes assemblies or types used by step registrations is rejected")
+  that no longer contains a type which still has steps or custom APIs is refused with that message; a type (or
+  assembly) with steps or custom APIs cannot be deleted ("The object you tried to delete is associated with another
+  object and cannot be deleted."). The wording of the first message is the one Dataverse gives; the error codes
+  the emulator uses for both are its generic ``0x80040203``.
+* ``sdkmessageprocessingstep`` (Microsoft Learn, sdkmessageprocessingstep table reference and "Event framework"):
+  ``stage`` 10 (PreValidation), 20 (PreOperation) or 40 (PostOperation); ``mode`` 0 (synchronous) or 1
+  (asynchronous), asynchronous only in stage 40; the event handler (``eventhandler_plugintype@odata.bind``) and
+  ``sdkmessageid`` are required; an ``sdkmessagefilterid`` must belong to the same message and allow custom
+  processing steps (``iscustomprocessingstepallowed``). Defaults: ``rank`` 1, ``supporteddeployment`` 0 (server),
+  ``invocationsource`` 0, ``asyncautodelete`` 0, ``statecode`` 0 (enabled), ``statuscode`` 1.
 * ``managedidentity`` (domain-spec §2.2): ``credentialsource``/``subjectscope`` default 0, ``version`` null
   unless sent; deleting one clears the lookups that point at it.
 * Binding ``managedidentityid`` to a ``pluginassembly`` whose content has no Authenticode signature, or to a
@@ -26,7 +40,7 @@ import sqlite3
 import uuid
 from typing import Any
 
-from ...assembly.metadata import AssemblyIdentity
+from ...assembly.metadata import AssemblyIdentity, PluginAssembly
 from ...assembly.package import PackageInfo
 from ..core.responses import ApiError
 from ..core.store import Entity
@@ -35,6 +49,7 @@ from .models import (
     DUPLICATE_CODE,
     ENTITIES,
     INVALID_ARGUMENT_CODE,
+    NOT_FOUND_CODE,
     UNSIGNED_CODE,
     UNSIGNED_MESSAGE,
     b64,
@@ -91,6 +106,40 @@ def _unique_fullname(db: sqlite3.Connection, row: Row) -> None:
         raise _refuse("Plug-in assembly fullnames must be unique (ignoring the version build and revision number).")
 
 
+MISSING_TYPES_MESSAGE = ("Plug-in assembly does not contain the required types or assembly content cannot be "
+                         "updated.")
+DEPENDENCY_MESSAGE = "The object you tried to delete is associated with another object and cannot be deleted."
+
+
+def type_users(db: sqlite3.Connection, plugintype_id: str) -> list[str]:
+    """What uses a plug-in type: ``step <name>`` for each ``sdkmessageprocessingstep`` whose event handler it is and
+    ``customapi <uniquename>`` for each custom API bound to it (when the emulator keeps a ``customapi`` table)."""
+    users = [f"step {r[0]}" for r in db.execute(
+        "SELECT name FROM sdkmessageprocessingstep WHERE eventhandler = ? ORDER BY name", (plugintype_id,))]
+    has_customapi = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'customapi'").fetchone()
+    if has_customapi:
+        cols = {r[1] for r in db.execute("PRAGMA table_info(customapi)")}
+        if "plugintypeid" in cols:
+            users += [f"customapi {r[0]}" for r in db.execute(
+                "SELECT uniquename FROM customapi WHERE plugintypeid = ? ORDER BY uniquename", (plugintype_id,))]
+    return users
+
+
+def _refuse_removed_types(db: sqlite3.Connection, assembly_id: str, kept: tuple[str, ...] | list[str]) -> None:
+    """Refuse new content for ``assembly_id`` that lacks a registered type which still has steps or custom APIs."""
+    for tid, typename in db.execute("SELECT plugintypeid, typename FROM plugintype WHERE pluginassemblyid = ?",
+                                    (assembly_id,)).fetchall():
+        if typename not in kept and type_users(db, tid):
+            raise _refuse(MISSING_TYPES_MESSAGE)
+
+
+def _refuse_used_types(db: sqlite3.Connection, assembly_id: str) -> None:
+    for (tid,) in db.execute("SELECT plugintypeid FROM plugintype WHERE pluginassemblyid = ?",
+                             (assembly_id,)).fetchall():
+        if type_users(db, tid):
+            raise _refuse(DEPENDENCY_MESSAGE)
+
+
 class PluginAssemblyRules(TableRules):
     """``pluginassembly`` (see the module docstring)."""
 
@@ -142,6 +191,7 @@ class PluginAssemblyRules(TableRules):
                 row["version"] = ident.version
             self._check_identity(row, ident)
             self._fill_from_identity(row, ident)
+            _refuse_removed_types(db, old["pluginassemblyid"], ident.plugin_types)
         elif "version" in values:
             major, minor = (int(x) for x in str(row["version"]).split(".")[:2])
             row["major"], row["minor"] = major, minor
@@ -150,6 +200,7 @@ class PluginAssemblyRules(TableRules):
     def on_delete(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
         if row.get("packageid"):
             raise _refuse("Unable to delete plug-in assembly as it is part of plugin package")
+        _refuse_used_types(db, row["pluginassemblyid"])
         db.execute("DELETE FROM plugintype WHERE pluginassemblyid = ?", (row["pluginassemblyid"],))
 
     def on_bind(self, db: sqlite3.Connection, ent: Entity, row: Row, column: str) -> None:
@@ -198,6 +249,8 @@ class PluginPackageRules(TableRules):
     def on_delete(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
         pid = row["pluginpackageid"]
         ids = [r[0] for r in db.execute("SELECT pluginassemblyid FROM pluginassembly WHERE packageid = ?", (pid,))]
+        for aid in ids:
+            _refuse_used_types(db, aid)
         for aid in ids:
             db.execute("DELETE FROM plugintype WHERE pluginassemblyid = ?", (aid,))
             db.execute("DELETE FROM solutioncomponent WHERE objectid = ?", (aid,))
@@ -248,13 +301,92 @@ def sync_package(db: sqlite3.Connection, package_id: str, pkg: tuple[PackageInfo
                             version=ident.version, culture=ident.culture, publickeytoken=ident.public_key_token,
                             createdon=stamp, modifiedon=stamp, versionnumber=next_version())
                 insert(db, ENTITIES["plugintypes"], trow)
+        _refuse_removed_types(db, aid, ident.plugin_types)
         for tn, tid in types.items():
             if tn not in ident.plugin_types:
                 db.execute("DELETE FROM plugintype WHERE plugintypeid = ?", (tid,))
     for old in existing.values():
         if old["pluginassemblyid"] not in keep:
+            _refuse_removed_types(db, old["pluginassemblyid"], ())
             db.execute("DELETE FROM plugintype WHERE pluginassemblyid = ?", (old["pluginassemblyid"],))
             db.execute("DELETE FROM pluginassembly WHERE pluginassemblyid = ?", (old["pluginassemblyid"],))
+
+
+class PluginTypeRules(TableRules):
+    """``plugintype`` (see the module docstring)."""
+
+    def on_create(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        aid = row.get("pluginassemblyid")
+        if not aid or not row.get("typename"):
+            raise _refuse("The 'typename' and 'pluginassemblyid' attributes of 'plugintype' are required.")
+        asm = db.execute("SELECT * FROM pluginassembly WHERE pluginassemblyid = ?", (aid,)).fetchone()
+        if asm is None:
+            raise ApiError(400, NOT_FOUND_CODE, f"pluginassembly With Id = {aid} Does Not Exist")
+        ident = read_dll(b64(asm["content"] or "", "content"))
+        if not isinstance(ident, PluginAssembly) or row["typename"] not in ident.plugin_types:
+            raise _refuse(MISSING_TYPES_MESSAGE)
+        if db.execute("SELECT 1 FROM plugintype WHERE pluginassemblyid = ? AND typename = ?",
+                      (aid, row["typename"])).fetchone():
+            raise ApiError(412, DUPLICATE_CODE, "A record with matching key values already exists.")
+        row["name"] = row.get("name") or row["typename"]
+        row["friendlyname"] = row.get("friendlyname") or row["typename"]
+        row["isworkflowactivity"] = row.get("isworkflowactivity") or 0
+        row.update(assemblyname=asm["name"], version=asm["version"], culture=asm["culture"],
+                   publickeytoken=asm["publickeytoken"])
+
+    def on_update(self, db: sqlite3.Connection, ent: Entity, old: Row, row: Row, values: Row) -> None:
+        if "typename" in values and values["typename"] != old["typename"]:
+            raise _refuse(MISSING_TYPES_MESSAGE)
+
+    def on_delete(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        if type_users(db, row["plugintypeid"]):
+            raise _refuse(DEPENDENCY_MESSAGE)
+
+
+STAGES = {10: "PreValidation", 20: "PreOperation", 40: "PostOperation"}  # 30 MainOperation is internal
+MODES = {0: "Synchronous", 1: "Asynchronous"}
+
+
+class StepRules(TableRules):
+    """``sdkmessageprocessingstep`` (see the module docstring)."""
+
+    def on_create(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        for col, default in (("mode", 0), ("rank", 1), ("supporteddeployment", 0), ("invocationsource", 0),
+                             ("asyncautodelete", 0), ("statecode", 0), ("statuscode", 1)):
+            if row.get(col) is None:
+                row[col] = default
+        row["ismanaged"] = 0
+        self._check(db, row)
+
+    def on_update(self, db: sqlite3.Connection, ent: Entity, old: Row, row: Row, values: Row) -> None:
+        self._check(db, row)
+
+    @staticmethod
+    def _check(db: sqlite3.Connection, row: Row) -> None:
+        if not row.get("eventhandler"):
+            raise _refuse("The 'eventhandler' attribute of 'sdkmessageprocessingstep' is required.")
+        if not row.get("sdkmessageid"):
+            raise _refuse("The 'sdkmessageid' attribute of 'sdkmessageprocessingstep' is required.")
+        if not row.get("name"):
+            raise _refuse("The 'name' attribute of 'sdkmessageprocessingstep' is required.")
+        if row.get("stage") not in STAGES:
+            raise _refuse(f"Invalid stage {row.get('stage')!r}: plug-in steps can be registered in stage 10 "
+                          "(PreValidation), 20 (PreOperation) or 40 (PostOperation).")
+        if row["mode"] not in MODES:
+            raise _refuse(f"Invalid mode {row['mode']!r}: 0 (Synchronous) or 1 (Asynchronous).")
+        if row["mode"] == 1 and row["stage"] != 40:
+            raise _refuse(f"Asynchronous steps can only be registered in stage 40 (PostOperation), not "
+                          f"{row['stage']} ({STAGES[row['stage']]}).")
+        if row.get("rank") is None or row["rank"] < 0:
+            raise _refuse(f"Invalid rank {row.get('rank')!r}.")
+        fid = row.get("sdkmessagefilterid")
+        if fid:
+            f = db.execute("SELECT sdkmessageid, iscustomprocessingstepallowed FROM sdkmessagefilter "
+                           "WHERE sdkmessagefilterid = ?", (fid,)).fetchone()
+            if f is None or f[0] != row["sdkmessageid"]:
+                raise _refuse("The sdkmessagefilter does not belong to the step's sdkmessage.")
+            if not f[1]:
+                raise _refuse("Custom SdkMessageProcessingStep is not allowed on the specified message and entity.")
 
 
 class ManagedIdentityRules(TableRules):
@@ -277,5 +409,7 @@ RULES: dict[str, TableRules] = {
     "pluginassembly": PluginAssemblyRules(),
     "pluginpackage": PluginPackageRules(),
     "managedidentity": ManagedIdentityRules(),
+    "plugintype": PluginTypeRules(),
+    "sdkmessageprocessingstep": StepRules(),
 }
 DEFAULT_RULES = TableRules()
