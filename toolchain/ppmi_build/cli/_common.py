@@ -90,3 +90,23 @@ def handle_errors(f: F) -> F:
             exit_stopped(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def pasted_text(kind: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback for GUID, URL and DN options (``kind``: ``guid``, ``url``, ``dn``): a value holding
+    typographic quotes, non-breaking spaces, zero-width characters (or for URLs: not parseable, the
+    ``enviornment`` typo) is a usage error (exit 2) naming the option and the characters
+    (:mod:`ppmi_build.inputs`). Multiple values (``multiple=True``) are checked one by one."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        from ..inputs import lookalike_problem, url_problem
+
+        check = url_problem if kind == "url" else lookalike_problem
+        for item in value if isinstance(value, (tuple, list)) else [value]:
+            if isinstance(item, str):
+                problem = check(item, "the value")
+                if problem:
+                    raise click.BadParameter(problem, ctx=ctx, param=param)
+        return value
+
+    return callback
