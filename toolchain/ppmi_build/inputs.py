@@ -137,7 +137,8 @@ def url_problem(url: str, what: str) -> str | None:
         if typo in lower:
             at = lower.index(typo)
             fixed = url[:at] + right + url[at + len(typo):]
-            return f"{what} {_shown(url)} contains the typo {typo!r} (a known documentation typo); use {right!r}: {fixed}"
+            return (f"{what} {_shown(url)} contains the typo {typo!r} (a known documentation typo); use {right!r}: "
+                    f"{fixed}")
     return None
 
 

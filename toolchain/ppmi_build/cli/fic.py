@@ -78,8 +78,10 @@ def _print_thumbprint_fic(thumbprint: str, environment_id: str, cloud: str | Non
 @click.option("--thumbprint", metavar="HEX",
               help="SHA-1 thumbprint of the signing certificate, for the version 0 FIC only (as copied from the "
                    "Windows certificate dialog: spaces, lower case and invisible marks are removed).")
-@click.option("--tenant-id", callback=pasted_text("guid"), help="Entra tenant ID (default: PPMI_TENANT_ID or [identity] tenant_id).")
-@click.option("--environment-id", callback=pasted_text("guid"), help="Power Platform environment ID.")
+@click.option("--tenant-id", callback=pasted_text("guid"),
+              help="Entra tenant ID (default: PPMI_TENANT_ID or [identity] tenant_id).")
+@click.option("--environment-id", callback=pasted_text("guid"),
+              help="Power Platform environment ID.")
 @click.option("--env", "env_name", metavar="NAME", help="Take the environment ID from [environments.NAME].")
 @click.option("--mi-version", type=click.Choice(["0", "1", "2"]), default=None,
               help="managedidentities.version (default 2, or [identity] version).")

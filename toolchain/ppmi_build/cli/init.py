@@ -18,7 +18,8 @@ from ._common import emit, handle_errors, json_option, pasted_text
               help="Scope the sample plug-in requests with AcquireToken (repeatable; default "
                    "https://vault.azure.net/.default).")
 @click.option("--tenant-id", callback=pasted_text("guid"), help="Entra tenant ID, written to [identity] in ppmi.toml.")
-@click.option("--application-id", callback=pasted_text("guid"), help="Client ID of the app registration / managed identity, written to ppmi.toml.")
+@click.option("--application-id", callback=pasted_text("guid"),
+              help="Client ID of the app registration / managed identity, written to ppmi.toml.")
 @click.option("--force", is_flag=True, help="Write into a non-empty folder (overwrites generated files, keeps a .snk).")
 @json_option
 @handle_errors

@@ -37,7 +37,8 @@ BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotne
 @click.option("--digest", type=click.Choice(["sha256", "sha384", "sha512"]), default=None,
               help="Digest algorithm (default sha256).")
 @click.option("--program-name", help="Description shown by Windows (SpcSpOpusInfo programName, signtool /d).")
-@click.option("--program-url", callback=pasted_text("url"), help="More-info URL (SpcSpOpusInfo moreInfo, signtool /du).")
+@click.option("--program-url", callback=pasted_text("url"),
+              help="More-info URL (SpcSpOpusInfo moreInfo, signtool /du).")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=None,
               help="Signer: the built-in one (auto/python, every OS) or an installed tool.")
 @click.option("--overwrite", is_flag=True, help="Packages: replace an existing signature (assemblies always are).")

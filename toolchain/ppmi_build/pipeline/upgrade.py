@@ -39,7 +39,8 @@ FORCED_TARGETS = (0, 1)
 
 
 def run_upgrade(env_name: str, to: int = 2, artifact: Path | str | None = None, *, plan_only: bool = False,
-                retire_old: bool = False, force: bool = False, start: Path | str | None = None, environ: dict[str, str] | None = None,
+                retire_old: bool = False, force: bool = False, start: Path | str | None = None,
+                environ: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, settings: Any = None) -> Plan:
     """Upgrade the managed identity record bound to the plug-in in ``env_name`` to version ``to`` (2).
 
@@ -88,7 +89,8 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool, forc
     plan.extra["from_version"] = raw_version
     plan.extra["to_version"] = to
     if current > to and not force:
-        raise BadInput(f"managedidentities({mid}) is at version {current}, newer than --to {to}; nothing to do (add --force to lower it)")
+        raise BadInput(f"managedidentities({mid}) is at version {current}, newer than --to {to}; nothing to do "
+                       "(add --force to lower it)")
 
     # 2. the v2 FIC, added next to the old one
     old_fics = [desired_fic(target, signer, version=v) for v in (0, 1) if v < to]
