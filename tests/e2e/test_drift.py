@@ -128,8 +128,8 @@ def released(cli, tmp_path, emulator, monkeypatch, password_env, strong_named_dl
     return proj, dll, unsigned
 
 
-def _held(emulator) -> str:
-    return emulator.rows("pluginassembly")[0]["content"]
+def _held(emu) -> str:
+    return emu.rows("pluginassembly")[0]["content"]
 
 
 def test_register_refuses_unsigned_content_over_a_bound_assembly(cli, emulator, released):  # noqa: F811
