@@ -33,11 +33,12 @@ file, the key and the expected type.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import datetime as _dt
 import os
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,47 +141,57 @@ class StepSettings:
         return self.name or f"{self.plugin}: {self.message} of {self.entity or 'any entity'}"
 
 
-def _steps(data: dict[str, Any], path: Path) -> list[StepSettings]:
+def _steps(raw: Any, problems: list[str]) -> list[StepSettings]:
     """The ``[[steps]]`` tables, checked (required keys, stage/mode values, async only in post-operation, unique
-    names). Raises ConfigError naming the table (``[[steps]] #N``) and the fix."""
-    raw = data.get("steps", [])
+    names). Each problem, naming the table (``[[steps]] #N``) and the fix, is appended to ``problems``; a step
+    with a problem is left out of the result."""
     if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
-        raise ConfigError(f"{path}: steps must be an array of tables: write each step as a [[steps]] table")
+        problems.append("steps must be an array of tables: write each step as a [[steps]] table")
+        return []
     out: list[StepSettings] = []
     seen: dict[str, int] = {}
     for i, table in enumerate(raw, 1):
-        where = f"{path}: [[steps]] #{i}"
+        where = f"[[steps]] #{i}"
         step = StepSettings()
-        try:
-            _apply(step, table, path, "[steps]")
-        except ConfigError as e:
-            raise ConfigError(f"{e.message} (the step #{i} of the file)") from None
-        for key in ("plugin", "message"):
-            if not getattr(step, key).strip():
-                example = "the plug-in class, e.g. Contoso.Plugins.AccountPlugin" if key == "plugin" else "e.g. Create"
-                raise ConfigError(f"{where} has no {key}; add {key} = \"…\" ({example})")
+        own: list[str] = []
+        _apply(step, table, "steps", own)
+        if own:
+            problems.extend(f"{p} (the step #{i} of the file)" for p in own)
+            continue
+        missing = [key for key in ("plugin", "message") if not getattr(step, key).strip()]
+        if missing:
+            key = missing[0]
+            example = "the plug-in class, e.g. Contoso.Plugins.AccountPlugin" if key == "plugin" else "e.g. Create"
+            problems.append(f"{where} has no {key}; add {key} = \"…\" ({example})")
+            continue
         if step.entity is not None and step.entity.strip().lower() in ("", "none"):
             step.entity = None
         step.stage = step.stage.strip().lower()
         step.mode = step.mode.strip().lower()
         if step.stage not in STEP_STAGES:
-            raise ConfigError(f"{where}: stage = {step.stage!r}; use \"prevalidation\", \"preoperation\" or "
+            problems.append(f"{where}: stage = {step.stage!r}; use \"prevalidation\", \"preoperation\" or "
                               "\"postoperation\"")
+            continue
         if step.mode not in STEP_MODES:
-            raise ConfigError(f"{where}: mode = {step.mode!r}; use \"sync\" or \"async\"")
+            problems.append(f"{where}: mode = {step.mode!r}; use \"sync\" or \"async\"")
+            continue
         if step.mode == "async" and step.stage != "postoperation":
-            raise ConfigError(f"{where}: mode = \"async\" with stage = \"{step.stage}\"; Dataverse runs "
+            problems.append(f"{where}: mode = \"async\" with stage = \"{step.stage}\"; Dataverse runs "
                               "asynchronous steps only in the post-operation stage: use stage = \"postoperation\" "
                               "or mode = \"sync\"")
+            continue
         if step.rank < 0:
-            raise ConfigError(f"{where}: rank = {step.rank}; use a non-negative integer (1 = first)")
+            problems.append(f"{where}: rank = {step.rank}; use a non-negative integer (1 = first)")
+            continue
         name = step.display_name
         if len(name) > 256:  # sdkmessageprocessingstep.name MaxLength
-            raise ConfigError(f"{where}: the step name is {len(name)} characters; Dataverse allows 256: set a shorter "
+            problems.append(f"{where}: the step name is {len(name)} characters; Dataverse allows 256: set a shorter "
                               "name = \"…\"")
+            continue
         if name in seen:
-            raise ConfigError(f"{where} has the same name as [[steps]] #{seen[name]} ({name!r}); give each step its "
+            problems.append(f"{where} has the same name as [[steps]] #{seen[name]} ({name!r}); give each step its "
                               "own name = \"…\"")
+            continue
         seen[name] = i
         out.append(step)
     return out
@@ -198,6 +209,8 @@ class Settings:
     signing: SigningSettings = field(default_factory=SigningSettings)
     environments: dict[str, EnvironmentSettings] = field(default_factory=dict)
     steps: list[StepSettings] = field(default_factory=list)
+    #: what the readers of :data:`OTHER_TABLES` returned, by table name
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def environment(self, name: str) -> EnvironmentSettings:
         """The named environment. Raises ConfigError naming the known ones."""
@@ -228,11 +241,71 @@ def find_config(start: Path | None = None) -> Path | None:
     return None
 
 
-def _section(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+#: The tables of ``ppmi.toml``, each read into the :class:`Settings` attribute of the same name: one table per
+#: name (``[plugin]``) ...
+TABLES: dict[str, type] = {"plugin": PluginSettings, "identity": IdentitySettings, "signing": SigningSettings}
+#: ... or named sub-tables (``[environments.NAME]``).
+NAMED_TABLES: dict[str, type] = {"environments": EnvironmentSettings}
+#: Top-level tables read by code outside this module (name -> reader taking ``(value, section, problems)`` and
+#: returning what to store on ``Settings.extra[name]``); a new table adds one entry here.
+OTHER_TABLES: dict[str, Callable[[Any, str, list[str]], Any]] = {}
+#: Arrays of tables (``[[steps]]``), each read into the :class:`Settings` attribute of the same name.
+ARRAY_TABLES: tuple[str, ...] = ("steps",)
+
+
+def known_tables() -> tuple[str, ...]:
+    """Every top-level table name ``ppmi.toml`` may hold."""
+    return (*TABLES, *NAMED_TABLES, *OTHER_TABLES, *ARRAY_TABLES)
+
+
+def _section(data: dict[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
     value = data.get(name, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{path}: [{name}] must be a table")
+        problems.append(f"[{name}] must be a table, not {_toml_type(value)}")
+        return {}
     return value
+
+
+def _read_tables(data: dict[str, Any], s: Settings, problems: list[str]) -> None:
+    """Fill ``s`` from the parsed file; every problem (unknown tables with "did you mean", unknown keys, wrong
+    types, pasted characters) is appended to ``problems``."""
+    from .inputs import did_you_mean
+
+    known = known_tables()
+    for name, value in data.items():
+        if name in known:
+            continue
+        hint = did_you_mean(name, known)
+        if not hint and isinstance(value, dict):  # [environment.dev]: a table whose sub-table is an environment
+            hint = did_you_mean(name, tuple(NAMED_TABLES))
+        what = "table" if isinstance(value, dict) else "key"
+        problems.append(f"unknown table [{name}]{hint or ' (known tables: ' + ', '.join(known) + ')'}"
+                        if what == "table" else
+                        f"unknown top-level key {name!r}{hint}; settings belong in a table "
+                        f"({', '.join(f'[{k}]' for k in known)})")
+    for name in TABLES:
+        _apply(getattr(s, name), _section(data, name, problems), name, problems)
+    for name, values in _section(data, "environments", problems).items():
+        section = f"environments.{name}"
+        if not isinstance(values, dict):
+            problems.append(f"[{section}] must be a table, not {_toml_type(values)}")
+            continue
+        e_obj = EnvironmentSettings(name=name)
+        _apply(e_obj, values, section, problems)
+        s.environments[name] = e_obj
+    for name, reader in OTHER_TABLES.items():
+        if name in data:
+            s.extra[name] = reader(data[name], name, problems)
+    if "steps" in data:
+        s.steps = _steps(data["steps"], problems)
+
+
+def _raise_problems(path: Path, problems: list[str]) -> None:
+    """One ConfigError for all the problems of ``path``: one line for one problem, a list for several."""
+    if len(problems) == 1:
+        raise ConfigError(f"{path}: {problems[0]}")
+    if problems:
+        raise ConfigError(f"{path} has {len(problems)} problems:\n  " + "\n  ".join(problems))
 
 
 def _toml_type(value: Any) -> str:
@@ -326,18 +399,23 @@ def _example(key: str, value: Any, tp: Any) -> str:
     return ""
 
 
-def _apply(obj: Any, values: dict[str, Any], path: Path, section: str) -> None:
-    """Set the fields of ``obj`` (a settings dataclass) from one ``ppmi.toml`` table.
+def _apply(obj: Any, values: dict[str, Any], section: str, problems: list[str]) -> None:
+    """Set the fields of ``obj`` (a settings dataclass) from one ``ppmi.toml`` table; every problem found is
+    appended to ``problems`` (one line each, without the file name), so a file's problems are reported together.
 
-    Raises:
-        ConfigError: an unknown key, or a value whose TOML type does not fit the field's annotation
-            (names the file, ``[section] key``, the type found and the type expected).
+    Problems: an unknown key (with the closest known key: "did you mean"), a value whose TOML type does not fit
+    the field's annotation (the type found and the type expected), a string holding typographic quotes,
+    non-breaking spaces or invisible characters (:mod:`ppmi_build.inputs`).
     """
+    from .inputs import did_you_mean, lookalike_problem, url_problem
+
     hints = typing.get_type_hints(type(obj))
+    known = table_keys(type(obj))
     for key, value in values.items():
-        if key not in hints or (key == "name" and isinstance(obj, EnvironmentSettings)):
-            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]; check the spelling "
-                              "(see docs/DESIGN.md §4 in ppmi-build)")
+        if key not in known:
+            hint = did_you_mean(key, known)
+            problems.append(f"unknown key {key!r} in [{section}]{hint or ' (known: ' + ', '.join(known) + ')'}")
+            continue
         ok, converted = _coerce(value, hints[key])
         if not ok:
             tp = hints[key]
@@ -346,9 +424,90 @@ def _apply(obj: Any, values: dict[str, Any], path: Path, section: str) -> None:
                 got = f"an array whose item {bad + 1} is {_toml_type(value[bad])} ({_toml_value(value[bad])})"
             else:
                 got = _toml_type(value)
-            raise ConfigError(f"{path}: [{section}] {key} = {_toml_value(value)} is {got}; {key} must be "
-                              f"{_expected(tp)}{_example(key, value, tp)}")
+            problems.append(f"[{section}] {key} = {_toml_value(value)} is {got}; {key} must be "
+                            f"{_expected(tp)}{_example(key, value, tp)}")
+            continue
+        texts = converted if isinstance(converted, list) else [converted]
+        check = url_problem if key in URL_KEYS else lookalike_problem
+        bad_text = next((p for p in (check(t, f"[{section}] {key}") for t in texts if isinstance(t, str)) if p),
+                        None)
+        if bad_text:
+            problems.append(bad_text)
+            continue
         setattr(obj, key, converted)
+
+
+#: keys whose values are URLs (checked by :func:`ppmi_build.inputs.url_problem`: parseable, http(s), no typo)
+URL_KEYS = frozenset({"url", "graph_url", "arm_url", "timestamp_urls"})
+
+
+def table_keys(cls: type) -> tuple[str, ...]:
+    """The keys a ``ppmi.toml`` table of settings class ``cls`` takes: its dataclass fields (``name`` of an
+    environment is the table's own name, not a key)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if not (cls is EnvironmentSettings and f.name == "name"))
+
+
+def _toml_error(text: str, err: Exception, path: Path) -> str:
+    """The message for a TOML syntax error: tomllib's, or the pasted characters that caused it (typographic quotes
+    around a string, a non-breaking space between key and ``=``), named with their line."""
+    from .inputs import lookalike_problem
+
+    for number, line in enumerate(text.splitlines(), 1):
+        problem = lookalike_problem(line.strip(), f"line {number}")
+        if problem:
+            return f"{path} is not valid TOML: {problem}"
+    return f"{path} is not valid TOML: {err}; fix the file"
+
+
+#: TOML nesting deeper than this is refused before parsing (tomllib parses arrays and inline tables recursively;
+#: a file of a thousand ``[`` ends in RecursionError). No ppmi.toml key nests more than one array.
+MAX_TOML_NESTING = 32
+
+
+def _nesting_problem(text: str) -> str | None:
+    """A line naming the first place where arrays / inline tables nest deeper than :data:`MAX_TOML_NESTING`
+    (brackets inside strings and comments are not counted), or None."""
+    depth = 0
+    line = 1
+    quote = ""
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote in ('"', '"""'):
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                quote = ""
+                continue
+            if ch == "\n":
+                line += 1
+        elif ch == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif ch in "\"'":
+            quote = ch * 3 if text.startswith(ch * 3, i) else ch
+            i += len(quote)
+            continue
+        elif ch == "\n":
+            line += 1
+        elif ch in "[{" and (depth > 0 or _after_equals(text, i)):
+            depth += 1
+            if depth > MAX_TOML_NESTING:
+                return (f"arrays or inline tables nest deeper than {MAX_TOML_NESTING} levels at line {line}; "
+                        "no ppmi.toml setting needs that: fix the file")
+        elif ch in "]}" and depth > 0:
+            depth -= 1
+        i += 1
+    return None
+
+
+def _after_equals(text: str, i: int) -> bool:
+    """True when the ``[``/``{`` at ``i`` starts a value (after ``=`` on its line), not a ``[table]`` header."""
+    start = text.rfind("\n", 0, i) + 1
+    return "=" in text[start:i]
 
 
 #: byte-order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one)
@@ -447,23 +606,31 @@ def load_settings(
         import tomllib  # only when there is a ppmi.toml (keeps `ppmi-build sign` start-up short)
 
         text = read_config_text(cfg_path)
+        nesting = _nesting_problem(text)
+        if nesting:
+            raise ConfigError(f"{cfg_path}: {nesting}")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{cfg_path} is not valid TOML: {e}; fix the file") from None
-        _apply(s.plugin, _section(data, "plugin", cfg_path), cfg_path, "plugin")
-        _apply(s.identity, _section(data, "identity", cfg_path), cfg_path, "identity")
-        _apply(s.signing, _section(data, "signing", cfg_path), cfg_path, "signing")
-        for name, values in _section(data, "environments", cfg_path).items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"{cfg_path}: [environments.{name}] must be a table")
-            e_obj = EnvironmentSettings(name=name)
-            _apply(e_obj, values, cfg_path, f"environments.{name}")
-            s.environments[name] = e_obj
-        s.steps = _steps(data, cfg_path)
+            raise ConfigError(_toml_error(text, e, cfg_path)) from None
+        except RecursionError:  # pragma: no cover - _nesting_problem refuses such files first
+            raise ConfigError(f"{cfg_path}: nested too deeply to read; fix the file") from None
+        problems: list[str] = []
+        _read_tables(data, s, problems)
+        _raise_problems(cfg_path, problems)
+
+    from .inputs import lookalike_problem, url_problem
+
+    env_problems: list[str] = []
+
+    def checked(var: str, value: str, url: bool = False) -> bool:
+        problem = (url_problem if url else lookalike_problem)(value, var)
+        if problem:
+            env_problems.append(problem)
+        return problem is None
 
     def from_env(var: str, obj: Any, attr: str, conv: Any = str) -> None:
-        if env.get(var):
+        if env.get(var) and checked(var, env[var], url=attr in URL_KEYS):
             try:
                 setattr(obj, attr, conv(env[var]))
             except ValueError:
@@ -481,16 +648,24 @@ def load_settings(
     from_env("PPMI_UAMI_RESOURCE_ID", s.identity, "uami_resource_id")
     from_env("PPMI_CERT", s.signing, "certificate")
     if "PPMI_TIMESTAMP_URLS" in env:  # set but empty = no timestamp (overrides ppmi.toml)
-        s.signing.timestamp_urls = split_urls(env["PPMI_TIMESTAMP_URLS"])
+        urls = split_urls(env["PPMI_TIMESTAMP_URLS"])
+        if all(checked("PPMI_TIMESTAMP_URLS", u, url=True) for u in urls):
+            s.signing.timestamp_urls = urls
     for var, value in env.items():
         if var.startswith("PPMI_ENV_") and value:
             rest = var[len("PPMI_ENV_"):]
             for suffix, attr in (("_URL", "url"), ("_ENVIRONMENT_ID", "environment_id"), ("_SOLUTION", "solution")):
                 if rest.endswith(suffix) and rest[: -len(suffix)]:
+                    if not checked(var, value, url=attr == "url"):
+                        break
                     name = rest[: -len(suffix)].lower()
                     e_obj = s.environments.setdefault(name, EnvironmentSettings(name=name))
                     setattr(e_obj, attr, value)
                     break
+
+    if env_problems:
+        raise ConfigError(env_problems[0] if len(env_problems) == 1 else
+                          f"{len(env_problems)} environment variables have problems:\n  " + "\n  ".join(env_problems))
 
     for dotted, value in (overrides or {}).items():
         if value is None:

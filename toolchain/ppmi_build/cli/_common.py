@@ -90,3 +90,22 @@ def handle_errors(f: F) -> F:
             exit_stopped(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def pasted_text(kind: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback for GUID, URL and DN options (``kind``: ``guid``, ``url``, ``dn``): a value holding
+    typographic quotes, non-breaking spaces or zero-width characters is a usage error (exit 2) naming the option
+    and the characters (:mod:`ppmi_build.inputs`). Multiple values (``multiple=True``) are checked one by one. What
+    makes a value wrong otherwise (not a GUID, not an http(s) URL) is for the command to say, in its own words."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        from ..inputs import lookalike_problem
+
+        for item in value if isinstance(value, (tuple, list)) else [value]:
+            if isinstance(item, str):
+                problem = lookalike_problem(item, f"the {kind.upper()} value" if kind != "url" else "the URL")
+                if problem:
+                    raise click.BadParameter(problem, ctx=ctx, param=param)
+        return value
+
+    return callback

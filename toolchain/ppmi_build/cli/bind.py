@@ -57,7 +57,8 @@ def bind(env_name: str, artifact: Path | None, kind: str | None, unique_name: st
                 result = do_unbind(client, target, plan=plan, log=log)
             else:
                 progress(f"binding {target.label} in {client.url}")
-                result = do_bind(client, target, cast(IdentitySpec, spec), plan=plan, log=log)  # set when not unbind
+                result = do_bind(client, target, cast(IdentitySpec, spec), plan=plan, log=log, env_name=env_name,
+                                 config_file=settings.config_file)  # spec is set when not unbind
         except PpmiError as e:
             if not log.actions:
                 raise

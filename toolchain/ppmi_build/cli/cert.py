@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit, handle_errors, json_option, password_options, password_source, progress
+from ._common import emit, handle_errors, json_option, password_options, password_source, pasted_text, progress
 from ._keys import key_uri_options
 
 
@@ -45,7 +45,7 @@ def _new_password(password_env: str | None, password_file: Path | None, no_passw
 
 
 @cert.command("new")
-@click.option("--subject", required=True, metavar="DN",
+@click.option("--subject", required=True, metavar="DN", callback=pasted_text("dn"),
               help="Subject as .NET/PowerShell write it, e.g. \"CN=Contoso Dev, E=dev@contoso.com\".")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for NAME.pfx and NAME.cer (created if missing).")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ._common import emit, handle_errors, json_option, password_options, progress
+from ._common import emit, handle_errors, json_option, password_options, pasted_text, progress
 from ._keys import key_uri_options
 
 
@@ -48,6 +48,28 @@ def _signer_of_artifact(path: Path):
     return check_certificate(found, f"{path}: the embedded signer certificate")
 
 
+def _print_thumbprint_fic(thumbprint: str, environment_id: str, cloud: str | None, as_json: bool) -> None:
+    """``fic --thumbprint HEX``: the version 0 FIC from the thumbprint alone (public cloud only)."""
+    from ..errors import BadInput
+    from ..identity.fic import cloud_for, v0_fic_from_thumbprint
+
+    if cloud_for(cloud).name != "public":
+        raise BadInput(f"managed identity version 0 is only documented for the public cloud, not {cloud}; use "
+                       "version 2 with --cert PATH")
+    data = v0_fic_from_thumbprint(thumbprint, environment_id)
+    data["source"] = "--thumbprint"
+    for note in data["notes"]:
+        progress(f"note: {note}")
+    for warning in data["warnings"]:
+        progress(f"warning: {warning}")
+    emit(as_json, data, "\n".join([
+        f"Issuer: {data['issuer']}",
+        f"Subject identifier: {data['subject']}",
+        f"Audience: {data['audience']}",
+        f"(managed identity version 0, public cloud, certificate thumbprint {data['thumbprint_sha1']})",
+    ]))
+
+
 @click.command("fic")
 @click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Signing certificate (.pfx/.p12/.pem/.cer/.crt). Default: PPMI_PFX_BASE64, then [signing] key "
@@ -55,8 +77,13 @@ def _signer_of_artifact(path: Path):
 @key_uri_options
 @click.option("--artifact", type=click.Path(dir_okay=False, path_type=Path),
               help="Signed .dll or .nupkg: use its signer certificate.")
-@click.option("--tenant-id", help="Entra tenant ID (default: PPMI_TENANT_ID or [identity] tenant_id).")
-@click.option("--environment-id", help="Power Platform environment ID.")
+@click.option("--thumbprint", metavar="HEX",
+              help="SHA-1 thumbprint of the signing certificate, for the version 0 FIC only (as copied from the "
+                   "Windows certificate dialog: spaces, lower case and invisible marks are removed).")
+@click.option("--tenant-id", callback=pasted_text("guid"),
+              help="Entra tenant ID (default: PPMI_TENANT_ID or [identity] tenant_id).")
+@click.option("--environment-id", callback=pasted_text("guid"),
+              help="Power Platform environment ID.")
 @click.option("--env", "env_name", metavar="NAME", help="Take the environment ID from [environments.NAME].")
 @click.option("--mi-version", type=click.Choice(["0", "1", "2"]), default=None,
               help="managedidentities.version (default 2, or [identity] version).")
@@ -65,7 +92,7 @@ def _signer_of_artifact(path: Path):
 @json_option
 @handle_errors
 def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_chain: Path | None,
-        artifact: Path | None, tenant_id: str | None, environment_id: str | None,
+        artifact: Path | None, thumbprint: str | None, tenant_id: str | None, environment_id: str | None,
         env_name: str | None, mi_version: str | None, cloud: str | None, password_env: str | None,
         password_file: Path | None, as_json: bool) -> None:
     """Print the FIC issuer, subject identifier and audience for a signing certificate.
@@ -79,8 +106,15 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
     from ..identity.fic import compute_fic
     from ..signing.keys import PasswordSource, resolve_signing_key
 
-    if (cert_path or key_uri) and artifact:
-        raise BadInput(f"pass either {'--cert PATH' if cert_path else '--key URI'} or --artifact PATH, not both")
+    given = [o for o, v in (("--cert", cert_path), ("--key", key_uri), ("--artifact", artifact),
+                            ("--thumbprint", thumbprint)) if v]
+    if len(given) > 1:
+        raise BadInput(f"pass one of {' / '.join(given)}, not several")
+    if thumbprint is not None:
+        if mi_version not in (None, "0"):
+            raise BadInput(f"--thumbprint gives only the version 0 FIC (its subject is the SHA-1 thumbprint); "
+                           f"version {mi_version} needs the certificate: pass --cert PATH or --artifact PATH")
+        mi_version = "0"
     settings = load_settings(overrides={
         "identity.tenant_id": tenant_id,
         "identity.version": int(mi_version) if mi_version is not None else None,
@@ -97,6 +131,9 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
         raise BadInput("the environment ID is missing; pass --environment-id GUID or --env NAME "
                        "(with [environments.NAME] environment_id in ppmi.toml)")
 
+    if thumbprint is not None:
+        _print_thumbprint_fic(thumbprint, environment_id, settings.identity.cloud, as_json)
+        return
     key = None
     if artifact:
         source = str(artifact)

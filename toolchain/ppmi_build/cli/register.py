@@ -95,6 +95,25 @@ def finish(as_json: bool, log, extra: dict[str, Any] | None = None, error: PpmiE
         sys.exit(EXIT_CHECK_FAILED)
 
 
+def _refuse_or_warn(client, art, problem: str, env_name: str) -> None:
+    """An artifact without an intact signature: refused over a component bound to a managed identity (CheckFailed,
+    exit 1, before any write), else a warning on stderr. Dataverse refuses to bind unsigned content
+    (``0x80040216``, domain-spec §2.4) and a bound plug-in needs the FIC of its signer."""
+    from ..dataverse.registration import find_component
+    from ..errors import CheckFailed
+
+    row = find_component(client, art)
+    bound = (row or {}).get("_managedidentityid_value")
+    fix = (f"sign it first (ppmi-build sign {art.path} --cert PATH) or run `ppmi-build release --env {env_name} "
+           f"{art.path}`, which signs, registers and binds")
+    if bound:
+        raise CheckFailed(f"{problem}; {art.table} {art.unique_name} is bound to "
+                          f"managedidentities({bound}) in {client.url}, and its managed identity cannot work with "
+                          f"that content; nothing was uploaded; {fix}")
+    progress(f"warning: {problem}; binding it to a managed identity will fail (Dataverse error "
+             f"0x80040216); {fix}")
+
+
 @click.command()
 @artifact_options
 @click.option("--solution", help="Solution unique name for created rows (default [environments.NAME] solution).")
@@ -113,16 +132,25 @@ def register(env_name: str, artifact: Path | None, kind: str | None, solution: s
     version is never changed on update, and every plug-in assembly inside the package is checked
     to have its pluginassembly row afterwards. A new build that drops a plug-in class still used
     by a step or custom API is refused before the upload.
+
+
+    The signature of the artifact is checked first: over a component bound to a managed identity, an
+    unsigned artifact or one whose signature does not verify is refused (exit 1); otherwise it is a
+    warning (binding it later fails with Dataverse's 0x80040216).
     """
     from ..config import load_settings
     from ..dataverse.actions import ActionLog
     from ..dataverse.registration import register as do_register
+    from ..pipeline.signatures import signature_check
 
     settings = load_settings()
     art = resolve_artifact(settings, artifact, kind, unique_name)
+    signature = signature_check(art.path)
     env, client = open_client(settings, env_name)
     log = ActionLog()
     with client:
+        if not signature.intact:
+            _refuse_or_warn(client, art, signature.summary(art.path.name), env_name)
         progress(f"registering {art.path.name} ({art.kind}) in {client.url}")
         try:
             do_register(client, art, solution=solution, plan=plan, force=force, log=log, steps=settings.steps,

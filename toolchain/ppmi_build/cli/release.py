@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..errors import BadInput, PpmiError
-from ._common import emit, handle_errors, json_option, password_options, password_source, progress
+from ._common import emit, handle_errors, json_option, password_options, password_source, pasted_text, progress
 from ._keys import key_uri_options
 
 
@@ -43,7 +43,7 @@ def timestamp_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--no-timestamp", is_flag=True,
                      help="Do not timestamp the signature, even when ppmi.toml or PPMI_TIMESTAMP_URLS lists "
                           "servers.")(f)
-    f = click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL",
+    f = click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL", callback=pasted_text("url"),
                      help="RFC 3161 timestamp server; repeat for fallbacks. Default: [signing] timestamp_urls / "
                           "PPMI_TIMESTAMP_URLS.")(f)
     return f

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit, handle_errors, json_option, password_options
+from ._common import emit, handle_errors, json_option, password_options, pasted_text
 from ._keys import key_uri_options_no_key
 
 BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotnet"]
@@ -31,13 +31,14 @@ BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotne
 @key_uri_options_no_key
 @click.option("-o", "--output", "output_arg", type=click.Path(),
               help="Write the signed file here (one artifact) or into this folder (several); default: in place.")
-@click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL",
+@click.option("--timestamp-url", "timestamp_urls", multiple=True, metavar="URL", callback=pasted_text("url"),
               help="RFC 3161 timestamp server; repeat for fallbacks. Default: [signing] timestamp_urls.")
 @click.option("--no-timestamp", is_flag=True, help="Do not timestamp, even when ppmi.toml lists servers.")
 @click.option("--digest", type=click.Choice(["sha256", "sha384", "sha512"]), default=None,
               help="Digest algorithm (default sha256).")
 @click.option("--program-name", help="Description shown by Windows (SpcSpOpusInfo programName, signtool /d).")
-@click.option("--program-url", help="More-info URL (SpcSpOpusInfo moreInfo, signtool /du).")
+@click.option("--program-url", callback=pasted_text("url"),
+              help="More-info URL (SpcSpOpusInfo moreInfo, signtool /du).")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=None,
               help="Signer: the built-in one (auto/python, every OS) or an installed tool.")
 @click.option("--overwrite", is_flag=True, help="Packages: replace an existing signature (assemblies always are).")

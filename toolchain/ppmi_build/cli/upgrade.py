@@ -13,15 +13,18 @@ from .release import run_pipeline
 @click.command()
 @click.argument("artifact", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--env", "env_name", required=True, metavar="NAME", help="Target environment ([environments.NAME]).")
-@click.option("--to", "to", required=True, type=click.Choice(["2"]), help="Target record version (2).")
+@click.option("--to", "to", required=True, type=click.Choice(["0", "1", "2"]),
+              help="Target record version: 2; 0 or 1 only with --force.")
 @click.option("--plan", "plan_only", is_flag=True, help="Print every action it would take; change nothing.")
 @click.option("--retire-old", is_flag=True,
               help="Once the record is at version 2 (a later run), delete the version 0/1 FICs of the certificate.")
+@click.option("--force", is_flag=True,
+              help="Allow lowering the record's version (--to 0/1): the FIC of that version is restored first.")
 @click.option("--project", type=click.Path(path_type=Path), help="Project folder or ppmi.toml (default: here).")
 @json_option
 @handle_errors
-def upgrade(artifact: Path | None, env_name: str, to: str, plan_only: bool, retire_old: bool, project: Path | None,
-            as_json: bool) -> None:
+def upgrade(artifact: Path | None, env_name: str, to: str, plan_only: bool, retire_old: bool, force: bool,
+            project: Path | None, as_json: bool) -> None:
     """Move the managed identity record from version 0 or 1 to 2 (Microsoft's manual upgrade, any OS, app
     registrations and user-assigned identities).
 
@@ -32,4 +35,4 @@ def upgrade(artifact: Path | None, env_name: str, to: str, plan_only: bool, reti
     from ..pipeline.upgrade import run_upgrade
 
     run_pipeline(as_json, lambda: run_upgrade(env_name, int(to), artifact, plan_only=plan_only, retire_old=retire_old,
-                                              start=project, progress=progress))
+                                              force=force, start=project, progress=progress))

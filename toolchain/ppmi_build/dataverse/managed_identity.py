@@ -8,6 +8,10 @@ Rules (domain-spec §2):
   environment uses the same id (§2.2: "client-chosen id"; solutions carry the link, §4.3).
 * Bind with ``PATCH pluginpackages(<id>)`` (packages) or ``PATCH pluginassemblies(<id>)`` (standalone assemblies)
   ``{"managedidentityid@odata.bind": "/managedidentities(<id>)"}`` (§2.4); unbind with ``null``.
+* Never lower a record's ``version`` implicitly: a record at version 2 whose only FIC is the version 2 one stops
+  working when ``bind``/``release`` (with an older ``[identity] version``) set it back to 0. A configured version
+  lower than the record's is refused before any write (:func:`check_not_lowered`); lowering it is the explicit
+  ``ppmi-build upgrade --to 0 --force``, which also restores the matching FIC.
 * Idempotent: a second run with the same settings sends no write and reports ``unchanged``; a component bound to
   another identity is rebound and the action says which identity it was bound to.
 * What Dataverse holds afterwards is read back (``Prefer: return=representation`` with ``$select``) and compared.
@@ -19,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadInput, GuidError
+from ..errors import BadInput, GuidError, PlanRefused
 from .actions import ActionLog
 from .client import DataverseClient
 from .registration import ASSEMBLY_SELECT, PACKAGE_SELECT, Artifact, find_component
@@ -154,8 +158,31 @@ def identity_id_for(target: Target, spec: IdentitySpec) -> str:
                                               f"{spec.tenant_id}:{spec.application_id}"))
 
 
+def check_not_lowered(row: dict[str, Any] | None, spec: IdentitySpec, *, env_name: str = "NAME",
+                      config_file: Any = None) -> None:
+    """Refuse to set ``row`` (a ``managedidentities`` row, or None) to a lower ``version`` than it holds.
+
+    Raises:
+        PlanRefused (exit 1): names the record, both versions, the configuration file and the two fixes.
+    """
+    if row is None:
+        return
+    held = int(row.get("version") or 0)
+    if held <= spec.version:
+        return
+    where = config_file or "ppmi.toml"
+    mid = row.get("managedidentityid")
+    raise PlanRefused(
+        f"managedidentities({mid}) is at version {held} but [identity] version is {spec.version} (in {where}): "
+        f"binding would lower the record to {spec.version} and the plug-in would fail at run time (its FIC is for "
+        f"version {held}); set `version = {held}` in [identity] of {where} (or PPMI_MI_VERSION={held}), or lower "
+        f"the record explicitly with `ppmi-build upgrade --env {env_name} --to {spec.version} --force` (it also "
+        f"restores the version {spec.version} FIC)")
+
+
 def bind(client: DataverseClient, target: Target, spec: IdentitySpec, *, plan: bool = False,
-         log: ActionLog | None = None) -> Binding:
+         log: ActionLog | None = None, env_name: str = "NAME", config_file: Any = None,
+         allow_lower: bool = False) -> Binding:
     """Upsert the ``managedidentities`` row and bind it to ``target``, checking what Dataverse returns.
 
     The row id is ``spec.managed_identity_id``; else the row already bound to ``target`` when it holds the same
@@ -164,6 +191,8 @@ def bind(client: DataverseClient, target: Target, spec: IdentitySpec, *, plan: b
     holds, so no extra read). A second run sends only the read.
 
     Raises:
+        PlanRefused: the row holds a higher ``version`` than ``spec`` (:func:`check_not_lowered`; ``env_name`` and
+            ``config_file`` go into its message), unless ``allow_lower``. Nothing is written then.
         DataverseError: e.g. ``0x80040216`` when the artifact in Dataverse is not signed.
     """
     log = log if log is not None else ActionLog()
@@ -176,6 +205,8 @@ def bind(client: DataverseClient, target: Target, spec: IdentitySpec, *, plan: b
         # bound to a row of another app: give this component its own row, do not rewrite a row others may share
         mid = identity_id_for(target, spec)
         row = client.retrieve("managedidentities", mid, select=MI_SELECT)
+    if not allow_lower:
+        check_not_lowered(row, spec, env_name=env_name, config_file=config_file)
     name = (spec.name or f"{target.name} Identity")[:100]
     held: dict[str, Any] | None = row
 

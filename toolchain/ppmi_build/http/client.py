@@ -65,7 +65,10 @@ def check_url(url: str, *, what: str = "environment url") -> str:
     Raises:
         ConfigError: relative URL, another scheme, or http to a non-loopback host.
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as e:  # "Invalid IPv6 URL" for http://[::1
+        raise ConfigError(f"{what} {url!r} is not a valid URL ({e}); write it as https://host") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigError(f"{what} {redact_url(url)!r} is not an absolute https URL; use "
                           "https://ORG.crm.dynamics.com")

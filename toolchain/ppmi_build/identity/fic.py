@@ -105,13 +105,53 @@ def v0_issuer(environment_id: str | ParsedGuid) -> str:
     return f"https://{hexid[:30]}.{hexid[30:]}.environment.api.powerplatform.com/sts"
 
 
-def v0_subject(thumbprint: str, environment_id: str | ParsedGuid) -> str:
-    """v0 subject: ``component:pluginassembly,thumbprint:{SHA-1 upper},environment:{env ID with hyphens}``."""
-    tp = thumbprint.replace(":", "").replace(" ", "")
+def parse_thumbprint(text: str) -> tuple[str, list[str]]:
+    """A SHA-1 thumbprint as people copy it -> ``(40 upper-case hex digits, notes on what was normalised)``.
+
+    Accepted: the Windows certificate dialog's form (``d8 4a 1b …``: lower case, spaces, and a leading invisible
+    U+200E LEFT-TO-RIGHT MARK), colons (``openssl x509 -fingerprint``), non-breaking spaces and zero-width
+    characters (:func:`ppmi_build.inputs.strip_invisible`). The v0 subject needs upper case (domain-spec §1.0:
+    ``thumbprint:{SHA-1 upper}``).
+
+    Raises:
+        BadInput: not 40 hex digits after that (names what is left), or typographic quotes around it.
+    """
+    from ..inputs import check_text, strip_invisible
+
+    cleaned, dropped = strip_invisible(text)
+    check_text(cleaned, "thumbprint")
+    tp = re.sub(r"[\s:]", "", cleaned)
     if not re.fullmatch(r"[0-9A-Fa-f]{40}", tp):
-        raise BadInput(f"thumbprint {thumbprint!r} is not 40 hex digits (SHA-1)")
+        raise BadInput(f"thumbprint {ascii(text)} is not 40 hex digits (SHA-1) after removing spaces and colons "
+                       f"({len(tp)} characters left: {tp[:48]!r}); copy the Thumbprint field of the certificate")
+    notes = []
+    if dropped:
+        names = ", ".join(dict.fromkeys(d.code for d in dropped))
+        notes.append(f"removed {len(dropped)} invisible character(s) from the thumbprint ({names})")
+    if tp != cleaned.strip() or tp != tp.upper():
+        notes.append(f"thumbprint normalized to {tp.upper()} (upper case, no spaces or colons)")
+    return tp.upper(), notes
+
+
+def v0_subject(thumbprint: str, environment_id: str | ParsedGuid) -> str:
+    """v0 subject: ``component:pluginassembly,thumbprint:{SHA-1 upper},environment:{env ID with hyphens}``.
+    ``thumbprint`` as :func:`parse_thumbprint` accepts it. Raises BadInput, GuidError."""
+    tp, _ = parse_thumbprint(thumbprint)
     env = _guid(environment_id, "environment ID").value
-    return f"component:pluginassembly,thumbprint:{tp.upper()},environment:{env}"
+    return f"component:pluginassembly,thumbprint:{tp},environment:{env}"
+
+
+def v0_fic_from_thumbprint(thumbprint: str, environment_id: str | ParsedGuid) -> dict[str, Any]:
+    """The version 0 FIC (public cloud only, domain-spec §1.0) from a SHA-1 thumbprint alone, for a certificate
+    that is not at hand: ``{"version": 0, "issuer", "subject", "audience", "thumbprint_sha1", "environment_id",
+    "notes", "warnings"}``. Raises BadInput, GuidError."""
+    tp, notes = parse_thumbprint(thumbprint)
+    env = _guid(environment_id, "environment ID")
+    notes += [n for n in [env.note] if n]
+    return {"version": 0, "issuer": v0_issuer(env), "subject": v0_subject(tp, env), "audience": V0_AUDIENCE,
+            "cloud": "public", "environment_id": env.value, "thumbprint_sha1": tp, "notes": notes,
+            "warnings": ["managed identity version 0 is deprecated; move to version 2 ([MS-V2] 'Upgrade to "
+                         "version 2')"]}
 
 
 def issuer_url(tenant_id: str | ParsedGuid, cloud: str | Cloud = "public") -> str:

@@ -135,6 +135,11 @@ def parse_guid(text: str, label: str = "GUID", *, hint: str | None = None) -> Pa
     if hexdigits is None:
         if not s:
             raise GuidError(f"{label} is empty; {fix}")
+        from ..inputs import lookalike_problem
+
+        pasted = lookalike_problem(text, label)  # typographic quotes/dashes, zero-width characters
+        if pasted:
+            raise GuidError(pasted)
         extra = ""
         if s.lower().startswith("default-") and label == "environment ID":
             extra = " (that looks like the default environment's name, not its ID)"

@@ -225,26 +225,81 @@ def check_certificate(report: DoctorReport, settings: Any, *, now: _dt.datetime 
     return cert
 
 
-def _deployed(target: Any, environ: dict[str, str] | None) -> tuple[Any, Any, Any]:
+def _deployed(target: Any, environ: dict[str, str] | None) -> tuple[Any, Any, Any, str]:
     """What the environment runs: ``(component, managedidentity row or None, signer of the held content or
-    None)`` for ``[plugin] name``; ``(None, None, None)`` when nothing is registered under that name."""
+    None, what is wrong with the held content's signature or "")`` for ``[plugin] name``; ``(None, None, None,
+    "")`` when nothing is registered under that name. The signer counts only when the signature is intact
+    (:func:`ppmi_build.pipeline.signatures.signature_check_bytes`)."""
     from ..dataverse.managed_identity import read_back
     from .plan import Plan
-    from .release import Run, held_content, signer_of_bytes
+    from .release import Run, held_content
+    from .signatures import signature_check_bytes
 
     with Run(Plan("doctor", target.name, apply=False), target, environ) as run:
         component = run.find_component_by_name()
         if component is None:
-            return None, None, None
+            return None, None, None, ""
         mi = read_back(run.dv, component).get("managedidentity")
         content = held_content(run.dv, component.entity_set, component.id)
-        signer = None
-        if content is not None:
-            try:
-                signer = signer_of_bytes(content, "package" if component.kind == "pluginpackage" else "assembly")
-            except PpmiError:
-                signer = None
-        return component, mi, signer
+        if content is None:
+            return component, mi, None, f"{component.label} holds no content"
+        kind = "package" if component.kind == "pluginpackage" else "assembly"
+        label = f"the content Dataverse holds for {component.label}"
+        check = signature_check_bytes(content, kind, label)
+        return component, mi, (check.signer if check.intact else None), ("" if check.intact else
+                                                                          check.summary(label))
+
+
+def near_misses(existing: list[Any], want: Any) -> list[str]:
+    """The FICs in ``existing`` that are almost ``want`` (an ``entra.Fic``) — each field equal, equal but for
+    letter case, or different in at most 3 characters (a typo such as ``enviornment``) — each as one clause with
+    the exact difference: ``FIC 'x': issuer has 'enviornment' where 'environment' is required (character 52)``.
+    Entra matches issuer, subject and audience case-sensitively and exactly (domain-spec §1.7, AADSTS7002138)."""
+    out = []
+    for fic in existing:
+        if fic.same_values(want):
+            continue
+        diffs = []
+        close = True
+        for label, got, need in (("issuer", fic.issuer, want.issuer), ("subject", fic.subject, want.subject),
+                                 ("audience", fic.audience, want.audience)):
+            d = _difference(got, need)
+            if d is None:
+                continue
+            text, small = d
+            close = close and small
+            diffs.append(f"{label} has {text}")
+        if diffs and close:
+            out.append(f"FIC {fic.name!r}: " + "; ".join(diffs))
+    return out
+
+
+def _difference(got: str, need: str) -> tuple[str, bool] | None:
+    """``(description, is_small)`` of how ``got`` differs from ``need`` (None when equal). The differing part is
+    widened to whole words (letters and digits) so that a transposition reads ``'enviornment' where
+    'environment'``; small = letter case only, or at most 3 characters differ."""
+    if got == need:
+        return None
+    p = 0
+    while p < min(len(got), len(need)) and got[p] == need[p]:
+        p += 1
+    s = 0
+    while s < min(len(got), len(need)) - p and got[-1 - s] == need[-1 - s]:
+        s += 1
+    core_got, core_need = got[p:len(got) - s], need[p:len(need) - s]
+    small = max(len(core_got), len(core_need)) <= 3
+    if got.lower() == need.lower():
+        small = True
+    a = p
+    while a > 0 and need[a - 1].isalnum():
+        a -= 1
+    b_need, b_got = len(need) - s, len(got) - s
+    while b_need < len(need) and need[b_need].isalnum():
+        b_need += 1
+        b_got += 1
+    shown_got, shown_need = got[a:b_got], need[a:b_need]
+    case = ", letter case only" if shown_got.lower() == shown_need.lower() else ""
+    return f"{shown_got!r} where {shown_need!r} is required (character {a + 1}{case})", small
 
 
 def _same_certificate(a: Any, b: Any) -> bool:
@@ -305,9 +360,9 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
         mi: Any
         signer: Any
         component = mi = signer = None
-        record_problem = ""
+        record_problem = content_problem = ""
         try:
-            component, mi, signer = _deployed(target, environ)
+            component, mi, signer, content_problem = _deployed(target, environ)
             if component is None:
                 version, record_id = read_record_version(target, environ=environ)
                 mi = {"managedidentityid": record_id, "version": version} if record_id else None
@@ -333,6 +388,12 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
                                f"managedidentities({mi['managedidentityid']}) version "
                                f"{raw if raw is not None else 'null (v0)'}; run `ppmi-build upgrade --env {name} "
                                "--to 2`")
+        # the signature of what Dataverse holds: a bound component with unsigned or broken content cannot work
+        if content_problem:
+            report.add(f"environment:{name}:content", "environment", FAIL if mi else WARN,
+                       f"{content_problem}; " + ("its managed identity cannot work (the FIC matches the signer of "
+                                                 "the content)" if mi else "binding it will fail (Dataverse error "
+                                                 "0x80040216)") + f"; run `ppmi-build release --env {name}`")
         # the configured certificate against the signer of what is deployed
         if signer is not None and cert is not None and not _same_certificate(signer, cert):
             report.add(f"environment:{name}:certificate", "environment", WARN,
@@ -356,11 +417,21 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
             report.add(check, "environment", FAIL, e.message)
             continue
         m = entra.match_fic(existing, want)
+        near = near_misses(existing, want)
         whose = (f"the deployed {component.label} (version {int(mi.get('version') or 0)})" if deployed
                  else f"the configured certificate (version {target.version})")
         if m.exact:
             report.add(check, "environment", OK,
                        f"FIC {m.exact.name!r} on {cast(entra.FicClient, client).target} matches {whose}")
+            if near:
+                report.add(f"{check}:near-miss", "environment", WARN,
+                           "; ".join(near) + " — unused (Entra matches exactly); delete it")
+        elif near:
+            report.add(check, "environment", FAIL,
+                       f"no FIC on {cast(entra.FicClient, client).target} matches {whose} exactly; "
+                       + "; ".join(near) + "; Entra matches issuer, subject and audience exactly and "
+                       "case-sensitively (AADSTS7002138, AADSTS700213): fix or delete it and run "
+                       f"`ppmi-build release --env {name}`")
         elif m.case_only:
             report.add(check, "environment", FAIL, entra.case_only_message(want, m.case_only))
         else:

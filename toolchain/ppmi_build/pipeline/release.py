@@ -350,7 +350,22 @@ def check_inputs(run: Run, key: Any, artifact: Path | None, *, cert_label: str) 
             component = Target.from_row(art.table, row) if row is not None else None
         else:
             component = run.find_component_by_name()
+        check_version_kept(run, component)
     return art, state, component
+
+
+def check_version_kept(run: Run, component: Any, version: int | None = None) -> None:
+    """Refuse, before any write, a run that would lower the ``version`` of the record ``component`` is bound to
+    (or of the fixed ``[identity] managed_identity_id``) to ``version`` (default: configured). Raises PlanRefused
+    (:func:`ppmi_build.dataverse.managed_identity.check_not_lowered`)."""
+    from ..dataverse.managed_identity import MI_SELECT, check_not_lowered
+
+    spec = identity_spec(run.target, version)
+    mid = spec.managed_identity_id or (component.managed_identity_id if component is not None else None)
+    if not mid:
+        return
+    row = run.dv.retrieve("managedidentities", mid, select=MI_SELECT)
+    check_not_lowered(row, spec, env_name=run.target.name, config_file=run.target.settings.config_file)
 
 
 # --- the steps (shared by release, rotate and upgrade) -----------------------------------------------------
@@ -545,7 +560,8 @@ class Run:
         log = ActionLog()
         with plan.step("bind", component.label, f"binding {component.label} to the managed identity"):
             try:
-                bind(self.dv, component, identity_spec(self.target, version), plan=not plan.apply, log=log)
+                bind(self.dv, component, identity_spec(self.target, version), plan=not plan.apply, log=log,
+                     env_name=self.target.name, config_file=self.target.settings.config_file)
             finally:
                 self._merge(log)
         failed = [a for a in log.actions if a.status == "failed"]

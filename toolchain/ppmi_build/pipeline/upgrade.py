@@ -14,6 +14,10 @@ upgrade-version`` does not support:
    --revert-version`` would) and the v2 FIC this run created is removed again;
 5. keep the old FIC until the plug-in is confirmed working; ``--retire-old`` (a later run) removes the FICs of
    versions 0/1 for that certificate once the record is at version 2.
+
+Lowering a record (``--to 0`` or ``--to 1``) is never done implicitly (``bind``/``release`` refuse it); it needs
+``--force`` and runs the same steps: the FIC of the lower version for the held signer is added first (the version
+2 FIC stays), then the version is set, then verified.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from .release import EnvironmentTarget, Run, attach, desired_fic, held_content, 
 from .rotate import current_component
 
 SUPPORTED_TARGETS = (2,)
+#: versions reachable only with ``force`` (lowering a record; the FIC of that version is restored first)
+FORCED_TARGETS = (0, 1)
 
 
 def run_upgrade(env_name: str, to: int = 2, artifact: Path | str | None = None, *, plan_only: bool = False,
-                retire_old: bool = False, start: Path | str | None = None, environ: dict[str, str] | None = None,
+                retire_old: bool = False, force: bool = False, start: Path | str | None = None,
+                environ: dict[str, str] | None = None,
                 progress: Callable[[str], None] | None = None, settings: Any = None) -> Plan:
     """Upgrade the managed identity record bound to the plug-in in ``env_name`` to version ``to`` (2).
 
@@ -45,19 +52,20 @@ def run_upgrade(env_name: str, to: int = 2, artifact: Path | str | None = None, 
 
     plan = Plan("upgrade", env_name, apply=not plan_only, progress=progress)
     try:
-        if int(to) not in SUPPORTED_TARGETS:
+        if int(to) not in SUPPORTED_TARGETS and not (force and int(to) in FORCED_TARGETS):
             raise BadInput(f"--to {to}: only version 2 is a supported target (version 0 is deprecated, version 1 "
-                           "is CN-based); use --to 2")
+                           "is CN-based); use --to 2, or add --force to lower a record on purpose")
         settings = settings or load_settings(start, environ=environ)
         target = EnvironmentTarget.load(settings, env_name)
         with Run(plan, target, environ) as run:
-            _upgrade(run, int(to), Path(artifact) if artifact is not None else None, retire_old=retire_old)
+            _upgrade(run, int(to), Path(artifact) if artifact is not None else None, retire_old=retire_old,
+                     force=force)
     except PpmiError as e:
         raise attach(e, plan) from None
     return plan
 
 
-def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> None:
+def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool, force: bool = False) -> None:
     from ..dataverse.managed_identity import MI_SELECT, read_back
 
     plan, target = run.plan, run.target
@@ -80,8 +88,9 @@ def _upgrade(run: Run, to: int, artifact: Path | None, *, retire_old: bool) -> N
     plan.set_id("managedidentity", mid)
     plan.extra["from_version"] = raw_version
     plan.extra["to_version"] = to
-    if current > to:
-        raise BadInput(f"managedidentities({mid}) is at version {current}, newer than --to {to}; nothing to do")
+    if current > to and not force:
+        raise BadInput(f"managedidentities({mid}) is at version {current}, newer than --to {to}; nothing to do "
+                       "(add --force to lower it)")
 
     # 2. the v2 FIC, added next to the old one
     old_fics = [desired_fic(target, signer, version=v) for v in (0, 1) if v < to]
