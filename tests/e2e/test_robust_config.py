@@ -23,6 +23,7 @@ import pytest
 
 from ppmi_build.errors import ConfigError, GuidError
 from tests.conftest import run_tool
+from tests.e2e.test_rotate import rotate, setup  # noqa: F401  (fixture: a project released once into the emulator)
 from tests.emulator_fixture import emulator, emulator_env  # noqa: F401
 from tests.pipeline_helpers import (
     APPLICATION,
@@ -35,7 +36,6 @@ from tests.pipeline_helpers import (
     write_project,
     writes,
 )
-from tests.e2e.test_rotate import rotate, setup  # noqa: F401  (fixture: a project released once into the emulator)
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 

@@ -39,7 +39,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import BadInput, TimestampError
 from . import cms
-from .api import check_urls, redact_url  # noqa: F401  (re-exported)
+from .urls import check_urls, redact_url  # noqa: F401  (re-exported)
 
 #: Authenticode unsigned attribute holding an RFC 3161 TimeStampToken (signing-spec §1.7)
 RFC3161_COUNTERSIGN_OID = "1.3.6.1.4.1.311.3.3.1"
