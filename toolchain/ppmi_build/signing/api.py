@@ -97,7 +97,7 @@ def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
 # --- signing --------------------------------------------------------------------------------
 
 
-def sign_file(
+def _sign_one(
     path: Path | str,
     key: KeySource,
     *,
@@ -335,20 +335,47 @@ _CONTENTS_LIMIT = 1 << 30
 
 
 _HELPERS = None
+_HELPERS_USERS = 0
 _HELPERS_LOCK = threading.Lock()
 
 
 def _helpers():
     """The thread pool for the passes over one image (authentihash, checksum words, SHA-256, fsync):
-    hashing and fsync release the GIL, so they overlap the key operation and each other."""
-    global _HELPERS
-    if _HELPERS is None:
+    hashing and fsync release the GIL, so they overlap the key operation and each other. It lives while
+    a :func:`sign_file` / :func:`sign_files` call runs (:class:`_HelperPool`)."""
+    if _HELPERS is None:  # pragma: no cover - always inside a _HelperPool
+        raise RuntimeError("no signing in progress")
+    return _HELPERS
+
+
+class _HelperPool:
+    """Start the helper pool for the outermost signing call and shut it down (joining its threads) after,
+    so that no idle worker outlives the call."""
+
+    def __enter__(self) -> None:
+        global _HELPERS, _HELPERS_USERS
         with _HELPERS_LOCK:
             if _HELPERS is None:
                 from concurrent.futures import ThreadPoolExecutor
 
                 _HELPERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ppmi-pass")
-    return _HELPERS
+            _HELPERS_USERS += 1
+
+    def __exit__(self, *exc) -> None:
+        global _HELPERS, _HELPERS_USERS
+        with _HELPERS_LOCK:
+            _HELPERS_USERS -= 1
+            pool = _HELPERS if _HELPERS_USERS == 0 else None
+            if pool is not None:
+                _HELPERS = None
+        if pool is not None:
+            pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+
+def sign_file(path: Path | str, key: KeySource, **options: Any) -> SignResult:
+    """Sign one artifact; see :func:`_sign_one` for the options (same names as :class:`ppmi_build.SignOptions`)."""
+    with _HelperPool():
+        return _sign_one(path, key, **options)
 
 
 #: seconds a stopped batch waits for its running files (e.g. a timestamp server that does not answer)
@@ -561,7 +588,15 @@ def _precheck(path: Path, target: Path) -> None:
         pe.parse(pe.read_file(path), str(path))
 
 
-def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:
+def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None,
+               **kw: Any) -> list[SignResult]:
+    """Sign several artifacts in one process; see :func:`_sign_many`."""
+    with _HelperPool():
+        return _sign_many(paths, key, workers=workers, **kw)
+
+
+def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None,
+               **kw: Any) -> list[SignResult]:
     """Sign several artifacts in one process (same options as :func:`sign_file`; ``output`` must be
     a folder when there are several). Files are signed concurrently (hashing and I/O run without the
     GIL); results come back in input order. Each file is atomic on its own.
