@@ -5,7 +5,7 @@ in the same run and on the same file:
 
 * **floor**: reading, hashing and copying the bytes with the system tools, ``openssl dgst -sha256 PKG``
   followed by ``cp PKG COPY`` (two processes; wall time of both);
-* **in-process signing**: :func:`ppmi_build.signing.nuget.sign_package` with the key already loaded
+* **in-process signing**: :func:`ppmi_build.signing.nuget_sign.sign_package` with the key already loaded
   (interpreter start and imports excluded) — target: median <= 1.5 x the floor median;
 * **api.sign_file** in-process: signing plus the atomic temp file, SHA-256 before/after and the post-sign
   verification (which rebuilds the package hash) — reported, no target;
@@ -50,11 +50,12 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[5])
 from benchmarks._rss import peak_kib
 t0 = time.perf_counter()
-from ppmi_build.signing import nuget
+from ppmi_build.signing.nuget import sign as nuget_sign
+from ppmi_build.signing.nuget import verify as nuget_verify
 from ppmi_build.signing.keys import PasswordSource, load_key_source
 key = load_key_source(Path(sys.argv[1]), PasswordSource(file=Path(sys.argv[2])))
 before = peak_kib()
-nuget.sign_package(Path(sys.argv[3]), Path(sys.argv[4]), key)
+nuget_sign.sign_package(Path(sys.argv[3]), Path(sys.argv[4]), key)
 peak = peak_kib()
 print(json.dumps({"peak_kib": peak, "before_sign_kib": before}))
 """
@@ -72,8 +73,8 @@ def main(argv: list[str]) -> None:
     from tests.nupkg_builder import build_nupkg
     from tests.pki import PFX_PASSWORD, make_pki
 
-    from ppmi_build.signing import nuget
     from ppmi_build.signing.keys import PasswordSource, load_key_source
+    from ppmi_build.signing.nuget import sign as nuget_sign
 
     openssl, cp = shutil.which("openssl"), shutil.which("cp")
     if not openssl or not cp:
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> None:
             subprocess.run([cp, str(pkg), str(copy)], check=True)
 
         def sign() -> None:
-            nuget.sign_package(pkg, out, key)
+            nuget_sign.sign_package(pkg, out, key)
 
         # warm the page cache and both code paths once
         floor()

@@ -37,7 +37,8 @@ from asn1crypto import cms as acms
 
 from ppmi_build.assembly.package import read_package
 from ppmi_build.errors import PackageFormatError
-from ppmi_build.signing import nuget
+from ppmi_build.signing.nuget import sign as nuget_sign
+from ppmi_build.signing.nuget import verify as nuget_verify
 from tests.emulator_fixture import emulator, emulator_env  # noqa: F401
 from tests.interop.test_nuget import local_header, zip_records
 
@@ -307,7 +308,8 @@ def signed_pkg(tmp_path_factory, dll_bytes, pki, pwfile, tsa) -> Path:
     d = tmp_path_factory.mktemp("robust-signed")
     src = write_package(d / "src.nupkg", [(DLL_ENTRY, dll_bytes)])
     out = d / "Contoso.Plugins.1.0.0.nupkg"
-    nuget.sign_package(src, out, load_key_source(pki.leaf.pfx, PasswordSource(file=pwfile)), timestamp_urls=[tsa.url])
+    key = load_key_source(pki.leaf.pfx, PasswordSource(file=pwfile))
+    nuget_sign.sign_package(src, out, key, timestamp_urls=[tsa.url])
     return out
 
 
@@ -359,7 +361,7 @@ def test_leaf_key_algorithm_damaged_is_invalid_not_a_crash(signed_pkg, pki, tmp_
     data[j + 10] = 0x63
     bad = tmp_path / "t.nupkg"
     bad.write_bytes(bytes(data))
-    res = nuget.verify_package(bad, trusted_roots=[pki.root.cert])
+    res = nuget_verify.verify_package(bad, trusted_roots=[pki.root.cert])
     assert not res.valid and res.signed and res.problems
     r = cli("verify", bad, "--trusted-root", pki.root.pem, "--json")
     assert r.exit_code == 1, r.stdout + r.stderr
@@ -370,7 +372,7 @@ def test_leaf_key_algorithm_damaged_is_invalid_not_a_crash(signed_pkg, pki, tmp_
 @pytest.mark.filterwarnings("ignore:Parsed a serial number")  # a damaged certificate's serial (cryptography notice)
 def test_fuzz_single_byte_changes_never_crash_verify(signed_pkg, pki, tmp_path):
     data = signed_pkg.read_bytes()
-    assert nuget.verify_package(signed_pkg, trusted_roots=[pki.root.cert], use_system_roots=False).valid
+    assert nuget_verify.verify_package(signed_pkg, trusted_roots=[pki.root.cert], use_system_roots=False).valid
     regions = _regions(data, pki)
     rnd = random.Random(20260101)
     (p7s_start, p7s_end), = regions["p7s"]
@@ -382,7 +384,7 @@ def test_fuzz_single_byte_changes_never_crash_verify(signed_pkg, pki, tmp_path):
         bad[i] = (bad[i] + rnd.randrange(1, 256)) % 256
         bad_path.write_bytes(bytes(bad))
         try:
-            res = nuget.verify_package(bad_path, trusted_roots=[pki.root.cert], use_system_roots=False)
+            res = nuget_verify.verify_package(bad_path, trusted_roots=[pki.root.cert], use_system_roots=False)
         except PackageFormatError as e:  # only when the end record's signature itself is gone
             assert _inside(i, regions["eocd_magic"]) and "not a zip archive" in e.message, (i, e.message)
             outcomes["not a zip"] += 1
@@ -403,7 +405,7 @@ def test_damaged_zip_structure_is_an_invalid_result(signed_pkg, pki, tmp_path):
     """Report #6 for packages: bytes put in front of a signed package -> INVALID (NU3008), not an exception."""
     bad = tmp_path / "prefixed.nupkg"
     bad.write_bytes(b"\0" * 64 + signed_pkg.read_bytes())
-    res = nuget.verify_package(bad, trusted_roots=[pki.root.cert])
+    res = nuget_verify.verify_package(bad, trusted_roots=[pki.root.cert])
     assert not res.valid and res.signed
     assert any(p.startswith("NU3008") for p in res.problems), res.problems
 
@@ -412,7 +414,7 @@ def test_not_a_zip_is_still_bad_input(tmp_path):
     p = tmp_path / "x.nupkg"
     p.write_bytes(b"plain text, not a package" * 8)
     with pytest.raises(PackageFormatError, match="is not a zip archive"):
-        nuget.verify_package(p)
+        nuget_verify.verify_package(p)
 
 
 # --- #17: unsign of a read-only package ------------------------------------------------------------------------

@@ -15,12 +15,9 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms as acms
 
-from ppmi_build.signing import (
-    _oscrypto_fix,  # noqa: F401  (before signify; wbond/oscrypto#78)
-    api,
-    pe,
-)
-from ppmi_build.signing.authenticode import extract_signature, parse_signature
+from ppmi_build.signing import api
+from ppmi_build.signing.authenticode import pe
+from ppmi_build.signing.authenticode.structures import extract_signature, parse_signature
 from ppmi_build.signing.keys import PasswordSource, load_key_source
 from tests.conftest import require_tool, run_tool
 from tests.pe32plus import make_pe32plus
@@ -320,7 +317,7 @@ def test_signer_certificate_and_unsign(signed_plain, pki, work, plain_dll):
     assert api.signer_certificate(path) == pki.leaf.cert
     copy = work / "unsign.dll"
     shutil.copyfile(path, copy)
-    from ppmi_build.signing.authenticode import unsign_file
+    from ppmi_build.signing.authenticode.sign import unsign_file
 
     out = unsign_file(copy)
     assert out["removed"] is True

@@ -22,8 +22,9 @@ from asn1crypto import tsp
 from cryptography.hazmat.primitives import serialization
 
 from ppmi_build.errors import BadInput, CertificateError, PackageFormatError
-from ppmi_build.signing import nuget
 from ppmi_build.signing.keys import PasswordSource, load_key_source
+from ppmi_build.signing.nuget import sign as nuget_sign
+from ppmi_build.signing.nuget import verify as nuget_verify
 from tests.conftest import run_tool
 from tests.nupkg_builder import build_many_entries, build_nupkg
 
@@ -105,7 +106,7 @@ def many_nupkg(tmp_path_factory, plain_dll) -> Path:
 def signed(tmp_path_factory, nupkg, key_for, tsa) -> Path:
     """``nupkg`` signed by the leaf (SKI, issued by the intermediate) with an RFC 3161 timestamp."""
     out = tmp_path_factory.mktemp("signed") / nupkg.name
-    nuget.sign_package(nupkg, out, key_for("leaf"), timestamp_urls=[tsa.url])
+    nuget_sign.sign_package(nupkg, out, key_for("leaf"), timestamp_urls=[tsa.url])
     return out
 
 
@@ -197,7 +198,7 @@ def test_cms_profile_is_nugets_author_signature(signed, pki):
 
 def test_issuer_and_serial_signer_when_certificate_has_no_ski(nupkg, key_for, tmp_path, pki):
     out = tmp_path / "noski.nupkg"
-    nuget.sign_package(nupkg, out, key_for("leaf_no_ski"))
+    nuget_sign.sign_package(nupkg, out, key_for("leaf_no_ski"))
     sd = acms.ContentInfo.load(signature_blob(out))["content"]
     si = sd["signer_infos"][0]
     assert si["sid"].name == "issuer_and_serial_number" and si["version"].native == "v1"
@@ -234,7 +235,7 @@ def test_signature_entry_is_last_stored_and_flag_free(signed, nupkg):
 
 def test_zipfile_and_unzip_read_the_signed_package(signed, many_nupkg, key_for, pki, tmp_path):
     many_signed = tmp_path / "many.nupkg"
-    nuget.sign_package(many_nupkg, many_signed, key_for("leaf"))
+    nuget_sign.sign_package(many_nupkg, many_signed, key_for("leaf"))
     for path, source in ((signed, None), (many_signed, many_nupkg)):
         with zipfile.ZipFile(path) as z:
             assert z.testzip() is None
@@ -245,37 +246,37 @@ def test_zipfile_and_unzip_read_the_signed_package(signed, many_nupkg, key_for, 
                     assert all(z.read(n) == zs.read(n) for n in zs.namelist()[:50])
         res = run_tool("unzip", "-tq", path)
         assert res.returncode == 0 and "No errors detected" in res.stdout, res.stdout + res.stderr
-    v = nuget.verify_package(many_signed, trusted_roots=[pki.root.cert])
+    v = nuget_verify.verify_package(many_signed, trusted_roots=[pki.root.cert])
     assert v.valid, v.problems
     out = tmp_path / "many-unsigned.nupkg"
-    nuget.remove_signature(many_signed, out)
+    nuget_sign.remove_signature(many_signed, out)
     assert out.read_bytes() == many_nupkg.read_bytes()
 
 
 def test_unsigned_package_rebuilt_from_signed_is_byte_identical(signed, nupkg, tmp_path):
     out = tmp_path / "unsigned.nupkg"
-    nuget.remove_signature(signed, out)
+    nuget_sign.remove_signature(signed, out)
     assert out.read_bytes() == nupkg.read_bytes()
 
 
 def test_verify_accepts_signed_package(signed, pki):
-    res = nuget.verify_package(signed, trusted_roots=[pki.root.cert])
+    res = nuget_verify.verify_package(signed, trusted_roots=[pki.root.cert])
     assert res.problems == [] and res.valid and res.signed
     assert res.signer["sha256"] == hashlib.sha256(pki.leaf.der).hexdigest()
     assert res.timestamp and res.timestamp.endswith("Z")
-    assert nuget.signer_certificate(signed) == pki.leaf.cert
+    assert nuget_verify.signer_certificate(signed) == pki.leaf.cert
 
 
 def test_verify_needs_a_trusted_root(signed, pki):
-    res = nuget.verify_package(signed)
+    res = nuget_verify.verify_package(signed)
     assert not res.valid and any(p.startswith("NU3018") for p in res.problems)
-    res = nuget.verify_package(signed, trusted_roots=[pki.self_signed.cert])
+    res = nuget_verify.verify_package(signed, trusted_roots=[pki.self_signed.cert])
     assert not res.valid and any(p.startswith("NU3018") for p in res.problems)
     assert any(p.startswith("NU3028") for p in res.problems), "the TSA chain is not trusted either"
 
 
 def test_verify_unsigned_package(nupkg):
-    res = nuget.verify_package(nupkg)
+    res = nuget_verify.verify_package(nupkg)
     assert (res.signed, res.valid) == (False, False)
     assert res.problems and res.problems[0].startswith("NU3004")
 
@@ -305,7 +306,7 @@ def test_one_byte_change_anywhere_fails_with_nu3008(signed, pki, tmp_path):
         p = tmp_path / "tampered.nupkg"
         p.write_bytes(bad)
         try:
-            res = nuget.verify_package(p, trusted_roots=[pki.root.cert])
+            res = nuget_verify.verify_package(p, trusted_roots=[pki.root.cert])
         except PackageFormatError:
             assert i >= recs[-1]["lho"], f"byte {i} is in a local entry but broke the zip structure"
             continue
@@ -327,7 +328,7 @@ def test_changed_signature_file_fails_the_cms_check(signed, pki, tmp_path):
         bad[at] ^= 0x01
         p = tmp_path / "badsig.nupkg"
         p.write_bytes(bad)
-        res = nuget.verify_package(p, trusted_roots=[pki.root.cert])
+        res = nuget_verify.verify_package(p, trusted_roots=[pki.root.cert])
         assert not res.valid
         assert any(pr.startswith("NU3012") for pr in res.problems), res.problems
         assert not any(pr.startswith("NU3008") for pr in res.problems), "the package bytes are intact"
@@ -347,28 +348,28 @@ def test_compressed_signature_entry_is_nu3005(signed, pki, tmp_path):
     with zipfile.ZipFile(signed) as zin, zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zout:
         for n in zin.namelist():
             zout.writestr(n, zin.read(n))
-    res = nuget.verify_package(p, trusted_roots=[pki.root.cert])
+    res = nuget_verify.verify_package(p, trusted_roots=[pki.root.cert])
     assert not res.valid and res.problems[0].startswith("NU3005")
 
 
 @pytest.mark.parametrize("digest,oid", [("sha384", "2.16.840.1.101.3.4.2.2"), ("sha512", "2.16.840.1.101.3.4.2.3")])
 def test_other_hash_algorithms(nupkg, key_for, pki, tmp_path, digest, oid):
     out = tmp_path / "h.nupkg"
-    nuget.sign_package(nupkg, out, key_for("leaf"), digest=digest)
+    nuget_sign.sign_package(nupkg, out, key_for("leaf"), digest=digest)
     p7s = tmp_path / "sig.p7s"
     p7s.write_bytes(signature_blob(out))
     res = run_tool("openssl", "cms", "-verify", "-inform", "DER", "-in", p7s, "-CAfile", pki.root.pem,
                    "-purpose", "any", "-out", tmp_path / "c.txt")
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "c.txt").read_bytes() == expected_content(nupkg.read_bytes(), digest, oid)
-    v = nuget.verify_package(out, trusted_roots=[pki.root.cert])
+    v = nuget_verify.verify_package(out, trusted_roots=[pki.root.cert])
     assert v.valid, v.problems
 
 
 def test_self_signed_certificate_verifies_against_itself(nupkg, key_for, pki, tmp_path):
     out = tmp_path / "dev.nupkg"
-    nuget.sign_package(nupkg, out, key_for("self_signed"))
-    assert nuget.verify_package(out, trusted_roots=[pki.self_signed.cert]).valid
+    nuget_sign.sign_package(nupkg, out, key_for("self_signed"))
+    assert nuget_verify.verify_package(out, trusted_roots=[pki.self_signed.cert]).valid
     p7s = tmp_path / "sig.p7s"
     p7s.write_bytes(signature_blob(out))
     res = run_tool("openssl", "cms", "-verify", "-inform", "DER", "-in", p7s, "-CAfile", pki.self_signed.pem,
@@ -378,14 +379,14 @@ def test_self_signed_certificate_verifies_against_itself(nupkg, key_for, pki, tm
 
 def test_resign_with_overwrite_replaces_the_signature(signed, nupkg, key_for, pki, tmp_path):
     with pytest.raises(BadInput) as e:
-        nuget.sign_package(signed, tmp_path / "x.nupkg", key_for("leaf_no_ski"))
+        nuget_sign.sign_package(signed, tmp_path / "x.nupkg", key_for("leaf_no_ski"))
     assert e.value.code == "NU3001" and "--overwrite" in e.value.message
     out = tmp_path / "resigned.nupkg"
-    r = nuget.sign_package(signed, out, key_for("leaf_no_ski"), overwrite=True)
+    r = nuget_sign.sign_package(signed, out, key_for("leaf_no_ski"), overwrite=True)
     assert r == {"replaced_signature": True, "timestamped": False}
     recs, _ = zip_records(out.read_bytes())
     assert [x["name"] for x in recs].count(b".signature.p7s") == 1
-    v = nuget.verify_package(out, trusted_roots=[pki.root.cert])
+    v = nuget_verify.verify_package(out, trusted_roots=[pki.root.cert])
     assert v.valid, v.problems
     assert v.signer["sha256"] == hashlib.sha256(pki.leaf_no_ski.der).hexdigest()
     p7s = tmp_path / "sig.p7s"
@@ -394,7 +395,7 @@ def test_resign_with_overwrite_replaces_the_signature(signed, nupkg, key_for, pk
              "-out", tmp_path / "c.txt", check=True)
     assert (tmp_path / "c.txt").read_bytes() == expected_content(nupkg.read_bytes())
     unsigned = tmp_path / "u.nupkg"
-    nuget.remove_signature(out, unsigned)
+    nuget_sign.remove_signature(out, unsigned)
     assert unsigned.read_bytes() == nupkg.read_bytes()
 
 
@@ -406,7 +407,7 @@ def test_zip64_package_is_refused_nu3006(tmp_path, key_for):
     with zipfile.ZipFile(p) as z:  # a valid zip that Python reads
         assert z.testzip() is None
     with pytest.raises(PackageFormatError) as e:
-        nuget.sign_package(p, tmp_path / "out.nupkg", key_for("leaf"))
+        nuget_sign.sign_package(p, tmp_path / "out.nupkg", key_for("leaf"))
     assert e.value.code == "NU3006" and e.value.message.startswith("NU3006")
     assert not (tmp_path / "out.nupkg").exists()
 
@@ -417,10 +418,10 @@ def test_entry_limit_nu3039_follows_nuget(tmp_path, key_for, pki):
     (the signed package then has 0xFFFE entries, the most a non-Zip64 archive can hold)."""
     too_many = build_many_entries(tmp_path / "big.nupkg", 0xFFFE)
     with pytest.raises(PackageFormatError) as e:
-        nuget.sign_package(too_many, tmp_path / "o.nupkg", key_for("leaf"))
+        nuget_sign.sign_package(too_many, tmp_path / "o.nupkg", key_for("leaf"))
     assert e.value.code == "NU3039" and "NU3039" in e.value.message
     ok = build_many_entries(tmp_path / "ok.nupkg", 0xFFFD)
-    nuget.sign_package(ok, tmp_path / "ok.signed.nupkg", key_for("leaf"))
+    nuget_sign.sign_package(ok, tmp_path / "ok.signed.nupkg", key_for("leaf"))
     with zipfile.ZipFile(tmp_path / "ok.signed.nupkg") as z:
         assert len(z.infolist()) == 0xFFFE and z.infolist()[-1].filename == ".signature.p7s"
 
@@ -440,7 +441,7 @@ def test_certificate_refusals(nupkg, pki, pw_file, tmp_path, cert, code):
     else:
         key = load_key_source(c.pfx, PasswordSource(file=pw_file))
     with pytest.raises(CertificateError) as e:
-        nuget.sign_package(nupkg, tmp_path / "o.nupkg", key)
+        nuget_sign.sign_package(nupkg, tmp_path / "o.nupkg", key)
     assert e.value.code == code and e.value.message.startswith(code)
     assert not (tmp_path / "o.nupkg").exists()
 
@@ -449,14 +450,14 @@ def test_not_a_zip_is_bad_input(tmp_path, key_for):
     p = tmp_path / "x.nupkg"
     p.write_bytes(b"not a zip at all" * 10)
     with pytest.raises(PackageFormatError):
-        nuget.sign_package(p, tmp_path / "o.nupkg", key_for("leaf"))
+        nuget_sign.sign_package(p, tmp_path / "o.nupkg", key_for("leaf"))
     with pytest.raises(PackageFormatError):
-        nuget.verify_package(p)
+        nuget_verify.verify_package(p)
 
 
 def test_unsign_of_unsigned_package_is_nu3004(nupkg, tmp_path):
     with pytest.raises(BadInput) as e:
-        nuget.remove_signature(nupkg, tmp_path / "o.nupkg")
+        nuget_sign.remove_signature(nupkg, tmp_path / "o.nupkg")
     assert e.value.code == "NU3004"
 
 
@@ -473,11 +474,11 @@ def _nuget_org_packages() -> list[Path]:
 def test_packages_signed_by_nuget_org_pass_integrity_and_cms(tmp_path):
     """Golden files from NuGet itself: our hash rebuild and CMS checks must accept what nuget.org signed."""
     for pkg in _nuget_org_packages():
-        res = nuget.verify_package(pkg)
+        res = nuget_verify.verify_package(pkg)
         assert res.signed, pkg
         bad = [p for p in res.problems if p[:6] in ("NU3005", "NU3008", "NU3012", "NU3007", "NU3016")]
         assert bad == [], (pkg, bad)
         out = tmp_path / pkg.name
-        nuget.remove_signature(pkg, out)
+        nuget_sign.remove_signature(pkg, out)
         with zipfile.ZipFile(out) as z:
             assert ".signature.p7s" not in z.namelist() and z.testzip() is None

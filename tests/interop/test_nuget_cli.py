@@ -241,10 +241,11 @@ log = {{"argv": sys.argv, "pfx": str(pfx), "pfx_mode": oct(pfx.stat().st_mode & 
 Path(os.environ["FAKE_TOOL_LOG"]).write_text(json.dumps(log))
 from cryptography.hazmat.primitives.serialization import pkcs12
 key, cert, extra = pkcs12.load_key_and_certificates(pfx.read_bytes(), None)  # no password
-from ppmi_build.signing import nuget
+from ppmi_build.signing.nuget import sign as nuget_sign
+from ppmi_build.signing.nuget import verify as nuget_verify
 from ppmi_build.signing.keys import LocalKey
 overwrite = "-Overwrite" in args or "--overwrite" in args
-nuget.sign_package(pkg, Path(get("out")) / pkg.name, LocalKey(key, [cert] + list(extra or [])),
+nuget_sign.sign_package(pkg, Path(get("out")) / pkg.name, LocalKey(key, [cert] + list(extra or [])),
                    timestamp_urls=[get("ts")] if get("ts") else [], overwrite=overwrite)
 '''
 

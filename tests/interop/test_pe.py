@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from ppmi_build.errors import PEFormatError
-from ppmi_build.signing import pe
+from ppmi_build.signing.authenticode import pe
 from tests.conftest import run_tool
 from tests.pe32plus import make_pe32plus
 

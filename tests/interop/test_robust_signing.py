@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ppmi_build.signing import api, pe
+from ppmi_build.signing import api
+from ppmi_build.signing.authenticode import pe
 from ppmi_build.signing.keys import PasswordSource, load_key_source
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -307,7 +308,7 @@ def test_fuzz_signature_bytes_never_crash_never_valid(signed_dll, pki, tmp_path)
     start, end = _pkcs7_range(data)
     rng = random.Random(20240611)
     target = tmp_path / "fuzz.dll"
-    from ppmi_build.signing.verify import verify_pe
+    from ppmi_build.signing.authenticode.verify import verify_pe
 
     for _ in range(200):
         buf = bytearray(data)

@@ -234,7 +234,7 @@ def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll
                                                                   tmp_path, monkeypatch):
     """A write that does not land as signed (simulated: one byte of the certificate table flipped on
     the way to disk) is caught by the post-sign check, reported with exit 1, and the original is kept."""
-    from ppmi_build.signing import pe
+    from ppmi_build.signing.authenticode import pe
 
     real_pwrite = pe.pwrite_all
 
@@ -255,7 +255,7 @@ def test_failed_post_sign_verification_is_not_reported_as_success(cli, plain_dll
 
 def test_post_sign_check_uses_the_full_verifier_for_other_backends(cli, plain_dll, copy_of, pki, password_env,
                                                                     tmp_path, monkeypatch):
-    from ppmi_build.signing import verify as verify_mod
+    from ppmi_build.signing.authenticode import verify as verify_mod
 
     real = verify_mod.verify_pe
 
@@ -277,7 +277,7 @@ def test_post_sign_check_uses_the_full_verifier_for_other_backends(cli, plain_dl
 
 
 def test_osslsigncode_backend_keeps_secrets_out_of_argv(cli, plain_dll, copy_of, pki, password_env, monkeypatch):
-    from ppmi_build.signing import backends
+    from ppmi_build.signing.backends import _runner
 
     seen: list[list[str]] = []
     key_files: list[tuple[Path, int]] = []
@@ -291,7 +291,7 @@ def test_osslsigncode_backend_keeps_secrets_out_of_argv(cli, plain_dll, copy_of,
                 key_files.append((p, stat.S_IMODE(p.stat().st_mode)))
         return real_popen(cmd, *a, **kw)
 
-    monkeypatch.setattr(backends.subprocess, "Popen", spy)
+    monkeypatch.setattr(_runner.subprocess, "Popen", spy)
     dll = copy_of(plain_dll)
     r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode", "--program-name", "Tool signed")
     assert r.exit_code == 0, r.stderr
@@ -309,9 +309,9 @@ def test_missing_tools_exit_3(cli, plain_dll, copy_of, pki, password_env, monkey
     before = dll.read_bytes()
     r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "signtool")
     assert r.exit_code == 3 and "signtool is not available" in one_line_error(r)
-    from ppmi_build.signing import backends
+    from ppmi_build.signing.backends import osslsigncode
 
-    monkeypatch.setattr(backends, "find_osslsigncode", lambda: None)
+    monkeypatch.setattr(osslsigncode, "find_osslsigncode", lambda: None)
     r = cli("sign", dll, "--cert", pki.leaf.pfx, "--backend", "osslsigncode")
     assert r.exit_code == 3 and "osslsigncode is not installed" in one_line_error(r)
     assert dll.read_bytes() == before
@@ -420,7 +420,8 @@ def test_input_changed_while_signing_is_refused(cli, plain_dll, copy_of, pki, pa
                                                 when):
     """Another process writes the input while it is being signed: refused (exit 2, one line), never a
     success with a signature over other bytes; the writer's change is kept, no temp file is left."""
-    from ppmi_build.signing import api, pe
+    from ppmi_build.signing import api
+    from ppmi_build.signing.authenticode import pe
 
     dll = copy_of(plain_dll)
 
@@ -524,19 +525,20 @@ def test_ctrl_c_while_the_signing_threads_start(cli, plain_dll, copy_of, pki, pa
                                                 at_call):
     """Interrupted while the hashing threads are being started: one line, exit 130, no traceback,
     the original unchanged, no temp file (the started threads are waited for before the mapping goes)."""
-    from ppmi_build.signing import pe
+    from ppmi_build.signing import api
 
-    real_submit = pe.submit
+    real_helpers = api._helpers
     calls = []
 
-    def interrupted_submit(fn, *args):
-        calls.append(fn)
-        job = real_submit(fn, *args)
-        if len(calls) == at_call:
-            raise KeyboardInterrupt
-        return job
+    class InterruptedPool:  # the helper pool, with Ctrl-C arriving as the at_call-th pass is handed over
+        def submit(self, fn, *args):
+            calls.append(fn)
+            job = real_helpers().submit(fn, *args)
+            if len(calls) == at_call:
+                raise KeyboardInterrupt
+            return job
 
-    monkeypatch.setattr(pe, "submit", interrupted_submit)
+    monkeypatch.setattr(api, "_helpers", InterruptedPool)
     dll = copy_of(plain_dll)
     before = dll.read_bytes()
     r = cli("sign", dll, "--cert", pki.leaf.pfx)
@@ -602,7 +604,7 @@ def test_unsign_removes_a_corrupt_certificate_table_that_sign_refuses(cli, plain
 def test_unsign_refuses_a_table_entry_past_the_end(cli, plain_dll, copy_of, pki, password_env):
     import struct as _struct
 
-    from ppmi_build.signing import pe
+    from ppmi_build.signing.authenticode import pe
 
     dll = copy_of(plain_dll)
     assert cli("sign", dll, "--cert", pki.leaf.pfx).exit_code == 0

@@ -70,10 +70,9 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
         raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
     urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
     password = PasswordSource(env=password_env or settings.signing.password_env, file=password_file)
-    if password_env or pin_env:  # external tools must not inherit them (config.scrubbed_environ)
-        from ..signing.backends import hide_env
+    from ..config import scrubbed_environ
 
-        hide_env(password_env, pin_env)
+    tool_env = scrubbed_environ(settings=settings, extra=[password_env, pin_env])  # external tools inherit no secret
     key = resolve_signing_key(settings, key=key_path, cert=cert_path, password=password, pin_env=pin_env,
                               cert_chain=cert_chain)
 
@@ -81,7 +80,7 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
         results = sign_files(
             list(artifacts), key, output=output, timestamp_urls=urls, digest=digest, program_name=program_name,
             program_url=program_url, backend=backend, overwrite=overwrite, sign_contents=sign_contents,
-            file_hashes=as_json,
+            tool_env=tool_env, file_hashes=as_json,
         )
     except BatchSignError as err:  # some files signed, some not: report each one (exit = worst code)
         _report_batch(err, as_json)

@@ -29,12 +29,12 @@ def unsign(artifact: Path, output: Path | None, as_json: bool) -> None:
     _check_target(output if output is not None else artifact)
 
     if kind_of(artifact) == "package":
-        from ..signing.nuget import unsign_package_file
+        from ..signing.nuget.sign import unsign_package_file
 
         result = unsign_package_file(artifact, output)
     else:
         try:
-            from ..signing.authenticode import unsign_file  # type: ignore[attr-defined]
+            from ..signing.authenticode.sign import unsign_file
         except ImportError:
             raise BadInput(f"{artifact}: unsign handles .nupkg packages; to remove an assembly's Authenticode "
                            "signature use osslsigncode remove-signature, or re-sign it with sign --overwrite") from None

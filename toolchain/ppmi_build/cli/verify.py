@@ -29,8 +29,8 @@ def verify(artifacts: tuple[Path, ...], trusted_roots: tuple[Path, ...], as_json
     """
     from ..errors import PpmiError
     from ..signing.api import verify_file
+    from ..signing.chain import load_trusted_roots
     from ..signing.results import VerifyResult, kind_of
-    from ..signing.verify import load_trusted_roots
 
     roots = load_trusted_roots(trusted_roots)
     results: list[VerifyResult] = []

@@ -5,7 +5,7 @@
 * :func:`verify_file` — Authenticode (:mod:`ppmi_build.signing.verify`) or NuGet verification.
 * :func:`signer_certificate` — the signer of a signed artifact (``fic --artifact``).
 
-Signing is atomic (DESIGN.md rules; issue #2): the signed bytes go to a temp file beside the target
+Signing is atomic (DESIGN.md rules): the signed bytes go to a temp file beside the target
 (``.<name>.ppmi-tmp-XXXX``, same folder so ``os.replace`` is atomic), the temp file is verified
 cryptographically against the signing certificate — with the top of the key's own chain as the
 trust anchor, since a private or self-signed root does not chain to the Microsoft store — then
@@ -18,17 +18,20 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
 from cryptography import x509
 
-from ..errors import BadInput, InputFileError, PpmiError, SignatureInvalid
+from ..errors import BadInput, InputFileError, PackageFormatError, PpmiError, SignatureInvalid
+from ..http.client import check_urls, redact_url  # noqa: F401  (re-exported)
 from .keys import KeySource, check_signing_certificate, hash_algorithm
-from .pe import QuickGilHandoff as _QuickGilHandoff
+from .nuget.archive import _UTF8_FLAG, SIGNATURE_NAME
 from .results import SignResult, VerifyResult, kind_of
 from .staging import (  # noqa: F401  (re-exported: cli.unsign, tests)
     MAX_PE_SIZE,
@@ -47,66 +50,6 @@ from .staging import sha256_file as _sha256_file
 
 def _kind(path: Path | str) -> str:
     return kind_of(path)
-
-
-def atomic_write(target: Path, data: bytes | bytearray, *, mode: int | None = None) -> None:
-    """Write ``data`` to ``target`` via a temp file in the same folder, fsync and ``os.replace``.
-
-    Raises:
-        InputFileError: the folder is not writable / disk full; the target is left untouched.
-    """
-    target = Path(target)
-    _check_target(target)
-    fd, tmp = _new_temp(target)
-    try:
-        os.fchmod(fd, mode if mode is not None else _mode_for(target, target))
-        _write_all(fd, data, tmp)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, target)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        _unlink(tmp)
-        raise
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` userinfo replaced by ``***@`` and a query string (it may carry
-    a token, e.g. ``?code=...``) by ``***`` (for messages)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if "@" not in parts.netloc and not parts.query:
-        return url
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
-    if parts.query:
-        parts = parts._replace(query="***")
-    return urlunsplit(parts)
-
-
-def check_urls(urls: Sequence[str]) -> None:
-    """Refuse timestamp URLs that are not absolute http(s) URLs, before anything is signed.
-
-    Raises:
-        BadInput: names the URL (userinfo redacted) and the fix.
-    """
-    from urllib.parse import urlsplit
-
-    for url in urls:
-        try:
-            parts = urlsplit(str(url))
-            ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-        except ValueError:
-            ok = False
-        if not ok:
-            raise BadInput(f"timestamp URL {redact_url(str(url))!r} is not an http(s) URL; pass e.g. "
-                           "--timestamp-url http://timestamp.digicert.com")
 
 
 # --- verification of our own output ---------------------------------------------------------
@@ -139,11 +82,11 @@ def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
     t.start()
     try:
         if kind == "package":
-            from . import nuget
+            from .nuget.verify import verify_package
 
-            result = nuget.verify_package(tmp, trusted_roots=[anchor], use_system_roots=False, check_tsa_chain=False)
+            result = verify_package(tmp, trusted_roots=[anchor], use_system_roots=False, check_tsa_chain=False)
         else:
-            from .verify import verify_pe
+            from .authenticode.verify import verify_pe
 
             result = verify_pe(tmp, trusted_roots=[anchor], use_system_roots=False, use_signify=False,
                                check_tsa_chain=False)
@@ -155,7 +98,7 @@ def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
 # --- signing --------------------------------------------------------------------------------
 
 
-def sign_file(
+def _sign_one(
     path: Path | str,
     key: KeySource,
     *,
@@ -169,6 +112,7 @@ def sign_file(
     sign_contents: bool = False,
     trusted_roots: Sequence[x509.Certificate] = (),
     file_hashes: bool = True,
+    tool_env: Mapping[str, str] | None = None,
     _many: bool = False,
     _abort: threading.Event | None = None,
     _in_flight: set[Path] | None = None,
@@ -225,18 +169,21 @@ def sign_file(
         os.fchmod(fd, _mode_for(target, path))
         _keep_owner(fd, target)
         if be.name == "python" and kind == "assembly":
-            with _QuickGilHandoff():
-                sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
-                    path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes)
+            sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
+                path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes)
         else:
             from .backends import SignOptions
 
             os.close(fd)
             fd = -1
             sha_before = _sha256_file(path) if file_hashes else None
-            outcome = be.sign(path, tmp, key, SignOptions(timestamp_urls=tuple(timestamp_urls), digest=digest,
-                                                          program_name=program_name, program_url=program_url,
-                                                          overwrite=overwrite, sign_contents=sign_contents))
+            opts = SignOptions(timestamp_urls=tuple(timestamp_urls), digest=digest, program_name=program_name,
+                               program_url=program_url, overwrite=overwrite, sign_contents=sign_contents,
+                               tool_env=tool_env)
+            if sign_contents and kind == "package" and be.name == "python":
+                outcome = _sign_package_with_contents(path, tmp, key, be, opts)
+            else:
+                outcome = be.sign(path, tmp, key, opts)
             os.chmod(tmp, _mode_for(target, path))  # a tool may have re-created the file
             fd = os.open(tmp, os.O_RDONLY)
             syncer = _Fsync(fd)  # flush to disk while verifying (fsync waits without the GIL)
@@ -277,6 +224,161 @@ def sign_file(
     )
 
 
+def _sign_package_with_contents(path: Path, tmp: Path, key: KeySource, be: Any, opts: Any) -> dict:
+    """``--sign-contents`` (signing-spec §5, inside-out): refuse an already signed package without
+    ``overwrite`` (NU3001), rebuild it with every assembly Authenticode-signed, then sign that package."""
+    from dataclasses import replace
+
+    from .nuget.sign import check_signable
+
+    replaced = check_signable(path, overwrite=opts.overwrite)
+    inner = tmp.with_name(tmp.name + ".contents.nupkg")
+    try:
+        _sign_inner_assemblies(path, inner, key, timestamp_urls=opts.timestamp_urls, digest=opts.digest,
+                               program_name=opts.program_name, program_url=opts.program_url)
+        outcome = be.sign(inner, tmp, key, replace(opts, overwrite=False, sign_contents=False))
+    finally:
+        _unlink(inner)
+    return {**outcome, "replaced_signature": replaced}
+
+
+#: Inflated bytes ``--sign-contents`` writes for one package in all (zip-bomb guard; see _sign_inner_assemblies).
+_CONTENTS_LIMIT = 1 << 30
+
+
+def _about_entry(e: PpmiError, where: str, *temps: Path) -> PpmiError:
+    """``e`` with the temporary files' names in its message replaced by ``package!entry``."""
+    import copy
+
+    message = e.message
+    for t in temps:
+        message = message.replace(str(t), where)
+    for t in temps:
+        message = message.replace(t.name, where)
+    if where not in message:
+        message = f"{where}: {message}"
+    out = copy.copy(e)
+    out.message = message
+    out.args = (message,)
+    return out
+
+
+
+
+def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_urls: Sequence[str], digest: str,
+                           program_name: str | None, program_url: str | None) -> int:
+    """Rebuild ``src`` into ``out`` with every ``.dll``/``.exe`` entry Authenticode-signed (inside-out
+    signing, signing-spec §5 "Signing a NuGet package together with the DLLs inside it"). Entry order,
+    names, dates, methods and attributes are kept; an existing ``.signature.p7s`` is dropped.
+
+    Entries are inflated through :func:`ppmi_build.assembly.package.iter_entry`: assemblies up to
+    Dataverse's 16 MB limit, other entries streamed (never whole in memory) up to 256 MiB each and
+    :data:`_CONTENTS_LIMIT` in all, none beyond 100 times its compressed size (zip bombs).
+
+    Returns the number of assemblies signed.
+    Raises:
+        PackageFormatError: an entry is encrypted, duplicated (NU5050), damaged (CRC, deflate stream) or over a
+            limit; errors about an entry, including the Authenticode signer's, name it ``package!path/inside``.
+    """
+    from ..assembly.package import iter_entry, open_package, read_entry
+
+    label = src.name
+    count = 0
+    total = 0
+
+    def inflated(n: int) -> None:
+        nonlocal total
+        total += n
+        if total > _CONTENTS_LIMIT:
+            raise PackageFormatError(f"{label} inflates to more than {_CONTENTS_LIMIT >> 20} MiB; that is not a "
+                                     "plug-in package (Dataverse takes at most 16 MB): remove unneeded files")
+
+    with open_package(src, label) as zin, zipfile.ZipFile(out, "w") as zout, \
+            tempfile.TemporaryDirectory(dir=out.parent, prefix=".ppmi-contents-") as tmp:
+        for zi in zin.infolist():
+            if zi.filename.encode() == SIGNATURE_NAME and not zi.flag_bits & _UTF8_FLAG:
+                continue
+            new = zipfile.ZipInfo(zi.filename, date_time=zi.date_time)
+            new.compress_type = zi.compress_type
+            new.external_attr = zi.external_attr
+            new.create_system = zi.create_system
+            new.flag_bits = zi.flag_bits & _UTF8_FLAG
+            new.comment = zi.comment
+            if zi.filename.lower().endswith((".dll", ".exe")) and not zi.is_dir():
+                data = read_entry(zin, zi, label)
+                inflated(len(data))
+                suffix = Path(zi.filename).suffix
+                plain = Path(tmp, f"ppmi-entry-{count}{suffix}")
+                signed = Path(tmp, f"ppmi-entry-{count}.signed{suffix}")
+                plain.write_bytes(data)
+                del data
+                try:
+                    sign_file(plain, key, output=signed, timestamp_urls=list(timestamp_urls), digest=digest,
+                                  program_name=program_name or Path(zi.filename).stem, program_url=program_url,
+                                  overwrite=True)
+                except PpmiError as e:
+                    raise _about_entry(e, f"{label}!{zi.filename}", plain, signed) from None
+                zout.writestr(new, signed.read_bytes())
+                plain.unlink()
+                signed.unlink()
+                count += 1
+            else:
+                with zout.open(new, "w") as dst:
+                    for block in iter_entry(zin, zi, label):
+                        inflated(len(block))
+                        dst.write(block)
+        zout.comment = zin.comment
+    return count
+
+
+#: Inflated bytes ``--sign-contents`` writes for one package in all (zip-bomb guard; see _sign_inner_assemblies).
+_CONTENTS_LIMIT = 1 << 30
+
+
+_HELPERS = None
+_HELPERS_USERS = 0
+_HELPERS_LOCK = threading.Lock()
+
+
+def _helpers():
+    """The thread pool for the passes over one image (authentihash, checksum words, SHA-256, fsync):
+    hashing and fsync release the GIL, so they overlap the key operation and each other. It lives while
+    a :func:`sign_file` / :func:`sign_files` call runs (:class:`_HelperPool`)."""
+    if _HELPERS is None:  # pragma: no cover - always inside a _HelperPool
+        raise RuntimeError("no signing in progress")
+    return _HELPERS
+
+
+class _HelperPool:
+    """Start the helper pool for the outermost signing call and shut it down (joining its threads) after,
+    so that no idle worker outlives the call."""
+
+    def __enter__(self) -> None:
+        global _HELPERS, _HELPERS_USERS
+        with _HELPERS_LOCK:
+            if _HELPERS is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _HELPERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ppmi-pass")
+            _HELPERS_USERS += 1
+
+    def __exit__(self, *exc) -> None:
+        global _HELPERS, _HELPERS_USERS
+        with _HELPERS_LOCK:
+            _HELPERS_USERS -= 1
+            pool = _HELPERS if _HELPERS_USERS == 0 else None
+            if pool is not None:
+                _HELPERS = None
+        if pool is not None:
+            pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+
+def sign_file(path: Path | str, key: KeySource, **options: Any) -> SignResult:
+    """Sign one artifact; see :func:`_sign_one` for the options (same names as :class:`ppmi_build.SignOptions`)."""
+    with _HelperPool():
+        return _sign_one(path, key, **options)
+
+
 #: seconds a stopped batch waits for its running files (e.g. a timestamp server that does not answer)
 ABORT_GRACE = 3.0
 
@@ -298,9 +400,7 @@ class _Fsync:
     """fsync a descriptor on a helper thread (the wait happens without the GIL)."""
 
     def __init__(self, fd: int, name: str = "file", folder: Path | None = None):
-        from .pe import submit
-
-        self.job = submit(os.fsync, fd)
+        self.job = _helpers().submit(os.fsync, fd)
         self.name, self.folder = name, folder
 
     def wait(self) -> None:
@@ -336,9 +436,9 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
         PEFormatError: not a PE image. Errors of :func:`ppmi_build.signing.authenticode.sign_pe_data`.
     """
 
-    from . import pe
-    from .authenticode import sign_pe_data
-    from .verify import verify_signed_image
+    from .authenticode import pe
+    from .authenticode.sign import sign_pe_data
+    from .authenticode.verify import verify_signed_image
 
     def write_error(e: OSError) -> InputFileError:
         return InputFileError(f"cannot write the signed {path.name} in {tmp.parent}: {e.strerror or e}; free some "
@@ -357,13 +457,14 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
         after = os.fstat(src)
     if _identity(after) != _identity(before):
         raise _changed(path)
-    early_sync = pe.submit(os.fsync, fd)  # the copy goes to disk while it is hashed
+    early_sync = _helpers().submit(os.fsync, fd)  # the copy goes to disk while it is hashed
     syncer = None
     try:
         mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE)  # header fields are patched through it
         passes = None
         try:
-            passes = pe.SigningPasses(mapping, path.name, digest, input_sha256=file_hashes, owns=mapping)
+            passes = pe.SigningPasses(mapping, path.name, digest, executor=_helpers(), input_sha256=file_hashes,
+                                       owns=mapping)
             outcome = sign_pe_data(mapping, key, name=path.name, digest=digest, program_name=program_name,
                                    program_url=program_url, timestamp_urls=timestamp_urls, passes=passes,
                                    defer_checksum=True)
@@ -379,7 +480,7 @@ def _builtin_sign_assembly(path: Path, fd: int, tmp: Path, target: Path, key: Ke
                     h.update(outcome.tail)
                     return h.hexdigest()
 
-                hasher = pe.submit(_after)
+                hasher = _helpers().submit(_after)
             sha_after = hasher.result() if hasher is not None else None
         finally:
             if passes is not None:
@@ -483,7 +584,7 @@ def _precheck(path: Path, target: Path) -> None:
         if not zipfile.is_zipfile(path):
             raise PackageFormatError(f"{path} is not a zip archive, so not a NuGet package; pass a .nupkg file")
     else:
-        from . import pe
+        from .authenticode import pe
 
         pe.parse(pe.read_file(path), str(path))
 
@@ -518,7 +619,15 @@ def _start_workers(fn: Callable[[Path], SignResult | None], work: list[tuple[Pat
         threading.Thread(target=worker, name=f"ppmi-sign_{i}", daemon=True).start()
 
 
-def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None, **kw) -> list[SignResult]:
+def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None,
+               **kw: Any) -> list[SignResult]:
+    """Sign several artifacts in one process; see :func:`_sign_many`."""
+    with _HelperPool():
+        return _sign_many(paths, key, workers=workers, **kw)
+
+
+def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None,
+               **kw: Any) -> list[SignResult]:
     """Sign several artifacts in one process (same options as :func:`sign_file`; ``output`` must be
     a folder when there are several). Files are signed concurrently (hashing and I/O run without the
     GIL); results come back in input order. Each file is atomic on its own.
@@ -607,10 +716,9 @@ def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
                 outcomes.append({**r.to_json(), "status": "signed"})
     except BaseException as e:  # SIGTERM (the CLI's Terminated), Ctrl-C: stop now, say what was signed
         abort.set()
-        import sys
+        from .backends import stop_tools
 
-        if "ppmi_build.signing.backends" in sys.modules:  # external tools (osslsigncode, signtool...) stop too
-            sys.modules["ppmi_build.signing.backends"].stop_tools()
+        stop_tools()  # external tools (osslsigncode, signtool...) stop too
         for f in futures:  # files not started are not started; running ones drop their temp file before the rename
             f.cancel()
         from concurrent.futures import wait
@@ -648,10 +756,10 @@ def verify_file(path: Path | str, *, trusted_roots: Sequence[x509.Certificate] =
     path = Path(path)
     _check_source(path)
     if _kind(path) == "package":
-        from . import nuget
+        from .nuget.verify import verify_package
 
-        return nuget.verify_package(path, trusted_roots=list(trusted_roots))
-    from .verify import verify_pe
+        return verify_package(path, trusted_roots=list(trusted_roots))
+    from .authenticode.verify import verify_pe
 
     return verify_pe(path, trusted_roots=list(trusted_roots))
 
@@ -665,9 +773,9 @@ def signer_certificate(path: Path | str) -> x509.Certificate:
     path = Path(path)
     _check_source(path)
     if _kind(path) == "package":
-        from . import nuget
+        from .nuget.verify import signer_certificate as package_signer
 
-        return nuget.signer_certificate(path)
-    from .verify import signer_certificate as pe_signer
+        return package_signer(path)
+    from .authenticode.verify import signer_certificate as pe_signer
 
     return pe_signer(path)

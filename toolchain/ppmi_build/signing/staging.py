@@ -1,4 +1,4 @@
-"""Staging signed output beside its target (DESIGN.md rules; issue #2): input and target checks,
+"""Staging signed output beside its target (signing-spec §6): input and target checks,
 the ``.<name>.ppmi-tmp-XXXXXXXX`` temp file (created exclusively, mode 0600 until set) that is
 written, verified and then renamed over the target (``os.replace``: atomic within one folder).
 Used by :mod:`ppmi_build.signing.api` and ``ppmi-build unsign``.

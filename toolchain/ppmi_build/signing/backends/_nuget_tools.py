@@ -4,7 +4,7 @@ Both tools take the PFX password only as a command-line value (``-CertificatePas
 ``--certificate-password``; signing-spec §2.8), which would expose it in the process list. So ppmi-build
 never passes a password: it writes the signing key and chain as a PFX *without* a password (PKCS#12 with
 no encryption) into a private 0700 temp folder (file mode 0600), passes that path, and overwrites and
-deletes the folder as soon as the tool exits (``backends._PrivateDir``, the same approach as the signtool
+deletes the folder as soon as the tool exits (:class:`._runner.PrivateDir`, the same approach as the signtool
 back-end). The package is copied into the same folder and the tool writes its output there
 (``-OutputDirectory`` / ``--output``); ppmi-build then copies it to the temporary target and verifies it
 like its own output.
@@ -12,9 +12,6 @@ like its own output.
 Limits of these tools, refused up front with a clear message: ``--sign-contents`` (they sign only the
 package, NuGet/Home#12362), and a key that is not in a file (``--backend python`` handles those). Only the
 first ``--timestamp-url`` is used (the tools take one timestamper).
-
-Register: :func:`register` replaces the placeholder ``nuget``/``dotnet`` entries of
-``backends.BACKENDS``; ``ppmi_build.signing.nuget`` calls it on import.
 """
 
 from __future__ import annotations
@@ -23,8 +20,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import BadInput, ToolFailed, ToolNotFound
-from .keys import KeySource
+from ...errors import BadInput, ToolFailed, ToolNotFound
+from ..keys import KeySource
+from . import SignOptions
+from ._runner import PrivateDir, argv_safe_urls, key_material, run
 
 
 def find_nuget() -> str | None:
@@ -42,16 +41,14 @@ NUGET_HINT = ("install the NuGet CLI (https://www.nuget.org/downloads; on Linux 
 DOTNET_HINT = "install the .NET SDK 7 or later (dotnet nuget sign) or use --backend python (the default, every OS)"
 
 
-def _command(tool: str, exe: str, package: Path, pfx: Path, outdir: Path, opts) -> list[str]:
+def _command(tool: str, exe: str, package: Path, pfx: Path, outdir: Path, opts: SignOptions) -> list[str]:
     """argv for the tool; never a password (signing-spec §2.8 for the option names)."""
     digest = opts.digest.upper()
     if tool == "nuget":
         cmd = [exe, "sign", str(package), "-CertificatePath", str(pfx), "-HashAlgorithm", digest,
                "-OutputDirectory", str(outdir), "-NonInteractive"]
         if opts.timestamp_urls:
-            from .backends import _argv_safe_urls
-
-            cmd += ["-Timestamper", _argv_safe_urls(opts.timestamp_urls[:1], "nuget")[0], "-TimestampHashAlgorithm",
+            cmd += ["-Timestamper", argv_safe_urls(opts.timestamp_urls[:1], "nuget")[0], "-TimestampHashAlgorithm",
                     digest]
         if opts.overwrite:
             cmd.append("-Overwrite")
@@ -59,9 +56,7 @@ def _command(tool: str, exe: str, package: Path, pfx: Path, outdir: Path, opts) 
     cmd = [exe, "nuget", "sign", str(package), "--certificate-path", str(pfx), "--hash-algorithm", digest,
            "--output", str(outdir)]
     if opts.timestamp_urls:
-        from .backends import _argv_safe_urls
-
-        cmd += ["--timestamper", _argv_safe_urls(opts.timestamp_urls[:1], "dotnet nuget")[0],
+        cmd += ["--timestamper", argv_safe_urls(opts.timestamp_urls[:1], "dotnet nuget")[0],
                 "--timestamp-hash-algorithm", digest]
     if opts.overwrite:
         cmd.append("--overwrite")
@@ -69,7 +64,7 @@ def _command(tool: str, exe: str, package: Path, pfx: Path, outdir: Path, opts) 
 
 
 def _tool_sign(tool: str, find: Callable[[], str | None], hint: str):
-    def sign(src: Path, dst: Path, key: KeySource, opts) -> dict:
+    def sign(src: Path, dst: Path, key: KeySource, opts: SignOptions) -> dict:
         """Sign ``src`` into ``dst`` with the external tool. Returns the back-end outcome dict.
 
         Raises:
@@ -80,8 +75,7 @@ def _tool_sign(tool: str, find: Callable[[], str | None], hint: str):
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.serialization import pkcs12
 
-        from . import nuget
-        from .backends import _key_material, _PrivateDir, _run
+        from ..nuget.sign import is_signed
 
         label = "nuget sign" if tool == "nuget" else "dotnet nuget sign"
         if not str(src).lower().endswith(".nupkg"):
@@ -92,12 +86,12 @@ def _tool_sign(tool: str, find: Callable[[], str | None], hint: str):
         exe = find()
         if exe is None:
             raise ToolNotFound(f"{tool} is not installed or not on PATH; {hint}")
-        local = _key_material(key)
-        replaced = nuget.is_signed(src)
+        local = key_material(key)
+        replaced = is_signed(src)
         if replaced and not opts.overwrite:
             raise BadInput(f"NU3001: {src} is already signed; pass --overwrite to replace the signature",
                            code="NU3001")
-        with _PrivateDir() as holder:
+        with PrivateDir() as holder:
             chain = local.certificate_chain()
             pfx = holder.write("signing.pfx", pkcs12.serialize_key_and_certificates(
                 b"ppmi-build", local.private_key, chain[0], chain[1:] or None, serialization.NoEncryption()))
@@ -107,7 +101,7 @@ def _tool_sign(tool: str, find: Callable[[], str | None], hint: str):
             outdir.mkdir(mode=0o700)
             package = work / src.name
             shutil.copyfile(src, package)
-            _run(_command(tool, exe, package, pfx, outdir, opts), tool=label)
+            run(_command(tool, exe, package, pfx, outdir, opts), tool=label, env=opts.tool_env)
             produced = outdir / src.name
             if not produced.is_file():
                 raise ToolFailed(f"{label} finished but wrote no {src.name} into its output folder")
@@ -120,10 +114,3 @@ def _tool_sign(tool: str, find: Callable[[], str | None], hint: str):
 sign_with_nuget = _tool_sign("nuget", find_nuget, NUGET_HINT)
 sign_with_dotnet = _tool_sign("dotnet", find_dotnet, DOTNET_HINT)
 
-
-def register() -> None:
-    """Put the ``nuget`` and ``dotnet`` back-ends into ``backends.BACKENDS``."""
-    from .backends import BACKENDS, Backend
-
-    BACKENDS["nuget"] = Backend("nuget", frozenset({"package"}), sign_with_nuget, find_nuget, NUGET_HINT)
-    BACKENDS["dotnet"] = Backend("dotnet", frozenset({"package"}), sign_with_dotnet, find_dotnet, DOTNET_HINT)

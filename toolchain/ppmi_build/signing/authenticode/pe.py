@@ -22,8 +22,8 @@ Sources (signing-spec §1.2-§1.3, §1.10):
   pefile); signed files are 8-byte aligned so this never matters for our output.
 
 Signing needs three passes over the image (authentihash, checksum words, optionally the SHA-256 of
-the input) and a copy of it into the output file: :class:`SigningPasses` runs them on reusable
-helper threads (:func:`submit`) while the key signs (issue #2).
+the input) and a copy of it into the output file: :class:`SigningPasses` runs them on
+an executor given by the caller (:func:`ppmi_build.signing.api.sign_file`) while the key signs.
 
 The hashing works on memoryviews of one buffer (no copies), and the checksum uses the identity
 ``2**16 ≡ 1 (mod 0xFFFF)``: the sum of the 16-bit words of a byte string equals, modulo 0xFFFF,
@@ -36,13 +36,15 @@ import errno
 import hashlib
 import os
 import struct
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..errors import PEFormatError
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
+from ...errors import PEFormatError
 
 
 class CertificateTableError(PEFormatError):
@@ -57,7 +59,7 @@ CERT_TABLE_INDEX = 4
 
 _CHUNK = 1 << 20  # even, so chunk boundaries fall on 16-bit word boundaries
 #: checksum words are summed this many bytes per ``int.from_bytes`` call: ~0.3 ms holding the GIL,
-#: so threads coming back from I/O or hashing wait less for it (issue #2)
+#: so threads coming back from I/O or hashing wait less for it
 _SUM_CHUNK = 1 << 18
 
 
@@ -349,7 +351,7 @@ def pad8(buf: bytearray) -> int:
 @contextmanager
 def _open_input(path: Path):
     """``open(path, "rb")`` with the one-line InputFileError messages shared by the readers below."""
-    from ..errors import InputFileError
+    from ...errors import InputFileError
 
     try:
         with open(path, "rb") as f:
@@ -439,7 +441,7 @@ def copy_file(src_fd: int, dst_fd: int, length: int, name: str = "the input") ->
             if n:
                 pwrite_all(dst_fd, part, off)
         if n == 0:
-            from ..errors import InputFileError
+            from ...errors import InputFileError
 
             raise InputFileError(f"{name} became shorter while it was being signed; sign it again once nothing "
                                  "else writes to it")
@@ -451,138 +453,6 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
     os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows
     return os.read(fd, size)  # pragma: no cover
-
-
-# --- helper threads ---------------------------------------------------------------------------
-
-
-class Job:
-    """A task running on a helper thread (:func:`submit`); :meth:`result` waits for it."""
-
-    __slots__ = ("_fn", "_args", "_done", "_value", "_error")
-    _fn: Any
-    _args: Any
-    _value: Any
-    _error: BaseException | None
-
-    def __init__(self, fn, args: tuple):
-        self._fn, self._args = fn, args
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._value = self._error = None
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn(*self._args)
-        except BaseException as e:  # re-raised by result()
-            self._error = e
-        finally:
-            self._fn = self._args = None
-            self._done.release()
-
-    def wait(self) -> None:
-        """Wait until the task has finished, even when this thread is interrupted meanwhile (SIGTERM,
-        Ctrl-C): the interruption is raised once the task is done, since the task may be using a
-        buffer the caller is about to release."""
-        pending: BaseException | None = None
-        while True:
-            try:
-                with self._done:
-                    pass
-                break
-            except BaseException as e:  # noqa: PERF203 - re-raised below, after the task ended
-                pending = pending or e
-        if pending is not None:
-            raise pending
-
-    def result(self):
-        """Wait for the task; return its value or raise its exception."""
-        self.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-class _Helpers:
-    """Reusable helper threads for the passes over images (hashing, checksum words, fsync).
-
-    ``threading.Thread.start`` waits until the new thread runs, which takes milliseconds when another
-    thread is busy holding the GIL (the checksum words), i.e. on every file of a batch; a queue hand-off
-    to an idle thread does not wait (issue #2). Threads are daemons: at exit nothing waits for an idle
-    one (a running job is always waited for by its owner).
-    """
-
-    def __init__(self) -> None:
-        import queue
-
-        self._queue: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
-
-    def submit(self, fn, *args) -> Job:
-        job = Job(fn, args)
-        with self._lock:
-            spawn = self._idle == 0
-            if not spawn:
-                self._idle -= 1
-        if spawn:
-            threading.Thread(target=self._work, name="ppmi-helper", daemon=True).start()
-        self._queue.put(job)
-        return job
-
-    def _work(self) -> None:
-        while True:
-            self._queue.get()._run()
-            with self._lock:
-                self._idle += 1
-
-
-_HELPERS: _Helpers | None = None
-_HELPERS_LOCK = threading.Lock()
-
-
-def submit(fn, *args) -> Job:
-    """Run ``fn(*args)`` on a helper thread; returns its :class:`Job`."""
-    global _HELPERS
-    if _HELPERS is None:
-        with _HELPERS_LOCK:
-            if _HELPERS is None:
-                _HELPERS = _Helpers()
-    return _HELPERS.submit(fn, *args)
-
-
-class QuickGilHandoff:
-    """Lower ``sys.setswitchinterval`` (default 5 ms) to 0.5 ms while signing, restoring it after.
-
-    The checksum words are summed holding the GIL (``int.from_bytes`` over 256 KiB steps); with the
-    default interval every return of another thread from a GIL-free call (write, fsync, read-back,
-    hashing) waits up to 5 ms for it, which was 15-20% of the time for a 16 MiB file. Re-entrant and
-    shared by the threads of :func:`ppmi_build.signing.api.sign_files`.
-    """
-
-    _lock = threading.Lock()
-    _depth = 0
-    _saved = 0.005
-
-    def __enter__(self) -> None:
-        import sys
-
-        with self._lock:
-            cls = type(self)
-            if cls._depth == 0:
-                cls._saved = sys.getswitchinterval()
-                if cls._saved > 0.0005:
-                    sys.setswitchinterval(0.0005)
-            cls._depth += 1
-
-    def __exit__(self, *exc) -> None:
-        import sys
-
-        with self._lock:
-            cls = type(self)
-            cls._depth -= 1
-            if cls._depth == 0:
-                sys.setswitchinterval(cls._saved)
 
 
 # --- the passes signing needs, started early --------------------------------------------------
@@ -611,7 +481,8 @@ class SigningPasses:
         PEFormatError: from :func:`parse` (no thread is started then).
     """
 
-    def __init__(self, data, name: str, hash_name: str = "sha256", *, input_sha256: bool = False, owns=None):
+    def __init__(self, data, name: str, hash_name: str = "sha256", *, executor: Executor | None = None,
+                 input_sha256: bool = False, owns=None):
         self.data = data
         self.name = name
         self.hash_name = hash_name
@@ -628,7 +499,7 @@ class SigningPasses:
         self._mv = mv = memoryview(data)
         split = cd + 8
         self._head_sum = wordsum(mv[:split]) - wordsum(mv[ck:ck + 4]) - wordsum(mv[cd:cd + 8])
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Future] = {}
 
         def authentihash() -> bytes:
             h = hashlib.new(hash_name)
@@ -637,6 +508,7 @@ class SigningPasses:
             h.update(b"\0" * self.padding)  # the zero padding is part of the hashed image
             return h.digest()
 
+        submit = executor.submit if executor is not None else _run_now
         try:
             # the jobs that run without the GIL first: starting a thread waits for it to run, which is
             # slow once a thread holds the GIL summing checksum words
@@ -674,10 +546,12 @@ class SigningPasses:
         self._closed = True
         pending: BaseException | None = None
         for job in self._jobs.values():
-            try:
-                job.wait()
-            except BaseException as e:  # noqa: PERF203
-                pending = pending or e
+            while True:  # wait even when interrupted: the task reads the buffer released below
+                try:
+                    wait_done(job)
+                    break
+                except BaseException as e:  # noqa: PERF203
+                    pending = pending or e
         try:
             self._mv.release()
             if self._owns is not None:
@@ -686,3 +560,22 @@ class SigningPasses:
             pass  # the mapping goes when the last view does; nothing is lost
         if pending is not None:
             raise pending
+
+
+def wait_done(job: Future) -> None:
+    """Wait until ``job`` has finished (its own exception is left for whoever asks for its result)."""
+    from concurrent.futures import wait
+
+    wait([job])
+
+
+def _run_now(fn, *args) -> Future:
+    """``fn(*args)`` run in this thread, as a finished Future (:class:`SigningPasses` without an executor)."""
+    from concurrent.futures import Future
+
+    job: Future = Future()
+    try:
+        job.set_result(fn(*args))
+    except Exception as e:  # re-raised by result()
+        job.set_exception(e)
+    return job
