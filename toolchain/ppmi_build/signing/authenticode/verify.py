@@ -304,8 +304,8 @@ def _signify_problems(path: Path, roots: list[x509.Certificate], use_system_root
         from signify.x509 import Certificate, CertificateStore
     except Exception as e:  # an environment problem, not a verdict on the signature
         raise ToolFailed(f"signify, the independent Authenticode verifier, cannot be loaded ({type(e).__name__}: "
-                         f"{e}); with OpenSSL 3.0.10 or later it needs oscrypto with wbond/oscrypto#78 fixed "
-                         "(oscrypto from git, commit 76bfdcb or later)") from None
+                         f"{e}); with OpenSSL 3.0.10 or later it needs oscrypto with wbond/oscrypto#78 fixed: "
+                         "pip install --no-deps --force-reinstall 'elements-oscrypto>=1.4.0b1'") from None
     kwargs = {}
     if roots:
         store = CertificateStore(
