@@ -1,6 +1,6 @@
 """Pipeline speed against the in-process emulator (Dataverse + Entra over loopback HTTP).
 
-Targets (issue #6: a release is "one safe, repeatable pipeline step", so the converged re-run that CI does on every
+Targets (a release is "one safe, repeatable pipeline step", so the converged re-run that CI does on every
 push must be cheap):
 
 * ``ensure_fic`` on an app registration that already holds 19 FICs (list + exact match, no write): median < 20 ms;

@@ -1,6 +1,6 @@
 """Register a 16 MiB plug-in package against the emulator: wall time and peak memory vs a plain httpx POST.
 
-Target (issue #5): ``ppmi-build register`` of a 16 MiB ``.nupkg`` within 1.2x of a plain ``httpx.post`` of the same
+Target: ``ppmi-build register`` of a 16 MiB ``.nupkg`` within 1.2x of a plain ``httpx.post`` of the same
 JSON body, in wall time and in peak memory; and the number of requests a register + bind makes (fewer is better).
 
 Method: the emulator runs in a separate process (``python -m ppmi_build.emulator``) so its memory is not

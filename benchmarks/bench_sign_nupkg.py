@@ -1,4 +1,4 @@
-"""NuGet package signing benchmark (issue #3).
+"""NuGet package signing benchmark.
 
 Signs a 16 MiB plug-in package (a real layout plus one incompressible 16 MiB payload entry) and compares,
 in the same run and on the same file:

@@ -1,7 +1,7 @@
-"""Bad configuration and environment input (adversarial report items #8 build part, #9, #10, #11, #16, #20):
+"""Bad configuration and environment input (build settings, ppmi.toml types and values, environment variables):
 each is refused with exit 2, one line naming the input and the fix, no traceback (the in-process CliRunner runs
 with ``catch_exceptions=False``, so a traceback fails the test), and with ``--json`` one JSON error document on
-stdout — or, where the report asks for it, read correctly.
+stdout — or, where the value is usable, read correctly.
 
 Independent expectations: the FIC issuer/subject of a ``ppmi.toml`` read from UTF-16 come from the documented
 formulas (tests/pipeline_helpers.py: domain-spec §1.1/§1.2, the certificate SHA-256 read by ``openssl x509``);

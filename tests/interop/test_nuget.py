@@ -1,4 +1,4 @@
-"""NuGet author signatures (issue #3), library level, checked by independent tools.
+"""NuGet author signatures, library level, checked by independent tools.
 
 Independent checks used here: ``openssl cms -verify`` (CMS signature, chain to the test root, attached
 content), ``openssl ts -verify`` (RFC 3161 token over the signature value), Python ``zipfile`` and

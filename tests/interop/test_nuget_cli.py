@@ -1,4 +1,4 @@
-"""``ppmi-build sign/verify/unsign/fic`` on plug-in packages (issue #3): exit codes, messages, JSON, atomic
+"""``ppmi-build sign/verify/unsign/fic`` on plug-in packages: exit codes, messages, JSON, atomic
 writes (a refused or failed run leaves the package byte-identical and no temporary file behind), and the
 ``nuget``/``dotnet`` back-ends.
 

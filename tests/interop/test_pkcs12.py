@@ -235,7 +235,7 @@ def test_sign_command_start_up_footprint(pki, pfx_password, plain_dll, tmp_path)
 
 @pytest.mark.interop
 def test_console_entry_point_exits_cleanly_after_signing(pki, pfx_password, plain_dll, tmp_path):
-    """``run()`` ends a successful ``sign`` without the interpreter's teardown (issue #2): the whole
+    """``run()`` ends a successful ``sign`` through the interpreter's normal exit: the whole
     JSON document must still reach stdout, the exit code be 0 and the file verify (osslsigncode)."""
     import json
 
