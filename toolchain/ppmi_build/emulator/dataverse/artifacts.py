@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+from typing import Any
 
 from ...assembly.metadata import AssemblyIdentity, read_assembly_identity
 from ...assembly.package import PackageInfo, read_package
@@ -89,3 +90,35 @@ def read_nupkg(data: bytes) -> tuple[PackageInfo, dict[str, bytes]]:
     except Exception as e:
         raise ApiError(400, "0x80040203", f"The content is not a valid NuGet package: {e}") from None
     return info, blobs
+
+
+def signer_of(data: bytes, kind: str) -> Any:
+    """The signer certificate (``cryptography`` ``x509.Certificate``) of uploaded content: the Authenticode signer
+    of a ``pluginassembly``'s PE image or the NuGet author signer of a ``pluginpackage``'s .nupkg (``kind`` is the
+    table's logical name) — the certificate the platform builds the FIC subject from (domain-spec §5).
+
+    The one place the emulator reaches the signing code's signer extraction
+    (:func:`ppmi_build.signing.api.signer_certificate`): a change of that path is a change of this import only.
+
+    Raises:
+        ppmi_build.errors.PpmiError: the content is not signed or its signature cannot be read.
+    """
+    import os
+    import tempfile
+
+    from ...signing.api import signer_certificate
+
+    suffix = ".nupkg" if kind == "pluginpackage" else ".dll"
+    fd, name = tempfile.mkstemp(prefix="ppmi-emu-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return signer_certificate(name)
+    finally:
+        os.unlink(name)
+
+
+def has_user_string(data: bytes, text: str) -> bool:
+    """True when the assembly image ``data`` holds ``text`` as a .NET user string (UTF-16LE in the ``#US`` heap,
+    ECMA-335 §II.24.2.4): how the emulator sees that the plug-in code contains the ``validate`` probe handler."""
+    return text.encode("utf-16-le") in data
