@@ -4,7 +4,8 @@
   property named …";
 * ``$filter`` — :class:`FilterParser`: a subset of the OData grammar, ``prop op literal`` with
   ``eq ne gt ge lt le``, ``and``/``or``/``not``, parentheses, ``contains``/``startswith``/``endswith``; literals
-  ``'string'``, GUID, ``YYYY-MM-DDTHH:MM:SSZ`` date-time, number, ``null``, ``true``/``false``. String comparisons are case-insensitive, as
+  ``'string'``, GUID, date-time ``YYYY-MM-DDTHH:MM:SSZ``,
+  number, ``null``, ``true``/``false``. String comparisons are case-insensitive, as
   Dataverse's SQL collation;
 * ``$orderby`` — :func:`order_by`; ``$top`` — :func:`top`.
 

@@ -92,30 +92,55 @@ def read_nupkg(data: bytes) -> tuple[PackageInfo, dict[str, bytes]]:
     return info, blobs
 
 
+def _pe_signature(data: bytes) -> bytes | None:
+    """The PKCS#7 ``bCertificate`` of the first WIN_CERTIFICATE of a PE image, or None."""
+    if not pe_is_signed(data):
+        return None
+    (e_lfanew,) = struct.unpack_from("<I", data, 0x3C)
+    opt = e_lfanew + 24
+    (magic,) = struct.unpack_from("<H", data, opt)
+    dirs = opt + (96 if magic == 0x10B else 112)
+    offset, _size = struct.unpack_from("<II", data, dirs + 4 * 8)
+    (length,) = struct.unpack_from("<I", data, offset)
+    return data[offset + 8: offset + length]
+
+
 def signer_of(data: bytes, kind: str) -> Any:
     """The signer certificate (``cryptography`` ``x509.Certificate``) of uploaded content: the Authenticode signer
     of a ``pluginassembly``'s PE image or the NuGet author signer of a ``pluginpackage``'s .nupkg (``kind`` is the
     table's logical name) — the certificate the platform builds the FIC subject from (domain-spec §5).
 
-    The one place the emulator reaches the signing code's signer extraction
-    (:func:`ppmi_build.signing.api.signer_certificate`): a change of that path is a change of this import only.
+    The one place the emulator reaches the signing code's signer extraction: the CMS signer lookup
+    :func:`ppmi_build.signing.cms.find_signer_certificate` (RFC 5652 §5.3 ``sid``); a change of that path is a
+    change of this import only. (``ppmi_build.signing.api.signer_certificate`` would also pull in the timestamp
+    client, and the emulator never imports HTTP clients.)
 
     Raises:
-        ppmi_build.errors.PpmiError: the content is not signed or its signature cannot be read.
+        ValueError: the content is not signed or its signature cannot be read.
     """
-    import os
-    import tempfile
+    from asn1crypto import cms as acms
 
-    from ...signing.api import signer_certificate
+    from ...signing.cms import find_signer_certificate
 
-    suffix = ".nupkg" if kind == "pluginpackage" else ".dll"
-    fd, name = tempfile.mkstemp(prefix="ppmi-emu-", suffix=suffix)
+    if kind == "pluginpackage":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                blob: bytes | None = zf.read(SIGNATURE_ENTRY) if SIGNATURE_ENTRY in zf.namelist() else None
+        except zipfile.BadZipFile:
+            blob = None
+    else:
+        blob = _pe_signature(data)
+    if not blob:
+        raise ValueError("the content has no signature")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return signer_certificate(name)
-    finally:
-        os.unlink(name)
+        info = acms.ContentInfo.load(blob)
+        signed = info["content"]
+        cert = find_signer_certificate(signed, signed["signer_infos"][0])
+    except Exception as e:  # noqa: BLE001 - any parse failure is "cannot read the signature"
+        raise ValueError(f"the signature cannot be read: {e}") from None
+    if cert is None:
+        raise ValueError("the signature does not carry its signer certificate")
+    return cert
 
 
 def has_user_string(data: bytes, text: str) -> bool:

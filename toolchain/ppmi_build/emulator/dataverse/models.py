@@ -6,7 +6,8 @@ friendlyname, name, pluginassemblyid; §4.1). Lookup columns are stored under th
 (``managedidentityid``, ``packageid``, ``pluginassemblyid``) and read as ``_<name>_value`` ([WEBAPI-CREATE]).
 The platform tables the ``validate`` probe uses (:mod:`.probe`): ``customapi`` and
 ``customapiresponseproperty`` (validation.md §7), ``plugintracelog`` (read only) and ``organization`` (one row,
-``plugintracelogsetting``). Besides them: ``solutioncomponent`` (which solution a component was created in, ``MSCRM.SolutionUniqueName``,
+``plugintracelogsetting``). Besides them:
+``solutioncomponent`` (which solution a component was created in, ``MSCRM.SolutionUniqueName``,
 domain-spec §4.3) and ``emulator_meta`` (the ids ``WhoAmI`` answers).
 
 A new table is one more :class:`~ppmi_build.emulator.core.store.Entity` in :data:`ENTITIES` and, when it has

@@ -132,7 +132,7 @@ def presented_fic(state: Any, kind: str, row: dict[str, Any]) -> tuple[Any, dict
                               "associated with a managed identity")
     try:
         signer = signer_of(b64(row.get("content") or "", "content"), kind)
-    except (PpmiError, ApiError) as e:
+    except (ValueError, ApiError) as e:
         raise PlatformFailure(f"ManagedIdentityServiceProviderAcquireToken: the {kind} content is not signed "
                               f"({getattr(e, 'message', e)})") from None
     values = compute_fic(signer, tenant_id=mi.get("tenantid"), environment_id=env_id,
