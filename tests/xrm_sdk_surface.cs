@@ -12,6 +12,9 @@
 //   IManagedIdentityService.AcquireToken(IEnumerable<string>) and (Guid, IEnumerable<string>)
 //   InvalidPluginExecutionException : Exception (sealed, [Serializable]) and its constructors
 //   OperationStatus { Failed = 0, Canceled = 1, Retry = 2, Suspended = 3, Succeeded = 4 }
+//   IExecutionContext.InputParameters / OutputParameters (ParameterCollection)
+//   ParameterCollection : DataCollection<string, object>    .../microsoft.xrm.sdk.parametercollection
+//   DataCollection<TKey, TValue> indexer, Contains, TryGetValue, Count   .../microsoft.xrm.sdk.datacollection-2
 using System;
 using System.Collections.Generic;
 using System.Reflection;
@@ -48,6 +51,39 @@ namespace Microsoft.Xrm.Sdk
         Guid? RequestId { get; }
         string SecondaryEntityName { get; }
         Guid UserId { get; }
+        ParameterCollection InputParameters { get; }
+        ParameterCollection OutputParameters { get; }
+    }
+
+    // Only the members the templates use; the real class also implements IEnumerable<KeyValuePair<TKey, TValue>>.
+    public abstract class DataCollection<TKey, TValue>
+    {
+        private readonly Dictionary<TKey, TValue> items = new Dictionary<TKey, TValue>();
+
+        public TValue this[TKey key]
+        {
+            get { return items[key]; }
+            set { items[key] = value; }
+        }
+
+        public int Count
+        {
+            get { return items.Count; }
+        }
+
+        public bool Contains(TKey key)
+        {
+            return items.ContainsKey(key);
+        }
+
+        public bool TryGetValue(TKey key, out TValue value)
+        {
+            return items.TryGetValue(key, out value);
+        }
+    }
+
+    public sealed class ParameterCollection : DataCollection<string, object>
+    {
     }
 
     public interface IPluginExecutionContext : IExecutionContext

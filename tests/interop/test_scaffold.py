@@ -286,6 +286,10 @@ class Ctx : IPluginExecutionContext {
     public Guid UserId { get { return new Guid("00000000-0000-0000-0000-0000000000b2"); } }
     public IPluginExecutionContext ParentContext { get { return null; } }
     public int Stage { get { return 40; } }
+    public ParameterCollection InputParameters { get { return inputs; } }
+    public ParameterCollection OutputParameters { get { return outputs; } }
+    private readonly ParameterCollection inputs = new ParameterCollection();
+    private readonly ParameterCollection outputs = new ParameterCollection();
 }
 class MI : IManagedIdentityService {
     public string Token; public Exception Error; public List<string[]> Calls = new List<string[]>();

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "release": "release:release",
     "rotate": "rotate:rotate",
     "upgrade": "upgrade:upgrade",
+    "validate": "validate:validate",
     "doctor": "doctor:doctor",
     "emulator": "emulator:emulator",
 }

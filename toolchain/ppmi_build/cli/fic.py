@@ -88,13 +88,17 @@ def _print_thumbprint_fic(thumbprint: str, environment_id: str, cloud: str | Non
 @click.option("--mi-version", type=click.Choice(["0", "1", "2"]), default=None,
               help="managedidentities.version (default 2, or [identity] version).")
 @click.option("--cloud", default=None, help="public | usgov | china | usnat | ussec (default public).")
+@click.option("--from-dataverse", is_flag=True,
+              help="With --env: print the subject Dataverse gives (GetComponentManagedIdentityFIC) for the registered "
+                   "component, next to the one computed from the content it holds; exit 1 when they differ.")
+@click.option("--project", type=click.Path(path_type=Path), help="Project folder or ppmi.toml (default: here).")
 @password_options
 @json_option
 @handle_errors
 def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_chain: Path | None,
         artifact: Path | None, thumbprint: str | None, tenant_id: str | None, environment_id: str | None,
-        env_name: str | None, mi_version: str | None, cloud: str | None, password_env: str | None,
-        password_file: Path | None, as_json: bool) -> None:
+        env_name: str | None, mi_version: str | None, cloud: str | None, from_dataverse: bool,
+        project: Path | None, password_env: str | None, password_file: Path | None, as_json: bool) -> None:
     """Print the FIC issuer, subject identifier and audience for a signing certificate.
 
     Add these three values as a federated identity credential ("Other issuer", explicit subject
@@ -106,6 +110,9 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
     from ..identity.fic import compute_fic
     from ..signing.keys import PasswordSource, resolve_signing_key
 
+    if from_dataverse:
+        _from_dataverse(env_name, artifact, project, as_json)
+        return
     given = [o for o, v in (("--cert", cert_path), ("--key", key_uri), ("--artifact", artifact),
                             ("--thumbprint", thumbprint)) if v]
     if len(given) > 1:
@@ -115,7 +122,7 @@ def fic(cert_path: Path | None, key_uri: str | None, pin_env: str | None, cert_c
             raise BadInput(f"--thumbprint gives only the version 0 FIC (its subject is the SHA-1 thumbprint); "
                            f"version {mi_version} needs the certificate: pass --cert PATH or --artifact PATH")
         mi_version = "0"
-    settings = load_settings(overrides={
+    settings = load_settings(project, overrides={
         "identity.tenant_id": tenant_id,
         "identity.version": int(mi_version) if mi_version is not None else None,
         "identity.cloud": cloud,
@@ -210,3 +217,30 @@ def _issuer_set(key: Any, certificate: Any, settings: Any, environment_id: str) 
     return issuer_set(dotnet_name(issuer_der, strict=True), dotnet_name(subject_der, strict=True),
                       tenant_id=settings.identity.tenant_id, environment_id=environment_id,
                       cloud=settings.identity.cloud, extra=settings.signing.extra_issuers)
+
+
+def _from_dataverse(env_name: str | None, artifact: Path | None, project: Path | None, as_json: bool) -> None:
+    """``fic --env NAME --from-dataverse``: Dataverse's FIC subject vs the computed one (exit 1 when they differ)."""
+    from ..errors import BadInput, CheckFailed
+    from ..pipeline.validate import dataverse_fic
+
+    if not env_name:
+        raise BadInput("--from-dataverse needs --env NAME (the environment whose Dataverse to ask)")
+    data = dataverse_fic(env_name, artifact, start=project)
+    if data.get("note"):
+        progress(f"note: {data['note']}")
+
+    def human() -> str:
+        lines = [f"Component: {data['component']} ({data['component_id']}), record version {data['record_version']}",
+                 f"Dataverse subject: {data['dataverse_subject'] or '(not offered)'}",
+                 f"Computed subject:  {data.get('computed_subject')}"]
+        if data.get("issuer"):
+            lines += [f"Issuer: {data['issuer']}", f"Audience: {data['audience']}"]
+        return "\n".join(lines)
+
+    emit(as_json, data, human)
+    if data.get("same") is False:  # the document is printed; then the one error line and exit 1
+        import sys
+
+        click.echo(f"error: {data['difference']}", err=True)
+        sys.exit(CheckFailed.exit_code)

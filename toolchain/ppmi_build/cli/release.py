@@ -69,23 +69,34 @@ def timestamp_choice(timestamp_urls: tuple[str, ...], no_timestamp: bool) -> lis
 @click.option("--project", type=click.Path(path_type=Path), help="Project folder or ppmi.toml (default: here).")
 @key_uri_options
 @timestamp_options
+@click.option("--validate", "run_probe", is_flag=True,
+              help="After the release, also run the plug-in through the validate probe (ppmi-build validate).")
 @password_options
 @json_option
 @handle_errors
 def release(artifact: Path | None, env_name: str, plan_only: bool, project: Path | None, key_uri: str | None,
             pin_env: str | None, cert_chain: Path | None,
-            timestamp_urls: tuple[str, ...], no_timestamp: bool, password_env: str | None,
+            timestamp_urls: tuple[str, ...], no_timestamp: bool, run_probe: bool, password_env: str | None,
             password_file: Path | None, as_json: bool) -> None:
     """Build, sign, verify, ensure the FIC, register, bind and verify in one step.
 
     With ARTIFACT (.dll or .nupkg) the build is skipped and that file is signed (in place), registered and
     bound as it is. A failed run can be re-run: every step is idempotent, and the FIC is created before
-    anything changes in Dataverse.
+    anything changes in Dataverse. The final step runs validate's checks (Dataverse's own FIC subject against the
+    computed one and the FICs on the identity); --validate also runs the plug-in through the probe.
     """
     from ..pipeline.release import run_release
+    from ..pipeline.validate import run_validate
 
     urls = timestamp_choice(timestamp_urls, no_timestamp)
     pw = password_source(password_env, password_file) if (password_env or password_file) else None
-    run_pipeline(as_json, lambda: run_release(env_name, artifact, plan_only=plan_only, start=project,
-                                              progress=progress, password=pw, timestamp_urls=urls, key=key_uri,
-                                              pin_env=pin_env, cert_chain=cert_chain))
+
+    def both() -> Any:
+        plan = run_release(env_name, artifact, plan_only=plan_only, start=project, progress=progress, password=pw,
+                           timestamp_urls=urls, key=key_uri, pin_env=pin_env, cert_chain=cert_chain)
+        if plan.apply or run_probe:
+            # the final step: validate's checks on what was released (the probe only with --validate)
+            run_validate(env_name, artifact, invoke=run_probe, start=project, progress=progress, plan=plan)
+        return plan
+
+    run_pipeline(as_json, both)

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from .keys import KeySource, hash_algorithm
+from .keys.source import KeySource, hash_algorithm
 
 if TYPE_CHECKING:  # pragma: no cover
     from asn1crypto import cms as acms

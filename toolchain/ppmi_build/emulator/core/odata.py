@@ -4,7 +4,8 @@
   property named …";
 * ``$filter`` — :class:`FilterParser`: a subset of the OData grammar, ``prop op literal`` with
   ``eq ne gt ge lt le``, ``and``/``or``/``not``, parentheses, ``contains``/``startswith``/``endswith``; literals
-  ``'string'``, GUID, number, ``null``, ``true``/``false``. String comparisons are case-insensitive, as
+  ``'string'``, GUID, date-time ``YYYY-MM-DDTHH:MM:SSZ``,
+  number, ``null``, ``true``/``false``. String comparisons are case-insensitive, as
   Dataverse's SQL collation;
 * ``$orderby`` — :func:`order_by`; ``$top`` — :func:`top`.
 
@@ -89,7 +90,7 @@ def column_of(ent: Entity, prop: str) -> str | None:
 
 
 _TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<guid>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                    r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})|(?P<num>-?\d+(?:\.\d+)?)|(?P<punct>[(),])|"
+                    r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})|(?P<date>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z)|(?P<num>-?\d+(?:\.\d+)?)|(?P<punct>[(),])|"
                     r"(?P<word>[A-Za-z_][A-Za-z0-9_]*))")
 _OPS = {"eq": "=", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
@@ -169,6 +170,8 @@ class FilterParser:
             return val[1:-1].replace("''", "'")
         if kind == "guid":
             return val.lower()
+        if kind == "date":  # Edm.DateTimeOffset, compared with the stored YYYY-MM-DDTHH:MM:SSZ text
+            return val.split(".")[0].rstrip("Z") + "Z"
         if kind == "num":
             return float(val) if "." in val else int(val)
         if kind == "word" and val in ("null", "true", "false"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
+from typing import Any
 
 from ...assembly.metadata import PluginAssembly, read_plugin_assembly
 from ...assembly.package import PackageInfo, read_package
@@ -89,3 +90,60 @@ def read_nupkg(data: bytes) -> tuple[PackageInfo, dict[str, bytes]]:
     except Exception as e:
         raise ApiError(400, "0x80040203", f"The content is not a valid NuGet package: {e}") from None
     return info, blobs
+
+
+def _pe_signature(data: bytes) -> bytes | None:
+    """The PKCS#7 ``bCertificate`` of the first WIN_CERTIFICATE of a PE image, or None."""
+    if not pe_is_signed(data):
+        return None
+    (e_lfanew,) = struct.unpack_from("<I", data, 0x3C)
+    opt = e_lfanew + 24
+    (magic,) = struct.unpack_from("<H", data, opt)
+    dirs = opt + (96 if magic == 0x10B else 112)
+    offset, _size = struct.unpack_from("<II", data, dirs + 4 * 8)
+    (length,) = struct.unpack_from("<I", data, offset)
+    return data[offset + 8: offset + length]
+
+
+def signer_of(data: bytes, kind: str) -> Any:
+    """The signer certificate (``cryptography`` ``x509.Certificate``) of uploaded content: the Authenticode signer
+    of a ``pluginassembly``'s PE image or the NuGet author signer of a ``pluginpackage``'s .nupkg (``kind`` is the
+    table's logical name) — the certificate the platform builds the FIC subject from (domain-spec §5).
+
+    The one place the emulator reaches the signing code's signer extraction: the CMS signer lookup
+    :func:`ppmi_build.signing.cms.find_signer_certificate` (RFC 5652 §5.3 ``sid``); a change of that path is a
+    change of this import only. (``ppmi_build.signing.api.signer_certificate`` would also pull in the timestamp
+    client, and the emulator never imports HTTP clients.)
+
+    Raises:
+        ValueError: the content is not signed or its signature cannot be read.
+    """
+    from asn1crypto import cms as acms
+
+    from ...signing.cms import find_signer_certificate
+
+    if kind == "pluginpackage":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                blob: bytes | None = zf.read(SIGNATURE_ENTRY) if SIGNATURE_ENTRY in zf.namelist() else None
+        except zipfile.BadZipFile:
+            blob = None
+    else:
+        blob = _pe_signature(data)
+    if not blob:
+        raise ValueError("the content has no signature")
+    try:
+        info = acms.ContentInfo.load(blob)
+        signed = info["content"]
+        cert = find_signer_certificate(signed, signed["signer_infos"][0])
+    except Exception as e:  # noqa: BLE001 - any parse failure is "cannot read the signature"
+        raise ValueError(f"the signature cannot be read: {e}") from None
+    if cert is None:
+        raise ValueError("the signature does not carry its signer certificate")
+    return cert
+
+
+def has_user_string(data: bytes, text: str) -> bool:
+    """True when the assembly image ``data`` holds ``text`` as a .NET user string (UTF-16LE in the ``#US`` heap,
+    ECMA-335 §II.24.2.4): how the emulator sees that the plug-in code contains the ``validate`` probe handler."""
+    return text.encode("utf-16-le") in data

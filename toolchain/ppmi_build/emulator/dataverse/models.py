@@ -6,8 +6,11 @@ friendlyname, name, pluginassemblyid; §4.1). Lookup columns are stored under th
 (``managedidentityid``, ``packageid``, ``pluginassemblyid``) and read as ``_<name>_value`` ([WEBAPI-CREATE]).
 The event registrations: ``sdkmessage`` and ``sdkmessagefilter`` (platform data, seeded by :func:`init_db` from
 :data:`SEEDED_FILTERS`) and ``sdkmessageprocessingstep`` (a step: a plug-in type bound to a message and, through a
-filter, a table; its event handler is read as ``_eventhandler_value``). Besides them: ``solutioncomponent``
-(which solution a component was created in, ``MSCRM.SolutionUniqueName``,
+filter, a table; its event handler is read as ``_eventhandler_value``).
+Also the platform tables the ``validate`` probe uses (:mod:`.probe`): ``customapi`` and
+``customapiresponseproperty`` (validation.md §7), ``plugintracelog`` (read only) and ``organization`` (one row,
+``plugintracelogsetting``). Besides them:
+``solutioncomponent`` (which solution a component was created in, ``MSCRM.SolutionUniqueName``,
 domain-spec §4.3) and ``emulator_meta`` (the ids ``WhoAmI`` answers).
 
 A new table is one more :class:`~ppmi_build.emulator.core.store.Entity` in :data:`ENTITIES` and, when it has
@@ -28,6 +31,9 @@ from typing import Any
 
 from ..core.responses import ApiError
 from ..core.store import GUID, INT, MEMO, STR, Entity, Lookup, create_tables
+
+#: a Web API ``Edm.Boolean`` column (stored as 0/1, read back as JSON true/false)
+BOOL = "bool"
 
 MAX_CONTENT = 16 * 1024 * 1024  # 16 MB ([BUILD], domain-spec §4.6)
 # Dataverse error codes (domain-spec §4.4, §4.7, §6)
@@ -130,6 +136,53 @@ ENTITIES: dict[str, Entity] = {
                  "sdkmessageid": Lookup("sdkmessageid", "sdkmessages"),
                  "sdkmessagefilterid": Lookup("sdkmessagefilterid", "sdkmessagefilters")},
         max_length={"name": 256, "description": 256},
+    ),
+    # customapi (validation.md §7 step 1; Learn "Create a custom API with code"): bound to a plug-in type by
+    # PluginTypeId@odata.bind, invoked as an unbound action POST /{uniquename} (:mod:`.probe`)
+    "customapis": Entity(
+        entity_set="customapis",
+        logical="customapi",
+        pk="customapiid",
+        columns={"uniquename": STR, "name": STR, "displayname": STR, "description": STR, "bindingtype": INT,
+                 "boundentitylogicalname": STR, "isfunction": BOOL, "isprivate": BOOL,
+                 "allowedcustomprocessingsteptype": INT, "workflowsdkstepenabled": BOOL,
+                 "executeprivilegename": STR},
+        read_only={"ismanaged": INT, **_COMMON_RO},
+        lookups={"PluginTypeId": Lookup("plugintypeid", "plugintypes")},
+        not_updatable=frozenset({"uniquename", "bindingtype", "boundentitylogicalname", "isfunction",
+                                 "allowedcustomprocessingsteptype"}),
+        max_length={"uniquename": 128, "name": 100, "displayname": 100},
+    ),
+    # customapiresponseproperty (validation.md §7 step 2): type 10 = String
+    "customapiresponseproperties": Entity(
+        entity_set="customapiresponseproperties",
+        logical="customapiresponseproperty",
+        pk="customapiresponsepropertyid",
+        columns={"uniquename": STR, "name": STR, "displayname": STR, "description": STR, "type": INT,
+                 "logicalentityname": STR},
+        read_only={"ismanaged": INT, **_COMMON_RO},
+        lookups={"CustomAPIId": Lookup("customapiid", "customapis")},
+        not_updatable=frozenset({"uniquename", "type"}),
+        max_length={"uniquename": 128, "name": 100, "displayname": 100},
+    ),
+    # plugintracelog (validation.md §7 step 6; Learn webapi/reference/plugintracelog: GET and DELETE only)
+    "plugintracelogs": Entity(
+        entity_set="plugintracelogs",
+        logical="plugintracelog",
+        pk="plugintracelogid",
+        columns={},
+        read_only={"typename": STR, "messagename": STR, "messageblock": MEMO, "exceptiondetails": MEMO,
+                   "correlationid": GUID, "primaryentity": STR, "mode": INT, "operationtype": INT, "depth": INT,
+                   "performanceexecutionduration": INT, **_COMMON_RO},
+    ),
+    # organization: one row, the environment's; plugintracelogsetting 0 Off, 1 Exception, 2 All
+    # (validation.md §7 step 4; Learn "Tracing and logging")
+    "organizations": Entity(
+        entity_set="organizations",
+        logical="organization",
+        pk="organizationid",
+        columns={"plugintracelogsetting": INT},
+        read_only={"name": STR, **_COMMON_RO},
     ),
 }
 

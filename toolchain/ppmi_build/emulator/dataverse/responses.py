@@ -38,6 +38,7 @@ from ..core.store import GUID, INT, MEMO, STR, Entity
 from .models import (
     BAD_PROPERTY_CODE,
     BAD_SEGMENT_CODE,
+    BOOL,
     DUPLICATE_CODE,
     ENTITIES,
     INVALID_ARGUMENT_CODE,
@@ -130,6 +131,14 @@ class _Table:
         name, key, nav, ref = m.group("set"), m.group("key"), m.group("nav"), m.group("ref")
         method = self.method
         ent = ENTITIES.get(name)
+        if ent is None and key is None and not nav and method == "POST":
+            from .probe import invoke_custom_api
+
+            return invoke_custom_api(self.state, self.api_root, name, self._json_body() if self.body else {})
+        if ent is not None and ent.logical == "organization":
+            from .probe import ensure_organization
+
+            ensure_organization(self.state)
         if ent is None:
             raise ApiError(404, BAD_SEGMENT_CODE, f"Resource not found for the segment '{name}'.")
         if key is None:
@@ -179,6 +188,8 @@ class _Table:
         for n in select:
             if n.startswith("_") and n.endswith("_value"):
                 out[n] = row.get(n[1:-6])
+            elif ent.columns.get(n) == BOOL:
+                out[n] = None if row.get(n) is None else bool(int(row[n]))
             else:
                 out[n] = row.get(n)
         out[ent.pk] = row[ent.pk]
@@ -353,6 +364,11 @@ def _checked_value(ent: Entity, key: str, typ: str, val: Any) -> Any:
     if typ == INT and (not isinstance(val, int) or isinstance(val, bool)):
         raise ApiError(400, INVALID_ARGUMENT_CODE, f"Cannot convert the literal '{val}' to the expected type "
                                                    f"'Edm.Int32' for {key}.")
+    if typ == BOOL:
+        if not isinstance(val, bool):
+            raise ApiError(400, INVALID_ARGUMENT_CODE, f"Cannot convert the literal '{val}' to the expected type "
+                                                       f"'Edm.Boolean' for {key}.")
+        return int(val)
     if typ in (STR, MEMO) and not isinstance(val, str):
         raise ApiError(400, INVALID_ARGUMENT_CODE, f"Cannot convert the literal '{val}' to the expected type "
                                                    f"'Edm.String' for {key}.")

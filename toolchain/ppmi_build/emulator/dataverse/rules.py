@@ -404,6 +404,78 @@ class ManagedIdentityRules(TableRules):
             db.execute(f"UPDATE {table} SET managedidentityid = NULL WHERE managedidentityid = ?", (mid,))
 
 
+class CustomApiRules(TableRules):
+    """``customapi``: ``uniquename`` and ``name`` required, ``uniquename`` unique; ``bindingtype`` 0 (global), 1
+    (entity) or 2 (entity collection); deleting one deletes its response properties (Learn "Create a custom API
+    with code", validation.md §7)."""
+
+    def on_create(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        if not row.get("uniquename"):
+            raise _refuse("The 'uniquename' attribute of 'customapi' is required.")
+        row["name"] = row.get("name") or row["uniquename"]
+        row["displayname"] = row.get("displayname") or row["name"]
+        row["bindingtype"] = 0 if row.get("bindingtype") is None else row["bindingtype"]
+        if row["bindingtype"] not in (0, 1, 2):
+            raise _refuse(f"bindingtype {row['bindingtype']} is not valid; use 0 (Global), 1 (Entity) or 2 "
+                          "(EntityCollection).")
+        for col in ("isfunction", "isprivate", "workflowsdkstepenabled"):
+            row[col] = 0 if row.get(col) is None else int(row[col])
+        row["allowedcustomprocessingsteptype"] = row.get("allowedcustomprocessingsteptype") or 0
+        row["ismanaged"] = 0
+        if db.execute("SELECT 1 FROM customapi WHERE uniquename = ? COLLATE NOCASE", (row["uniquename"],)).fetchone():
+            raise ApiError(412, DUPLICATE_CODE, "A record with matching key values already exists.")
+
+    def on_delete(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        db.execute("DELETE FROM customapiresponseproperty WHERE customapiid = ?", (row["customapiid"],))
+
+
+class CustomApiResponsePropertyRules(TableRules):
+    """``customapiresponseproperty``: ``uniquename``, ``type`` (0..12) and ``CustomAPIId`` required; unique name per
+    custom API."""
+
+    def on_create(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        if not row.get("uniquename") or row.get("type") is None or not row.get("customapiid"):
+            raise _refuse("'uniquename', 'type' and 'CustomAPIId' are required for a customapiresponseproperty.")
+        if not 0 <= row["type"] <= 12:
+            raise _refuse(f"type {row['type']} is not a valid custom API parameter type (0-12).")
+        row["name"] = row.get("name") or row["uniquename"]
+        row["displayname"] = row.get("displayname") or row["name"]
+        row["ismanaged"] = 0
+        if db.execute("SELECT 1 FROM customapiresponseproperty WHERE customapiid = ? AND uniquename = ? "
+                      "COLLATE NOCASE", (row["customapiid"], row["uniquename"])).fetchone():
+            raise ApiError(412, DUPLICATE_CODE, "A record with matching key values already exists.")
+
+
+class PluginTraceLogRules(TableRules):
+    """``plugintracelog``: written by the platform only; the Web API offers GET and DELETE (Learn
+    webapi/reference/plugintracelog)."""
+
+    def on_create(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        raise ApiError(405, INVALID_ARGUMENT_CODE, "The 'Create' method does not support entities of type "
+                                                   "'plugintracelog'.")
+
+    def on_update(self, db: sqlite3.Connection, ent: Entity, old: Row, row: Row, values: Row) -> None:
+        raise ApiError(405, INVALID_ARGUMENT_CODE, "The 'Update' method does not support entities of type "
+                                                   "'plugintracelog'.")
+
+
+class OrganizationRules(TableRules):
+    """``organization``: the one row of the environment; ``plugintracelogsetting`` 0, 1 or 2."""
+
+    def on_create(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        raise ApiError(405, INVALID_ARGUMENT_CODE, "The 'Create' method does not support entities of type "
+                                                   "'organization'.")
+
+    def on_update(self, db: sqlite3.Connection, ent: Entity, old: Row, row: Row, values: Row) -> None:
+        if "plugintracelogsetting" in values and values["plugintracelogsetting"] not in (0, 1, 2):
+            raise _refuse(f"plugintracelogsetting {values['plugintracelogsetting']} is not valid; use 0 (Off), "
+                          "1 (Exception) or 2 (All).")
+
+    def on_delete(self, db: sqlite3.Connection, ent: Entity, row: Row) -> None:
+        raise ApiError(405, INVALID_ARGUMENT_CODE, "The 'Delete' method does not support entities of type "
+                                                   "'organization'.")
+
+
 #: logical name -> rules; tables not listed accept every valid write.
 RULES: dict[str, TableRules] = {
     "pluginassembly": PluginAssemblyRules(),
@@ -411,5 +483,9 @@ RULES: dict[str, TableRules] = {
     "managedidentity": ManagedIdentityRules(),
     "plugintype": PluginTypeRules(),
     "sdkmessageprocessingstep": StepRules(),
+    "customapi": CustomApiRules(),
+    "customapiresponseproperty": CustomApiResponsePropertyRules(),
+    "plugintracelog": PluginTraceLogRules(),
+    "organization": OrganizationRules(),
 }
 DEFAULT_RULES = TableRules()
