@@ -197,8 +197,12 @@ def _close_quietly(session: Any) -> None:
 
 
 def _load_module(path: str) -> Any:
-    import pkcs11
-    from pkcs11.exceptions import PKCS11Error
+    try:
+        import pkcs11
+        from pkcs11.exceptions import PKCS11Error
+    except ImportError as e:  # installed without its dependencies
+        raise TokenDeviceError(f"the PKCS#11 binding python-pkcs11 cannot be imported ({e}); "
+                               "install it: pip install 'python-pkcs11>=0.10'") from None
 
     try:
         return pkcs11.lib(path)
