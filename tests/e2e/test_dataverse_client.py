@@ -391,16 +391,20 @@ def test_unavailable_credentials_are_a_config_error_and_refusals_an_auth_error()
 def test_quiet_azure_logging():
     import logging
 
-    from ppmi_build.http.tokens import quiet_azure_logging
+    from ppmi_build.cli._logging import configure_logging
 
-    try:
-        quiet_azure_logging(0)  # silent: not even ERROR (MSAL logs tracebacks at ERROR) or CRITICAL gets through
+    undo = configure_logging(0)
+    try:  # silent: not even ERROR (MSAL logs tracebacks at ERROR) or CRITICAL gets through
         for n in ("azure.identity", "azure.core", "msal", "msal.oauth2cli.oauth2"):
             assert not logging.getLogger(n).isEnabledFor(logging.CRITICAL), n
-        quiet_azure_logging(1)
+    finally:
+        undo()
+    assert logging.getLogger("azure.identity").level == logging.NOTSET
+    undo = configure_logging(1)
+    try:
         assert logging.getLogger("azure.identity").level == logging.NOTSET
     finally:
-        quiet_azure_logging(1)
+        undo()
 
 
 def test_one_attempt_is_singular(emulator):

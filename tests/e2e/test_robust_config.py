@@ -275,23 +275,18 @@ def test_empty_access_token_falls_back_quietly(cli, emulator_env, strong_named_d
         monkeypatch.delenv(var, raising=False)
     caplog.set_level(logging.DEBUG)
     mark = len(emulator_env.requests())
-    try:
-        r = cli("register", "--env", "emu", strong_named_dll, "--plan", "--json")
-        assert_refused(r, "no Dataverse credentials", "PPMI_ACCESS_TOKEN")
-        assert [line for line in r.stderr.splitlines() if line.startswith("note:")] == [
-            "note: PPMI_ACCESS_TOKEN is set but empty; ignoring it (unset it, or set it to an access token)"]
-        noisy = [rec for rec in caplog.records if rec.name.startswith(("azure", "msal"))]
-        assert noisy == [], [rec.getMessage() for rec in noisy]
-        assert emulator_env.requests()[mark:] == []
-        caplog.clear()
-        r = cli("-v", "register", "--env", "emu", strong_named_dll, "--plan", "--json")
-        assert r.exit_code == 2 and "note:" not in r.stderr  # once per run (process)
-        assert {rec.name.split(".")[0] for rec in caplog.records if rec.name.startswith(("azure", "msal"))} == \
-            {"azure", "msal"}
-    finally:
-        from ppmi_build.http.tokens import quiet_azure_logging
-
-        quiet_azure_logging(1)  # leave the loggers as they were for the other tests
+    r = cli("register", "--env", "emu", strong_named_dll, "--plan", "--json")
+    assert_refused(r, "no Dataverse credentials", "PPMI_ACCESS_TOKEN")
+    assert [line for line in r.stderr.splitlines() if line.startswith("note:")] == [
+        "note: PPMI_ACCESS_TOKEN is set but empty; ignoring it (unset it, or set it to an access token)"]
+    noisy = [rec for rec in caplog.records if rec.name.startswith(("azure", "msal"))]
+    assert noisy == [], [rec.getMessage() for rec in noisy]
+    assert emulator_env.requests()[mark:] == []
+    caplog.clear()
+    r = cli("-v", "register", "--env", "emu", strong_named_dll, "--plan", "--json")
+    assert r.exit_code == 2 and "note:" not in r.stderr  # once per run (process)
+    assert {rec.name.split(".")[0] for rec in caplog.records if rec.name.startswith(("azure", "msal"))} == \
+        {"azure", "msal"}
 
 
 def test_static_token_cleaning():

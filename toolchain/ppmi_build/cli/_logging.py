@@ -33,12 +33,21 @@ class WithoutDnfile(logging.Filter):
         return "dnfile" not in parts[:-1]
 
 
+#: loggers azure-identity, azure-core and MSAL write per-credential attempts to (INFO/WARNING; MSAL logs
+#: tracebacks at ERROR, e.g. "Token response is not in json format"): silent without ``-v``, since the failure
+#: itself reaches the user as one error line (:mod:`ppmi_build.http.tokens`)
+AZURE_LOGGERS = ("azure.identity", "azure.core", "msal", "msal_extensions")
+#: the level they get without ``-v``: above CRITICAL
+QUIET_LEVEL = logging.CRITICAL + 1
+
+
 def configure_logging(verbose: int) -> Callable[[], None]:
     """The command line's logging for one command; returns the function that undoes it.
 
     The root logger gets one stderr handler for the run: WARNING and above from any library, as
     Python's last-resort handler would print them (message only), except dnfile's parse reports
-    (:class:`WithoutDnfile`). With ``-v`` the ``ppmi_build`` loggers (e.g. ``ppmi_build.dataverse``:
+    (:class:`WithoutDnfile`), and nothing from :data:`AZURE_LOGGERS` (``DefaultAzureCredential`` would print one
+    WARNING block per credential it tried). With ``-v`` the ``ppmi_build`` loggers (e.g. ``ppmi_build.dataverse``:
     one DEBUG line per request, retries at INFO) are printed too, as ``<logger>: <message>``.
     Log lines never carry tokens or passwords (headers and bodies are not logged). Undoing it
     restores the previous handlers and levels, so an in-process caller running commands one after
@@ -48,6 +57,7 @@ def configure_logging(verbose: int) -> Callable[[], None]:
     ours = logging.getLogger("ppmi_build")
     saved = (ours.level, ours.propagate)
     added: list[tuple[logging.Logger, logging.Handler]] = []
+    azure_levels = {name: logging.getLogger(name).level for name in AZURE_LOGGERS}
 
     def attach(logger: logging.Logger, level: int, fmt: str) -> None:
         handler = _StderrHandler(level)
@@ -57,6 +67,9 @@ def configure_logging(verbose: int) -> Callable[[], None]:
         added.append((logger, handler))
 
     attach(root, logging.WARNING, "%(message)s")
+    if not verbose:
+        for name in AZURE_LOGGERS:
+            logging.getLogger(name).setLevel(QUIET_LEVEL)
     if verbose:
         attach(ours, logging.NOTSET, "%(name)s: %(message)s")
         ours.setLevel(logging.DEBUG)
@@ -67,5 +80,7 @@ def configure_logging(verbose: int) -> Callable[[], None]:
             logger.removeHandler(handler)
         ours.setLevel(saved[0])
         ours.propagate = saved[1]
+        for name, level in azure_levels.items():
+            logging.getLogger(name).setLevel(level)
 
     return undo

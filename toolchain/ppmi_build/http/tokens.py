@@ -52,7 +52,6 @@ token endpoint fails) is an :class:`~ppmi_build.errors.AuthError` (exit 3).
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -171,33 +170,7 @@ class StaticToken:
         return f"<StaticToken from {self._source}>"
 
 
-#: loggers azure-identity, azure-core and MSAL write per-credential attempts to (INFO/WARNING, and MSAL logs
-#: tracebacks at ERROR, e.g. "Token response is not in json format")
-AZURE_LOGGERS = ("azure.identity", "azure.core", "msal", "msal_extensions")
-#: the level they get without ``-v``: above CRITICAL, i.e. silent (the failure is reported by the error message)
-QUIET_LEVEL = logging.CRITICAL + 1
 _UNAVAILABLE, _FAILED = "unavailable", "failed"
-
-
-def _verbosity() -> int:
-    """``-v`` count of the running ``ppmi-build`` command (0 outside the CLI)."""
-    try:
-        import click
-
-        ctx = click.get_current_context(silent=True)
-    except ImportError:  # pragma: no cover - click is a dependency
-        return 0
-    obj = ctx.find_root().obj if ctx is not None else None
-    return int(obj.get("verbose") or 0) if isinstance(obj, dict) else 0
-
-
-def quiet_azure_logging(verbose: int | None = None) -> None:
-    """Silence the :data:`AZURE_LOGGERS` (:data:`QUIET_LEVEL`) unless ``verbose`` (default: the CLI's ``-v``
-    count) is set, then leave them at their default level. Without this, ``DefaultAzureCredential`` prints one
-    WARNING block listing every credential it tried (Python's last-resort handler writes it to stderr)."""
-    level = logging.NOTSET if (_verbosity() if verbose is None else verbose) else QUIET_LEVEL
-    for name in AZURE_LOGGERS:
-        logging.getLogger(name).setLevel(level)
 
 
 def _service(scope: str) -> str:
@@ -293,7 +266,6 @@ class AzureIdentityToken:
         with self._lock:
             if self._cached and self._cached[1] - REFRESH_MARGIN_S > time.time():
                 return self._cached[0]
-            quiet_azure_logging()
             self._outcomes.clear()
             try:
                 tok = self._credential.get_token(self._scope)
@@ -369,7 +341,6 @@ def azure_credential(method: str, env: Mapping[str, str]) -> tuple[Any, str]:
         ConfigError: azure-identity missing, unknown method, or a required variable is not set.
     """
     identity = _import_identity()
-    quiet_azure_logging()
     if method == "default":
         return identity.DefaultAzureCredential(), "DefaultAzureCredential"
     if method == "client-secret":
