@@ -82,15 +82,11 @@ def build(directory: Path | None, configuration: str, kind: str | None, timeout_
     finally:
         progress.done()
 
-    from ..errors import PpmiError
-    from ..project.sandbox import lint_artifact
+    from ..project.sandbox import sandbox_warnings
 
     sandbox: list[str] = []
-    for artifact in result.artifacts:
-        try:
-            sandbox += lint_artifact(artifact.path)
-        except PpmiError as e:  # an unreadable artifact is reported by the build record itself
-            sandbox.append(f"{artifact.path}: sandbox lint skipped ({e.message})")
+    for artifact in result.artifacts:  # an unreadable artifact is reported by the build record itself
+        sandbox += sandbox_warnings(artifact.path)
     for w in sandbox:
         click.echo(f"warning: {w}", err=True)
 

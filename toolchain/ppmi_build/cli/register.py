@@ -134,7 +134,11 @@ def register(env_name: str, artifact: Path | None, kind: str | None, solution: s
     by a step or custom API is refused before the upload.
 
 
-    The signature of the artifact is checked first: over a component bound to a managed identity, an
+    The sandbox lint runs first (the build's checks: a strong-named assembly referencing one that is not, Azure
+    SDK versions known to fail in the sandbox, over 16 MB, a package missing a referenced assembly); its findings
+    are warnings on stderr and ``sandbox_warnings`` in --json, never a refusal.
+
+    The signature of the artifact is checked next: over a component bound to a managed identity, an
     unsigned artifact or one whose signature does not verify is refused (exit 1); otherwise it is a
     warning (binding it later fails with Dataverse's 0x80040216).
     """
@@ -142,9 +146,13 @@ def register(env_name: str, artifact: Path | None, kind: str | None, solution: s
     from ..dataverse.actions import ActionLog
     from ..dataverse.registration import register as do_register
     from ..pipeline.signatures import signature_check
+    from ..project.sandbox import sandbox_warnings
 
     settings = load_settings()
     art = resolve_artifact(settings, artifact, kind, unique_name)
+    sandbox = sandbox_warnings(art.path)
+    for w in sandbox:  # run-time problems in the sandbox: reported, never a refusal
+        progress(f"warning: {w}")
     signature = signature_check(art.path)
     env, client = open_client(settings, env_name)
     log = ActionLog()
@@ -158,5 +166,5 @@ def register(env_name: str, artifact: Path | None, kind: str | None, solution: s
         except PpmiError as e:
             if not log.actions:
                 raise
-            finish(as_json, log, error=e)
-    finish(as_json, log, {"environment": env_name, "requests": client.requests_sent})
+            finish(as_json, log, {"sandbox_warnings": sandbox}, error=e)
+    finish(as_json, log, {"environment": env_name, "requests": client.requests_sent, "sandbox_warnings": sandbox})

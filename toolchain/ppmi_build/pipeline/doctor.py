@@ -18,6 +18,11 @@ Checks, each ``{"name", "category", "status", "detail"}`` with ``status`` one of
   configured signing certificate is the one that signed what the environment runs (``warn`` otherwise: the next
   ``release`` would re-sign with it, e.g. after a ``rotate`` when ``[signing] certificate`` was not updated).
 
+* ``sandbox:<file>``: the sandbox lint (:func:`ppmi_build.project.sandbox.lint_artifact`) of each artifact of the
+  last ``build`` (``.ppmi/last-build.json``) and of each ``--artifact``: ``warn`` naming the assembly or package
+  and the fix (a strong-named assembly referencing one that is not, Azure SDK versions known to fail in the
+  sandbox, over 16 MB, a package missing a referenced assembly), ``ok`` otherwise.
+
 The exit code is 1 when a check failed, 0 otherwise (warnings do not fail).
 """
 
@@ -442,9 +447,34 @@ def check_environments(report: DoctorReport, settings: Any, cert: Any, *,
         client.close()
 
 
+def build_outputs(settings: Any) -> list[Path]:
+    """The primary artifact of the project's last ``ppmi-build build`` (``.ppmi/last-build.json``: the ``.dll``
+    registered as a ``pluginassembly`` or the ``.nupkg`` registered as a ``pluginpackage``), or ``[]``."""
+    from ..project.dotnet import last_build
+
+    data = last_build(settings.root) or {}
+    return [Path(data["primary"])] if data.get("primary") else []
+
+
+def check_sandbox(report: DoctorReport, artifacts: list[Path]) -> None:
+    """One ``sandbox:<file name>`` check per artifact: ``warn`` with the lint's findings, ``ok`` without."""
+    from ..project.sandbox import sandbox_warnings
+
+    for path in dict.fromkeys(artifacts):
+        if not path.is_file():
+            report.add(f"sandbox:{path.name}", "sandbox", FAIL, f"{path}: no such file; build the project first "
+                       "or pass the right --artifact path")
+            continue
+        found = sandbox_warnings(path)
+        if found:
+            report.add(f"sandbox:{path.name}", "sandbox", WARN, "; ".join(found))
+        else:
+            report.add(f"sandbox:{path.name}", "sandbox", OK, f"{path}: nothing known to fail in the Dataverse sandbox")
+
+
 def run_doctor(start: Path | str | None = None, *, environ: dict[str, str] | None = None,
                now: _dt.datetime | None = None, which: Callable[[str], str | None] = shutil.which,
-               online: bool = True) -> DoctorReport:
+               online: bool = True, artifacts: list[Path] | None = None) -> DoctorReport:
     """Run every check. Never raises for a problem it can report; a broken ``ppmi.toml`` is a ``fail`` check.
 
     Args:
@@ -452,6 +482,7 @@ def run_doctor(start: Path | str | None = None, *, environ: dict[str, str] | Non
         environ: environment variables (default ``os.environ``).
         now: clock for the expiry check (UTC).
         online: False skips the Graph/ARM/Dataverse checks.
+        artifacts: more ``.dll``/``.nupkg`` files for the sandbox lint (besides the last build's output).
     """
     from ..config import load_settings
 
@@ -464,6 +495,7 @@ def run_doctor(start: Path | str | None = None, *, environ: dict[str, str] | Non
         return report
     check_config(report, settings)
     cert = check_certificate(report, settings, now=now, environ=environ)
+    check_sandbox(report, build_outputs(settings) + [Path(a) for a in artifacts or []])
     if online:
         check_environments(report, settings, cert, environ=environ)
     return report

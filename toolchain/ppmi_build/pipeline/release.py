@@ -496,17 +496,84 @@ class Run:
         return res
 
     def preflight_fic(self, cert: x509.Certificate, *, version: int | None = None,
-                      keep: tuple[entra.Fic, ...] = (), component: Any = None) -> entra.EnsureResult:
+                      keep: tuple[entra.Fic, ...] = (), component: Any = None,
+                      rotating_issuer: bool = False) -> entra.EnsureResult:
         """Read-only FIC check before anything changes (locally or remotely): refuses early when the cap
         would be exceeded, so a refused run leaves the artifact and every service untouched. At the cap, the FIC
         the deployed ``component`` (a ``managed_identity.Target``) needs is named as in use, never as one that
-        could go."""
+        could go. For a certificate of an issuer set (``rotating_issuer``: a Trusted Signing key; or an issuer
+        among the known issuing CAs / ``[signing] extra_issuers``) the refusal is :meth:`refuse_issuer_set_cap`.
+        """
         want = desired_fic(self.target, cert, version=version)
         with self.plan.step("fic", want.name, f"checking the FICs on {self.fic.target}"):
             existing = self.fic.list()
             if len(existing) + 1 > entra.FIC_CAP and entra.match_fic(existing, want).exact is None:
                 keep = tuple(keep) + tuple(self.deployed_fics(component))
+                self.refuse_issuer_set_cap(cert, want, existing, keep, version=version,
+                                           rotating_issuer=rotating_issuer)
             return entra.ensure_fic(self.fic, want, apply=False, keep=keep, existing=existing)
+
+    def refuse_issuer_set_cap(self, cert: x509.Certificate, want: entra.Fic, existing: list[entra.Fic],
+                              in_use: tuple[entra.Fic, ...], *, version: int | None = None,
+                              rotating_issuer: bool = False) -> None:
+        """At the cap, for a version-2 CA-issued certificate whose issuing CA changes (production-keys §2(b);
+        :func:`ppmi_build.identity.issuers.issuer_set`): raise PlanRefused (``code="FIC_CAP"``, exit 1) naming
+        the FICs that could go — FICs of this environment and subject for issuers not in the issuer set
+        (current issuer, the known issuing CAs, ``[signing] extra_issuers``), and FICs ppmi-build made for this
+        environment that neither the deployed plug-in nor the issuer set uses — and those that must stay (in use,
+        the issuer set). Returns without raising when no issuer set applies (the generic cap message follows).
+        """
+        from ..errors import PlanRefused
+        from ..identity.dn import dotnet_name
+        from ..identity.fic import dn_hash
+        from ..identity.issuers import issuer_set, known_issuers
+
+        target = self.target
+        v = target.version if version is None else int(version)
+        if v != 2 or cert.issuer == cert.subject:
+            return
+        extra = list(target.settings.signing.extra_issuers or [])
+        issuer_dn, subject_dn = dotnet_name(cert.issuer), dotnet_name(cert.subject)
+        if not rotating_issuer and issuer_dn not in known_issuers() + extra:
+            return
+        members = issuer_set(issuer_dn, subject_dn, tenant_id=target.tenant_id,
+                             environment_id=target.environment_id, cloud=target.cloud, extra=extra)
+        set_values = {(m.issuer, m.subject) for m in members}
+        env_marker, subject_tail = f"/e/{target.environment_id}/", f"/s/{dn_hash(subject_dn)}"
+
+        def used(f: entra.Fic) -> bool:
+            return any(f.same_values(k) for k in in_use)
+
+        in_set = [f for f in existing if (f.issuer, f.subject) in set_values and not used(f)]
+        unknown_issuer = [f for f in existing if env_marker in f.subject and f.subject.endswith(subject_tail)
+                          and (f.issuer, f.subject) not in set_values and not used(f)]
+        stale = [f for f in existing if f.made_by_ppmi and env_marker in f.subject and not used(f)
+                 and f not in in_set and f not in unknown_issuer]
+        parts = []
+        if unknown_issuer:
+            parts.append(f"FICs of {subject_dn} for issuers not in its known issuer set (could go): "
+                         + ", ".join(f.name for f in unknown_issuer))
+        if stale:
+            parts.append("FICs created by ppmi-build for this environment whose certificate is no longer used "
+                         "(could go): " + ", ".join(f.name for f in stale))
+        if not unknown_issuer and not stale:
+            parts.append("no FIC of this environment is known to be unused")
+        must_stay = [f.name for f in existing if used(f)]
+        if must_stay:
+            parts.append(f"in use by the deployed plug-in (must stay): {', '.join(must_stay)}")
+        if in_set:
+            parts.append(f"for the other known issuing CAs of {subject_dn} (keep: the service may switch back): "
+                         + ", ".join(f.name for f in in_set))
+        listed = len(unknown_issuer) + len(stale) + len(must_stay) + len(in_set)
+        if len(existing) > listed:
+            parts.append(f"{len(existing) - listed} other FICs (other environments, subjects or not made by "
+                         "ppmi-build)")
+        raise PlanRefused(
+            f"{self.fic.target} already has {len(existing)} federated identity credentials, Entra's maximum is "
+            f"{entra.FIC_CAP}: adding FIC {want.name} for the new issuer {issuer_dn} of {subject_dn} would exceed "
+            f"it; nothing was signed or changed. {'; '.join(parts)}. Delete one that could go (in the portal, or "
+            f"`ppmi-build rotate --env {target.name} --new-key CURRENT --retire-old --old-fic NAME`), then run again",
+            code="FIC_CAP")
 
     def deployed_fics(self, component: Any) -> list[entra.Fic]:
         """The FIC the plug-in deployed as ``component`` needs (signer of the content Dataverse holds, for the
@@ -749,7 +816,8 @@ def release_steps(run: Run, artifact: Path | str | None, *, password: Any = None
     cert = key.certificate_chain()[0]
     given = Path(artifact) if artifact is not None else None
     _, state, deployed = check_inputs(run, key, given, cert_label=f"signing certificate {key.description}")
-    run.preflight_fic(cert, component=deployed)
+    run.preflight_fic(cert, component=deployed,
+                      rotating_issuer=str(getattr(key, "description", "")).startswith("trustedsigning:"))
     path = run.artifact_path(given)
     art: Any = None
     if path is not None:

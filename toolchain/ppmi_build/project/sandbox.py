@@ -124,3 +124,15 @@ def lint_package(path: Path | str) -> list[str]:
 def lint_artifact(path: Path | str) -> list[str]:
     """:func:`lint_package` for a ``.nupkg``, else :func:`lint_assembly`."""
     return lint_package(path) if str(path).lower().endswith(".nupkg") else lint_assembly(path)
+
+
+def sandbox_warnings(path: Path | str) -> list[str]:
+    """:func:`lint_artifact`, for commands that only warn (``build``, ``register``, ``doctor``): an artifact the
+    lint cannot read gives the one warning ``"{path}: sandbox lint skipped ({why})"`` instead of raising (the
+    command's own reading of the artifact reports it)."""
+    from ..errors import PpmiError
+
+    try:
+        return lint_artifact(path)
+    except PpmiError as e:
+        return [f"{path}: sandbox lint skipped ({e.message})"]
