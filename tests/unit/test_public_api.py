@@ -100,3 +100,28 @@ def test_help_shows_the_api():
     assert res.returncode == 0, res.stderr
     for name in ("Signer", "Verifier", "SignOptions", "VerifyResult", "Problem", "resolve_signing_key", ">>> "):
         assert name in res.stdout, name
+
+
+def test_problem_codes_name_what_verification_found(tmp_path):
+    """A signed assembly changed after signing: our check says AUTHENTICODE_DIGEST_MISMATCH and signify, the
+    independent verifier, says INVALID_DIGEST (code SIGNIFY); the JSON lists both codes beside the texts."""
+    import shutil
+
+    from ppmi_build.identity.certificates import new_dev_certificate
+    from ppmi_build.signing.keys import LocalKey
+
+    key, cert = new_dev_certificate("CN=Contoso Dev", days=30)
+    dll = tmp_path / "Contoso.Demo.Plugins.dll"
+    with ppmi_build.resources.data().joinpath(dll.name).open("rb") as src, open(dll, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    ppmi_build.Signer(LocalKey(private_key=key, chain=[cert])).sign(dll)
+    data = bytearray(dll.read_bytes())
+    data[0x300] ^= 0xFF  # inside the first section: hashed by the authentihash
+    dll.write_bytes(bytes(data))
+    result = ppmi_build.Verifier([cert], use_system_roots=False).verify(dll)
+    codes = [p.code for p in result.problems]
+    assert not result.valid and "AUTHENTICODE_DIGEST_MISMATCH" in codes and "SIGNIFY" in codes
+    signify = next(p for p in result.problems if p.code == "SIGNIFY")
+    assert signify.startswith("signify: INVALID_DIGEST")
+    doc = result.to_json()
+    assert doc["problem_codes"] == codes and doc["problems"] == [str(p) for p in result.problems]

