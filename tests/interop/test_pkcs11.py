@@ -193,10 +193,24 @@ def test_key_uri_errors(cli, token, pin_env, plain_dll, tmp_path, uri, code, fra
     dll = tmp_path / "e.dll"
     shutil.copyfile(plain_dll, dll)
     before = dll.read_bytes()
-    r = cli("sign", dll, "--key", uri, "--no-timestamp")
+    # (a Trusted Signing key must timestamp: a TSA URL that is never reached, since the key fails first)
+    stamp = ["--timestamp-url", "http://127.0.0.1:9/"] if uri.startswith("trustedsigning:") else ["--no-timestamp"]
+    r = cli("sign", dll, "--key", uri, *stamp)
     assert r.exit_code == code, r.stdout + r.stderr
     assert fragment in _one_line(r)
     assert "1234" not in r.stderr and PIN not in r.stderr
+    assert dll.read_bytes() == before
+
+
+def test_a_trusted_signing_key_refuses_no_timestamp_before_anything_is_signed(cli, plain_dll, tmp_path):
+    """Its leaf certificates live 72 hours (production-keys §3): an untimestamped signature would stop verifying
+    then. One line, exit 2, before any signing operation or write."""
+    dll = tmp_path / "e.dll"
+    shutil.copyfile(plain_dll, dll)
+    before = dll.read_bytes()
+    r = cli("sign", dll, "--key", "trustedsigning:https://weu.codesigning.azure.net/acct/prof", "--no-timestamp")
+    assert r.exit_code == 2, r.stdout + r.stderr
+    assert "must be timestamped" in _one_line(r) and "--no-timestamp" in _one_line(r)
     assert dll.read_bytes() == before
 
 

@@ -95,6 +95,23 @@ class ProjectError(BadInput):
     """Scaffolding or project file problem (invalid name, non-empty folder, csproj not XML)."""
 
 
+class BatchSignError(PpmiError):
+    """Some files of a batch ``sign`` were signed and some were not (``ppmi_build.Signer.sign`` with several
+    files). The exit code is the worst of the failed files'.
+
+    Attributes:
+        outcomes: one dict per input, in input order: the ``SignResult.to_json()`` record plus
+            ``"status": "signed"``, or ``{"path", "status": "failed" | "skipped", "error": {message, code,
+            exit_code}}`` (DESIGN.md §3, ``sign --json`` of a partly failed batch).
+        signed_files: the targets that were signed (replaced atomically), in input order.
+    """
+
+    def __init__(self, message: str, *, outcomes: list[dict], signed_files: list[str], exit_code: int):
+        super().__init__(message, exit_code=exit_code)
+        self.outcomes = outcomes
+        self.signed_files = signed_files
+
+
 # --- exit code 1: a check failed ---------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import NoReturn
 
 import click
 
@@ -174,20 +175,31 @@ def run() -> None:  # console-script entry point
     try:
         main(prog_name="ppmi-build")
     except Terminated as t:
+        report_stopped(t)
+
+
+def report_stopped(stop: BaseException, signed: list[str] | None = None) -> NoReturn:
+    """End a run stopped by SIGTERM/SIGHUP (:class:`Terminated`) or Ctrl-C (KeyboardInterrupt) with one line on
+    stderr and 128 + the signal number (130 for Ctrl-C). ``signed``: the files a ``sign`` call had signed before
+    the stop (``ppmi_build.signing.api.SignProgress``), named in the line; None for other commands."""
+    if isinstance(stop, Terminated):
         import signal
 
         try:
-            what = signal.Signals(t.signum).name
+            what = signal.Signals(stop.signum).name
         except ValueError:  # pragma: no cover
-            what = str(t.signum)
-        try:
-            sys.stderr.write(f"error: stopped by {what}; temporary files removed{_signed_note(t)}\n")
-        except Exception:  # pragma: no cover
-            pass
-        exit_stopped(128 + t.signum)
+            what = str(stop.signum)
+        line, code = f"error: stopped by {what}; temporary files removed{_signed_note(signed)}", 128 + stop.signum
+    else:
+        line, code = f"error: interrupted{_signed_note(signed)}", 130
+    try:
+        click.echo(line, err=True)
+    except Exception:  # pragma: no cover - a closed stderr
+        pass
+    exit_stopped(code)
 
 
-def exit_stopped(code: int) -> None:
+def exit_stopped(code: int) -> NoReturn:
     """End a run stopped by SIGTERM/Ctrl-C with ``code`` (128 + the signal number; 130 for Ctrl-C).
 
     Workers of a stopped ``sign`` batch still waiting on the network are daemon threads
@@ -199,10 +211,9 @@ def exit_stopped(code: int) -> None:
     sys.exit(code)
 
 
-def _signed_note(err: BaseException) -> str:
-    """``"; signed before the stop: a.dll, b.dll"`` for an interrupted ``sign`` batch
-    (``signed_files``, set by :func:`ppmi_build.signing.api.sign_files`), else ``""``."""
-    signed = getattr(err, "signed_files", None)
+def _signed_note(signed: list[str] | None) -> str:
+    """``"; signed before the stop: a.dll, b.dll"`` for an interrupted ``sign`` (``signed``: what it signed), ``""``
+    for other commands (None)."""
     if signed is None:
         return ""
     return f"; signed before the stop: {', '.join(signed)}" if signed else "; no file was signed"

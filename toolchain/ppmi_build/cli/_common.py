@@ -84,10 +84,9 @@ def handle_errors(f: F) -> F:
         except PpmiError as err:
             fail(err, bool(kwargs.get("as_json")))
         except KeyboardInterrupt as err:
-            from . import _signed_note, exit_stopped
+            from . import report_stopped
 
-            click.echo(f"error: interrupted{_signed_note(err)}", err=True)
-            exit_stopped(130)
+            report_stopped(err)
 
     return wrapper  # type: ignore[return-value]
 

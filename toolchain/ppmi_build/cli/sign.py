@@ -1,6 +1,6 @@
 """``ppmi-build sign ARTIFACT... --cert PATH``: Authenticode (.dll/.exe) or NuGet (.nupkg) signing.
 
-Thin layer over :func:`ppmi_build.signing.api.sign_files` (DESIGN.md §3). The key: ``--key URI`` or
+Thin layer over :class:`ppmi_build.Signer` and :class:`ppmi_build.SignOptions` (DESIGN.md §3). The key: ``--key URI`` or
 ``--cert PATH``, else the base64 PFX in ``PPMI_PFX_BASE64``, else ``[signing] key`` / ``certificate``
 (``PPMI_CERT``) - :func:`ppmi_build.signing.keys.resolve_signing_key`. Other defaults come from ``ppmi.toml``
 ``[signing]`` and ``PPMI_*`` variables: ``password_env``, ``timestamp_urls`` / ``PPMI_TIMESTAMP_URLS``,
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from ..errors import BatchSignError
+from . import Terminated, report_stopped
 from ._common import emit, handle_errors, json_option, password_options, pasted_text
 from ._keys import key_uri_options_no_key
 
@@ -63,7 +65,8 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
     output = _output_path(output_arg)
     digest = digest or settings.signing.digest
     backend = backend or settings.signing.backend
-    from ..signing.api import BatchSignError, sign_files
+    from ..errors import BatchSignError
+    from ..signing.api import Signer, SignOptions, SignProgress
     from ..signing.keys import PasswordSource, resolve_signing_key
 
     if len(artifacts) > 1 and output is not None and not output.is_dir():
@@ -76,14 +79,17 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
     key = resolve_signing_key(settings, key=key_path, cert=cert_path, password=password, pin_env=pin_env,
                               cert_chain=cert_chain)
 
+    options = SignOptions(timestamp_urls=tuple(urls), digest=digest, backend=backend, overwrite=overwrite,
+                          sign_contents=sign_contents, program_name=program_name, program_url=program_url,
+                          tool_env=tool_env, file_hashes=as_json)
+    progress = SignProgress()
     try:
-        results = sign_files(
-            list(artifacts), key, output=output, timestamp_urls=urls, digest=digest, program_name=program_name,
-            program_url=program_url, backend=backend, overwrite=overwrite, sign_contents=sign_contents,
-            tool_env=tool_env, file_hashes=as_json,
-        )
+        results = Signer(key).sign(list(artifacts), output, options, progress=progress)
     except BatchSignError as err:  # some files signed, some not: report each one (exit = worst code)
         _report_batch(err, as_json)
+    except (KeyboardInterrupt, Terminated) as stop:  # the message names the files signed before the stop
+        signed = [str(p) for p in progress.signed_files()]
+        report_stopped(stop, signed if signed or len(artifacts) > 1 else None)  # one file: "interrupted" says it
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
 
 
@@ -101,7 +107,7 @@ def _output_path(raw: str | None) -> Path | None:
     return Path(raw)
 
 
-def _report_batch(err, as_json: bool) -> None:
+def _report_batch(err: BatchSignError, as_json: bool) -> None:
     """Print each file's outcome of a partly failed batch, then exit with the worst code."""
     import sys
 

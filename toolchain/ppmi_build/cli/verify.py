@@ -1,5 +1,6 @@
 """``ppmi-build verify ARTIFACT... [--trusted-root PEM]...``: check Authenticode / NuGet signatures.
 
+Thin layer over :class:`ppmi_build.Verifier`.
 Exit code 0 when every artifact is signed and valid, 1 when any is not (DESIGN.md §3). Each input
 gets its own result: a file that cannot be verified at all (missing, not a PE/zip, a FIFO) is
 reported with ``valid: false`` and an ``error`` record, the others keep theirs, and the exit code is
@@ -28,19 +29,19 @@ def verify(artifacts: tuple[Path, ...], trusted_roots: tuple[Path, ...], as_json
     Exit 0: all valid; 1: any invalid, unsigned or unreadable; 2: no input could be read at all.
     """
     from ..errors import PpmiError
-    from ..signing.api import verify_file
-    from ..signing.chain import load_trusted_roots
-    from ..signing.results import VerifyResult, kind_of
+    from ..signing.api import Verifier
+    from ..signing.results import Problem, VerifyResult, kind_of
 
-    roots = load_trusted_roots(trusted_roots)
+    verifier = Verifier(trusted_roots)
     results: list[VerifyResult] = []
     errors: dict[int, PpmiError] = {}
     for a in artifacts:
         try:
-            results.append(verify_file(a, trusted_roots=roots))
+            results.append(verifier.verify(a))
         except PpmiError as e:  # this file is unusable; the others keep their results
             errors[len(results)] = e
-            results.append(VerifyResult(path=a, kind=kind_of(a), signed=False, valid=False, problems=[e.message]))
+            results.append(VerifyResult(path=a, kind=kind_of(a), signed=False, valid=False,
+                                        problems=[Problem(e.code or "UNUSABLE", e.message)]))
             click.echo(f"error: {e.message}", err=True)
 
     def record(i: int, r: VerifyResult) -> dict:

