@@ -16,6 +16,7 @@ message from a server response or a subprocess output must pass it through
 from __future__ import annotations
 
 import re
+from typing import Any
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -30,9 +31,12 @@ class PpmiError(Exception):
         message: one line, names the input and the fix.
         exit_code: process exit code for the CLI (1, 2 or 3).
         code: optional machine-readable code (e.g. ``"NU3008"``, ``"0x80040216"``).
+        partial: what a multi-step operation had done before it failed (a pipeline's
+            :class:`~ppmi_build.pipeline.plan.Plan`), so the caller can still report it; None otherwise.
     """
 
     exit_code: int = EXIT_BAD_INPUT
+    partial: Any = None
 
     def __init__(self, message: str, *, code: str | None = None, exit_code: int | None = None):
         message = " ".join(str(message).split())  # always one line

@@ -18,13 +18,13 @@ from ._keys import key_uri_options
 def run_pipeline(as_json: bool, fn: Callable[[], Any]) -> None:
     """Run a pipeline function returning a :class:`ppmi_build.pipeline.plan.Plan` and print it.
 
-    On a :class:`PpmiError` that carries the partial plan (``err.plan``) the document still lists the actions
+    On a :class:`PpmiError` that carries the partial plan (``err.partial``) the document still lists the actions
     done so far, plus ``"error": {message, code, exit_code}``; the exit code is the error's (DESIGN.md §3).
     """
     try:
         plan = fn()
     except PpmiError as err:
-        partial = getattr(err, "plan", None)
+        partial = err.partial
         if partial is None:
             raise
         click.echo(f"error: {err.message}", err=True)

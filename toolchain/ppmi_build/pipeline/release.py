@@ -754,8 +754,9 @@ def _component_of(reg: Any) -> Any:
 
 
 def attach(err: PpmiError, plan: Plan) -> PpmiError:
-    """Attach the plan to an error so the CLI can still print the actions done before it."""
-    err.plan = plan  # type: ignore[attr-defined]
+    """Record the plan on the error (:attr:`PpmiError.partial`) so the CLI can still print the actions done
+    before it."""
+    err.partial = plan
     return err
 
 
