@@ -194,7 +194,7 @@ def test_failure_before_bind_after_new_content_rolls_back(emulator, setup, pki):
     with pytest.raises(ServiceError) as e:
         run_rotate("dev", pki.leaf.pfx, dll, start=proj, progress=progress)
     assert armed and e.value.exit_code == 3 and "rolled back" in e.value.message
-    actions = e.value.plan.to_json()["actions"]
+    actions = e.value.partial.to_json()["actions"]
     assert ("pluginassembly", "updated") in [(a["kind"], a["status"]) for a in actions]  # new content went in
     assert_rolled_back(emulator, dll, old_held, old_local, old_subject, actions)
 

@@ -140,7 +140,7 @@ def test_failed_verification_sets_the_version_back(emulator, v0_plugin):  # noqa
     with pytest.raises(ServiceError) as e:
         run_upgrade("dev", 2, start=proj, progress=progress)
     assert armed and "set back to null" in e.value.message
-    st = {(a["kind"], a["status"]) for a in e.value.plan.to_json()["actions"]}
+    st = {(a["kind"], a["status"]) for a in e.value.partial.to_json()["actions"]}
     assert ("rollback", "rolled-back") in st and ("fic", "rolled-back") in st
     assert emulator.rows("managedidentity")[0]["version"] is None
     emulator.clear_faults()
