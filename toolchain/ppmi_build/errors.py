@@ -171,6 +171,11 @@ class AuthError(ServiceError):
     """401/403 or no usable credentials."""
 
 
+class SigningCertificateChanged(ServiceError):
+    """A signing service answered each sign operation of one signature with another certificate than the one the
+    signed attributes were built for (a key whose certificate changes between operations: Trusted Signing)."""
+
+
 class TransportFailure(ServiceError):
     """An HTTP request failed in transport (connection refused or reset, timeout) after the retries the policy
     allows (:meth:`ppmi_build.http.RetryPolicy.run`). Clients catch it and raise their own service error.

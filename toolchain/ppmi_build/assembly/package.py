@@ -55,6 +55,36 @@ _ENCRYPTED = 0x1  # general purpose bit flag bit 0 (APPNOTE §4.4.4)
 _MiB = 1024 * 1024
 
 
+#: inflated bytes a nuspec may have (:mod:`ppmi_build.assembly.nupkg_rules`, rule 5)
+NUSPEC_SIZE_LIMIT = 1024 * 1024
+
+
+def parse_nuspec(data: bytes, where: str) -> Any:
+    """The nuspec's root element, parsed safely (rule 5).
+
+    Raises:
+        PackageFormatError: a DOCTYPE (DTD, entities), not well-formed XML.
+    """
+    from lxml import etree
+
+    doctype = "<!DOCTYPE"
+    if any(doctype.encode(enc) in data for enc in ("utf-8", "utf-16-le", "utf-16-be")):
+        raise PackageFormatError(f"{where} has a <!DOCTYPE> (a DTD, which can declare entities that expand: "
+                                 "'billion laughs'); a nuspec has none: rebuild the package")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                             huge_tree=False)
+    try:
+        root = etree.fromstring(data, parser=parser)
+    except etree.XMLSyntaxError as e:
+        raise PackageFormatError(f"{where} is not valid XML ({' '.join(str(e).split())}); rebuild the package") \
+            from None
+    doc = root.getroottree().docinfo
+    if doc.doctype or doc.internalDTD is not None or doc.externalDTD is not None:  # another encoding
+        raise PackageFormatError(f"{where} has a <!DOCTYPE> (a DTD, which can declare entities that expand: "
+                                 "'billion laughs'); a nuspec has none: rebuild the package")
+    return root
+
+
 def entry_key(name: str) -> str:
     """The form in which two entry paths count as the same file: NuGet.org's duplicate-entry check
     (NuGetGallery ``PackageValidationHelper.HasDuplicatedEntries``: ``FileNameHelper.GetZipEntryPath`` turns
@@ -236,8 +266,6 @@ def read_package(data: bytes, *, label: str = "package", skip_non_assemblies: bo
             an encrypted entry, duplicate entry paths (NU5050), a damaged entry or one over the inflate limits
             (:func:`check_entries`, :func:`iter_entry`; messages name ``{label}!{entry}``).
     """
-    from lxml import etree
-
     with open_package(io.BytesIO(data), label) as zf:
         infos = zf.infolist()
         names = [i.filename for i in infos]
@@ -247,11 +275,8 @@ def read_package(data: bytes, *, label: str = "package", skip_non_assemblies: bo
         if len(nuspecs) > 1:
             raise PackageFormatError(f"{label} has {len(nuspecs)} .nuspec files at its root ({', '.join(nuspecs)}); "
                                      "NuGet expects exactly one: repack the package")
-        try:
-            parser = etree.XMLParser(resolve_entities=False, no_network=True)
-            root = etree.fromstring(read_entry(zf, zf.getinfo(nuspecs[0]), label), parser=parser)
-        except etree.XMLSyntaxError as e:
-            raise PackageFormatError(f"{label}: {nuspecs[0]} is not valid XML ({e})") from None
+        root = parse_nuspec(read_entry(zf, zf.getinfo(nuspecs[0]), label, limit=NUSPEC_SIZE_LIMIT),
+                            f"{label}!{nuspecs[0]}")  # no DTD, no entity expansion
         meta = {_local(el.tag): (el.text or "").strip()
                 for md in root if _local(md.tag) == "metadata" for el in md if _local(el.tag)}
         pkg_id, version = meta.get("id"), meta.get("version")

@@ -144,6 +144,11 @@ def load_artifact(path: Path | str, *, kind: str | None = None, unique_name: str
                            "plug-in assemblies without one: sign it with a .snk key at build time "
                            "(`ppmi-build snk`, <SignAssembly>) or register a plug-in package instead")
         return Artifact(path, kind, data, assembly=ident, unique_name=ident.name)
+    import io
+
+    from ..assembly.nupkg_rules import check_package
+
+    check_package(io.BytesIO(data), path.name)  # the rules sign and verify apply too
     info = read_package(data, label=path.name)
     return Artifact(path, kind, data, package=info, unique_name=unique_name or info.id)
 

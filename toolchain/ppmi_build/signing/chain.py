@@ -27,6 +27,19 @@ class ChainError(ValueError):
     """The chain could not be built or validated; ``str()`` is a one-line reason."""
 
 
+def certificate_label(cert: x509.Certificate) -> str:
+    """The certificate's subject as .NET renders it (``X509Certificate2.Subject``), read from the DER of the
+    TBSCertificate, so a name cryptography cannot parse (a T61String with 8-bit bytes, a BIT STRING attribute) is
+    still named; ``serial <hex>`` when even that fails."""
+    from ..errors import PpmiError
+    from ..identity.dn import certificate_subject
+
+    try:
+        return certificate_subject(cert)
+    except (PpmiError, ValueError):
+        return f"serial {cert.serial_number:x}"
+
+
 def verify_chain(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
@@ -57,9 +70,9 @@ def verify_chain(
     if leaf in trusted:
         # a trusted self-signed (or directly trusted) leaf: still check its time and EKU
         if not (leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc):
-            raise ChainError(f"the certificate {leaf.subject.rfc4514_string()} is not valid at {at.isoformat()}")
+            raise ChainError(f"the certificate {certificate_label(leaf)} is not valid at {at.isoformat()}")
         if eku is not None and not _has_eku(leaf, eku):
-            raise ChainError(f"the certificate {leaf.subject.rfc4514_string()} lacks the {eku._name} EKU")
+            raise ChainError(f"the certificate {certificate_label(leaf)} lacks the {eku._name} EKU")
         return [leaf]
 
     def ee_check(policy, cert, ext) -> None:  # noqa: ANN001 - callback signature from cryptography
@@ -79,9 +92,9 @@ def verify_chain(
         msg = str(e)
         if "candidates exhausted" in msg:
             msg = "no path to a trusted root (missing intermediate or untrusted root)"
-        raise ChainError(f"{leaf.subject.rfc4514_string()}: {msg}") from None
+        raise ChainError(f"{certificate_label(leaf)}: {msg}") from None
     except ValueError as e:
-        raise ChainError(f"{leaf.subject.rfc4514_string()}: {e}") from None
+        raise ChainError(f"{certificate_label(leaf)}: {e}") from None
     return list(verified.chain)
 
 

@@ -265,6 +265,39 @@ def _content_type_oid(content_type: str) -> str:
     return acms.ContentType(content_type).dotted
 
 
+#: sign operations one :func:`build_signed_data` call may make with a key that answers each operation with its
+#: own chain (Trusted Signing): the leaf the caller read is asked for twice (a service alternating between
+#: issuing CAs comes back to it); after that the service's current leaf is taken, and signed attributes that name
+#: the leaf are built for it again, until an operation is answered by the leaf they name
+LEAF_ATTEMPTS = 4
+
+
+def is_self_issued(cert: x509.Certificate) -> bool:
+    """Whether the certificate's issuer Name equals its subject Name, compared as DER bytes from the
+    TBSCertificate (RFC 5280 §3.2 "self-issued"; :func:`ppmi_build.identity.dn.certificate_name_ders`), so a
+    name cryptography cannot parse (a T61String with 8-bit bytes, a BIT STRING attribute: both read by .NET)
+    does not raise.
+
+    Raises:
+        BadInput: the TBSCertificate does not have the RFC 5280 layout.
+    """
+    from ..identity.dn import certificate_name_ders
+
+    issuer, subject = certificate_name_ders(cert)
+    return issuer == subject
+
+
+def _embedded(chain: Sequence[x509.Certificate], include_root: bool) -> list[x509.Certificate]:
+    """The certificates a SignedData carries for ``chain`` (leaf first): all of them, or without self-issued
+    certificates other than the leaf (a root is found by the verifier, as SignTool leaves it out)."""
+    leaf = chain[0]
+    return [c for c in chain if include_root or c is leaf or not is_self_issued(c)]
+
+
+def _same_certificate(a: x509.Certificate, b: x509.Certificate) -> bool:
+    return cert_der(a) == cert_der(b)
+
+
 def build_signed_data(
     *,
     content_type: str,
@@ -277,8 +310,16 @@ def build_signed_data(
     signature_algorithm: str = "rsassa_pkcs1v15",
     unsigned_attrs_for: Callable[[bytes], list] | None = None,
     certificates: list[x509.Certificate] | None = None,
+    signed_attrs_for: Callable[[x509.Certificate], list] | None = None,
+    include_root: bool = False,
 ) -> bytes:
     """Build and sign a CMS ``ContentInfo(signedData)`` with one SignerInfo.
+
+    The signer certificate (the SignerInfo ``sid``) and the embedded certificates are those of the key: when
+    the key has ``sign_digest_with_chain(digest, algorithm) -> (signature, chain)`` (a key whose certificate
+    can change between two operations: :class:`~ppmi_build.signing.keys.trusted_signing.TrustedSigningKey`,
+    issue-11 rule "embed the chain returned by the same operation"), they come from the chain returned *with
+    the signature*; otherwise from ``key.certificate_chain()``.
 
     Args:
         content_type: ``"data"`` or a dotted OID such as ``"1.3.6.1.4.1.311.2.1.4"``
@@ -289,51 +330,97 @@ def build_signed_data(
             (Authenticode: hash of the SpcIndirectDataContent *contents* octets, RFC 2315 §9.3,
             signing-spec §1.5; NuGet: hash of the content bytes).
         extra_signed_attrs: :class:`asn1crypto.cms.CMSAttribute` values (or their DER) besides
-            contentType and messageDigest (see :func:`attribute`).
+            contentType and messageDigest (see :func:`attribute`) that do not depend on the signer.
         key: the :class:`~ppmi_build.signing.keys.KeySource` that signs the digest.
         digest: ``sha256`` | ``sha384`` | ``sha512`` (digestAlgorithm and the hash of the signed
             attributes).
         sid: ``"issuer_and_serial_number"`` (SignerInfo v1, SignedData v1) or
-            ``"subject_key_identifier"`` (v3/v3; the leaf must carry an SKI extension).
+            ``"subject_key_identifier"`` (v3/v3; the leaf must carry an SKI extension) or ``"auto"``: the SKI
+            when the signing leaf has one, else issuer and serial (NuGet, signing-spec §2.3).
         signature_algorithm: ``"rsassa_pkcs1v15"`` (rsaEncryption, as SignTool) or
             ``"sha256_rsa"``/``"sha384_rsa"``/``"sha512_rsa"``.
         unsigned_attrs_for: called with the signature value (bytes); returns unsigned attributes
             (e.g. the RFC 3161 timestamp token attribute).
-        certificates: certificates to embed; default ``key.certificate_chain()`` without a
-            self-signed root (unless the signer itself is self-signed).
+        certificates: certificates to embed instead of the signer's chain (only for keys without
+            ``sign_digest_with_chain``, whose chain is known before signing).
+        signed_attrs_for: called with the leaf; returns the signed attributes that depend on it (NuGet's
+            signing-certificate-v2, RFC 5035). With ``sign_digest_with_chain``, they are first built for the leaf
+            ``key.certificate_chain()`` gives (the one the caller read); an operation answered by another leaf
+            is repeated once, then the attributes are built for the leaf the service answered with and signed
+            again, at most :data:`LEAF_ATTEMPTS` operations in all. Without signed attributes that name the
+            leaf, the second operation's signature is kept with its own chain whatever its leaf.
+        include_root: embed every certificate of the chain, the self-signed root too (NuGet's
+            ``CreateCmsSigner`` adds the chain it built); default: leave self-issued certificates other than
+            the leaf out (SignTool).
     Returns:
         DER bytes of ``ContentInfo { signedData, [0] EXPLICIT SignedData }``.
     Raises:
         ValueError: unknown ``sid``/``signature_algorithm``, or SKI requested but missing.
         BadInput: unsupported ``digest``.
+        SigningCertificateChanged (exit 3): :data:`LEAF_ATTEMPTS` operations were each answered by another
+            certificate than the one the signed attributes name.
     """
-    if sid not in ("issuer_and_serial_number", "subject_key_identifier"):
+    from ..errors import SigningCertificateChanged
+
+    if sid not in ("issuer_and_serial_number", "subject_key_identifier", "auto"):
         raise ValueError(f"unknown sid choice {sid!r}")
     if signature_algorithm not in SIGNATURE_OIDS:
         raise ValueError(f"unsupported signature algorithm {signature_algorithm!r}")
     alg = hash_algorithm(digest)
     digest_name = alg.name  # "sha256" ...
-    chain = key.certificate_chain()
-    leaf = chain[0]
-    if certificates is None:
-        certificates = [c for c in chain if c.subject != c.issuer or c is leaf]
-    leaf_der = leaf.public_bytes(serialization.Encoding.DER)
-
+    sign_with_chain = getattr(key, "sign_digest_with_chain", None)
+    if sign_with_chain is not None and certificates is not None:
+        raise ValueError("certificates cannot be given for a key that returns the chain with each signature")
     ct_oid = _content_type_oid(content_type)
-    attrs = sorted_attributes([
+    fixed = [
         attribute_der(CONTENT_TYPE_ATTR_OID, oid_der(ct_oid)),
         attribute_der(MESSAGE_DIGEST_ATTR_OID, der_tlv(0x04, bytes(message_digest))),
         *extra_signed_attrs,
-    ])
-    attrs_bytes = b"".join(der(a) for a in attrs)
-    to_sign = der_tlv(0x31, attrs_bytes)  # what is hashed and signed (RFC 5652 §5.4)
-    signature = key.sign_digest(hashlib.new(digest_name, to_sign).digest(), alg)
+    ]
 
-    if sid == "subject_key_identifier":
+    def signed_attrs(for_leaf: x509.Certificate) -> bytes:
+        leaf_attrs = signed_attrs_for(for_leaf) if signed_attrs_for is not None else []
+        return b"".join(der(a) for a in sorted_attributes([*fixed, *leaf_attrs]))
+
+    if sign_with_chain is None:  # one fixed chain: one signature
+        chain = key.certificate_chain()
+        attrs_bytes = signed_attrs(chain[0])
+        signature = key.sign_digest(hashlib.new(digest_name, der_tlv(0x31, attrs_bytes)).digest(), alg)
+    else:
+        # the chain comes with each signature; prefer the leaf the caller read (and may have checked or shown)
+        target = key.certificate_chain()[0]
+        attrs_bytes = signed_attrs(target)
+        answered: list[x509.Certificate] = []
+        for attempt in range(LEAF_ATTEMPTS):
+            to_sign = hashlib.new(digest_name, der_tlv(0x31, attrs_bytes)).digest()  # RFC 5652 §5.4
+            signature, chain = sign_with_chain(to_sign, alg)
+            answered.append(chain[0])
+            if _same_certificate(chain[0], target):
+                break
+            if attempt >= 1:  # twice another leaf: the service has moved on to it
+                if signed_attrs_for is None:
+                    break  # nothing signed names the leaf: this signature and its own chain go together
+                target = chain[0]
+                attrs_bytes = signed_attrs(target)
+        else:
+            serials = ", ".join(f"{c.serial_number:x}" for c in answered)
+            raise SigningCertificateChanged(
+                f"{key.description}: {LEAF_ATTEMPTS} sign operations were each answered by another certificate than "
+                f"the one the signed attributes name (serials {serials}); the service's signing certificate keeps "
+                "changing: run the command again later")
+    leaf = chain[0]
+    if certificates is None:
+        certificates = _embedded(chain, include_root)
+    leaf_der = cert_der(leaf)
+
+    ski: bytes | None = None
+    if sid != "issuer_and_serial_number":
         try:
             ski = leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
         except x509.ExtensionNotFound:
-            raise ValueError("the signing certificate has no SubjectKeyIdentifier extension") from None
+            if sid == "subject_key_identifier":
+                raise ValueError("the signing certificate has no SubjectKeyIdentifier extension") from None
+    if ski is not None:
         sid_der = der_tlv(0x80, ski)  # subjectKeyIdentifier [0] IMPLICIT SubjectKeyIdentifier
         version = 3
     else:

@@ -13,6 +13,9 @@ from pathlib import Path
 from ..errors import InputFileError
 
 TEMP_MARK = ".ppmi-tmp-"
+#: seconds since its last write after which a temp file of an earlier run counts as stale (when no live process
+#: has it open, see :func:`remove_stale_temps`)
+STALE_TEMP_AGE = 60.0
 
 
 def kind_of(path: Path | str) -> str:
@@ -126,9 +129,85 @@ def _read_only_fs(folder: Path) -> bool:
         return False
 
 
+def _open_by_a_process(paths: set[str]) -> set[str]:
+    """Those of ``paths`` some process holds open (Linux: the ``/proc/PID/fd`` links; processes whose descriptors
+    this user cannot read are not seen). Empty where ``/proc`` does not exist."""
+    found: set[str] = set()
+    try:
+        pids = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        try:
+            with os.scandir(f"/proc/{pid}/fd") as fds:
+                for fd in fds:
+                    try:
+                        link = os.readlink(fd.path)
+                    except OSError:
+                        continue
+                    if link in paths:
+                        found.add(link)
+        except OSError:
+            continue
+    return found
+
+
+def remove_stale_temps(target: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the temp files an interrupted earlier run (SIGKILL, power loss) left beside ``target``, and say so
+    on stderr (``note: removed …``).
+
+    A file is stale when its name is ``.<target name>.ppmi-tmp-`` + 8 hex digits (:func:`_new_temp`), it is a
+    regular file last written more than :data:`STALE_TEMP_AGE` seconds ago, and no process has it open
+    (``/proc/*/fd``, :func:`_open_by_a_process`): a run that is still signing holds its temp file open until
+    the rename, even while it waits for a timestamp server. Files that cannot be removed are left alone.
+
+    Returns:
+        the files removed.
+    """
+    import sys
+    import time
+
+    prefix = f".{target.name}{TEMP_MARK}"
+    now = time.time() if now is None else now
+    old: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return []
+    for e in entries:
+        tail = e.name[len(prefix):]
+        if not (e.name.startswith(prefix) and len(tail) == 8 and all(c in "0123456789abcdef" for c in tail)):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TEMP_AGE:
+            old.append(Path(e.path))
+    if not old:
+        return []
+    held = _open_by_a_process({os.path.abspath(p) for p in old})
+    removed = []
+    for p in old:
+        if os.path.abspath(p) in held:
+            continue
+        try:
+            os.unlink(p)
+        except OSError:
+            continue
+        removed.append(p)
+    if removed:
+        print(f"note: removed {len(removed)} stale temporary file(s) of {target.name} left by an interrupted run "
+              f"(older than {STALE_TEMP_AGE:g} s, open in no process): {', '.join(p.name for p in removed)}",
+              file=sys.stderr)
+    return removed
+
+
 def _new_temp(target: Path) -> tuple[int, Path]:
     """``.<name>.ppmi-tmp-XXXXXXXX`` beside ``target``, created exclusively with mode 0600 (like
-    ``tempfile.mkstemp``, without importing tempfile at start-up)."""
+    ``tempfile.mkstemp``, without importing tempfile at start-up). Stale temp files of ``target`` left by an
+    interrupted run are removed first (:func:`remove_stale_temps`)."""
+    remove_stale_temps(target)
     for _ in range(100):
         tmp = target.parent / f".{target.name}{TEMP_MARK}{os.urandom(4).hex()}"
         try:

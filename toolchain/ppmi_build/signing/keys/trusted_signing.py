@@ -16,13 +16,17 @@ Protocol (production-keys §2(b); jsign ``AzureTrustedSigningService``, dotnet/s
 **The leaf changes every day** (certificates "are renewed daily and are valid for only 72 hours") and the issuing
 CA can differ between two calls (``Microsoft ID Verified CS EOC CA 0n`` / ``AOC CA 0n``). So the chain to embed is
 the one returned *with the signature*, and the signature is checked against that operation's leaf here.
-:meth:`TrustedSigningKey.sign_digest_with_chain` gives both; a CMS builder that uses it never embeds a certificate
-of another operation. :meth:`TrustedSigningKey.certificate_chain` (what a builder calls *before* signing, e.g. for
-NuGet's signing-certificate-v2 attribute) is the chain of the first operation of this key source (a probe
-operation over a fixed digest when nothing was signed yet, as jsign does); :meth:`TrustedSigningKey.sign_digest`
-(the plain :class:`~ppmi_build.signing.keys.KeySource` method) returns a signature made by *that* chain's leaf:
-an operation answered by another certificate is repeated (at most :data:`MATCH_ATTEMPTS` operations) and then
-refused with one line, never returned.
+:meth:`TrustedSigningKey.sign_digest_with_chain` gives both, and the CMS builder
+(:func:`ppmi_build.signing.cms.build_signed_data`) uses it: the SignerInfo's signer and the embedded certificates
+come from the operation that made the signature. It asks twice for the leaf the caller read (a service alternating
+issuing CAs comes back to it), then takes the service's current leaf, building attributes that name the leaf
+(NuGet's signing-certificate-v2) again for it (bounded: ``cms.LEAF_ATTEMPTS`` operations).
+:meth:`TrustedSigningKey.certificate_chain` (what a caller reads before or after signing: certificate checks, the
+post-sign check that the output is signed by "the key's" leaf) is the chain of the latest operation of the calling
+thread, else of the latest operation of this key source, else of a probe operation over a fixed digest (as jsign
+does); so after a signature, the thread that made it sees the chain it embedded. :meth:`TrustedSigningKey.sign_digest`
+(the plain :class:`~ppmi_build.signing.keys.KeySource` method, for a caller that embeds the chain it read before)
+makes one operation and refuses, with one line, a signature by another leaf than the one that caller saw.
 
 A 72-hour certificate cannot verify a signature once it expires unless an RFC 3161 timestamp proves the signing
 time, so :attr:`TrustedSigningKey.requires_timestamp` is True: callers refuse ``--no-timestamp`` with this source.
@@ -51,7 +55,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from ...errors import AuthError, ConfigError, ServiceError, SignatureInvalid, TransportFailure, redact
+from ...errors import (
+    AuthError,
+    ConfigError,
+    ServiceError,
+    SignatureInvalid,
+    SigningCertificateChanged,
+    TransportFailure,
+    redact,
+)
 from .uri import TrustedSigningUri
 
 #: the data-plane API version every published client uses (jsign, Azure.CodeSigning.Sdk; production-keys §2(b))
@@ -64,8 +76,6 @@ POLL_INTERVAL_ENV = "PPMI_TRUSTED_SIGNING_POLL_INTERVAL"
 #: seconds an operation may stay ``InProgress`` before it is given up (``PPMI_TRUSTED_SIGNING_TIMEOUT``)
 TIMEOUT_DEFAULT = 300.0
 TIMEOUT_ENV = "PPMI_TRUSTED_SIGNING_TIMEOUT"
-#: operations tried for one :meth:`TrustedSigningKey.sign_digest` call whose leaf must be the pinned one
-MATCH_ATTEMPTS = 4
 #: hash algorithm name -> ``signatureAlgorithm`` (RSASSA-PKCS1-v1_5, RFC 7518 §3.3 names)
 ALGORITHMS = {"sha256": "RS256", "sha384": "RS384", "sha512": "RS512"}
 #: operation states (production-keys §2(b)); anything else is treated as still running
@@ -132,7 +142,8 @@ def order_chain(certs: list[x509.Certificate]) -> list[x509.Certificate]:
 class TrustedSigningKey:
     """A :class:`~ppmi_build.signing.keys.KeySource` backed by a Trusted Signing certificate profile.
 
-    Use :func:`open_key`. Thread-safe: one HTTP client and one pinned chain serve a parallel batch.
+    Use :func:`open_key`. Thread-safe: one HTTP client serves a parallel batch; each thread sees the chain of its
+    own latest operation (:meth:`certificate_chain`).
 
     Attributes:
         requires_timestamp: True: the leaf lives 72 hours, so every signature must be timestamped.
@@ -161,7 +172,8 @@ class TrustedSigningKey:
         self._sleep = sleep
         self._clock = clock
         self._lock = threading.Lock()
-        self._pinned: list[x509.Certificate] | None = None
+        self._latest: list[x509.Certificate] | None = None  # chain of the latest operation of any thread
+        self._thread = threading.local()  # .chain: chain of the latest operation of this thread
         self.operations: list[tuple[str, x509.Certificate]] = []
 
     # --- KeySource --------------------------------------------------------------------------------------
@@ -174,39 +186,34 @@ class TrustedSigningKey:
         return self.certificate_chain()[0]
 
     def certificate_chain(self) -> list[x509.Certificate]:
-        """The chain of the first operation of this source (leaf first); a probe operation over
-        :data:`PROBE_DIGEST` gets it when nothing was signed yet. Raises as :meth:`sign_digest_with_chain`."""
+        """The chain (leaf first) of the latest operation of the calling thread, else of the latest operation of
+        this source, else of a probe operation over :data:`PROBE_DIGEST`. Raises as :meth:`sign_digest_with_chain`."""
+        mine = getattr(self._thread, "chain", None)
+        if mine is not None:
+            return list(mine)
         with self._lock:
-            if self._pinned is not None:
-                return list(self._pinned)
-        self.sign_digest_with_chain(PROBE_DIGEST, hashes.SHA256())
-        with self._lock:
-            assert self._pinned is not None
-            return list(self._pinned)
+            latest = self._latest
+        if latest is not None:
+            return list(latest)
+        return self.sign_digest_with_chain(PROBE_DIGEST, hashes.SHA256())[1]
 
     def sign_digest(self, digest: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
-        """A signature of ``digest`` made by the leaf :meth:`certificate_chain` returns (the one a builder
-        embeds when it does not use :meth:`sign_digest_with_chain`).
+        """A signature of ``digest`` by the leaf :meth:`certificate_chain` gave the calling thread (one operation).
 
         Raises:
-            ServiceError (exit 3): every one of :data:`MATCH_ATTEMPTS` operations was answered by another
-                certificate (the profile's certificate was renewed, or the service alternates issuing CAs);
-                and the errors of :meth:`sign_digest_with_chain`.
+            SigningCertificateChanged (exit 3): the operation was answered by another certificate (the profile's
+                certificate was renewed, or the service alternates issuing CAs): a caller embedding the chain it
+                read before would name the wrong signer; the CMS builder uses :meth:`sign_digest_with_chain`.
+            And the errors of :meth:`sign_digest_with_chain`.
         """
-        pinned = self.certificate_chain()[0]
-        other: x509.Certificate | None = None
-        for _ in range(MATCH_ATTEMPTS):
-            signature, chain = self.sign_digest_with_chain(digest, algorithm)
-            if chain[0] == pinned:
-                return signature
-            other = chain[0]
-        with self._lock:
-            self._pinned = None  # the next file starts from the service's current certificate
-        assert other is not None
-        raise ServiceError(
-            f"{self.uri.text}: {MATCH_ATTEMPTS} sign operations were answered by another certificate "
-            f"(serial {other.serial_number:x}, issuer {other.issuer.rfc4514_string()}) than the one this run "
-            "embeds; the profile's certificate changed meanwhile: run the command again")
+        expected = self.certificate_chain()[0]
+        signature, chain = self.sign_digest_with_chain(digest, algorithm)
+        if chain[0] != expected:
+            raise SigningCertificateChanged(
+                f"{self.uri.text}: the sign operation was answered by another certificate (serial "
+                f"{chain[0].serial_number:x}) than the one read before (serial {expected.serial_number:x}); the "
+                "profile's certificate changed meanwhile: run the command again")
+        return signature
 
     def sign_digest_with_chain(self, digest: bytes, algorithm: hashes.HashAlgorithm
                                ) -> tuple[bytes, list[x509.Certificate]]:
@@ -269,9 +276,9 @@ class TrustedSigningKey:
                                    "written; report it to the service") from None
         chain = chain + [c for c in self._extra if c not in chain]
         with self._lock:
-            if self._pinned is None:
-                self._pinned = list(chain)
+            self._latest = list(chain)
             self.operations.append((operation, leaf))
+        self._thread.chain = list(chain)
         return signature, chain
 
     def close(self) -> None:

@@ -136,15 +136,11 @@ def build_author_signature(content: bytes, key: KeySource, *, digest: str = "sha
 
     Raises:
         TimestampError: every TSA failed (exit 3).
+        SigningCertificateChanged: a key answering each operation with its own chain changed its certificate at
+            every try (:func:`ppmi_build.signing.cms.build_signed_data`).
     """
-    chain = key.certificate_chain()
-    leaf = chain[0]
     name = hash_algorithm(digest).name
-    try:
-        leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        sid = "subject_key_identifier"
-    except x509.ExtensionNotFound:
-        sid = "issuer_and_serial_number"
+    when = (signing_time or _dt.datetime.now(_dt.UTC)).astimezone(_dt.UTC).replace(microsecond=0)
 
     unsigned_for = None
     if timestamp_urls:
@@ -160,11 +156,14 @@ def build_author_signature(content: bytes, key: KeySource, *, digest: str = "sha
         content_type="data",
         encap_content=content,
         message_digest=hashlib.new(name, content).digest(),
-        extra_signed_attrs=author_signed_attributes(leaf, name, signing_time),
+        extra_signed_attrs=[],
+        # signing-certificate-v2 names the leaf: built for the leaf of the operation that signs (a Trusted
+        # Signing leaf can change between two operations; cms.build_signed_data)
+        signed_attrs_for=lambda leaf: author_signed_attributes(leaf, name, when),
         key=key,
         digest=name,
-        sid=sid,
+        sid="auto",  # the SKI when the leaf has one (signing-spec §2.3)
         signature_algorithm="rsassa_pkcs1v15",
         unsigned_attrs_for=unsigned_for,
-        certificates=chain,  # CreateCmsSigner adds every certificate of the chain it built
+        include_root=True,  # CreateCmsSigner adds every certificate of the chain it built
     )

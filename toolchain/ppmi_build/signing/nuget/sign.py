@@ -73,6 +73,16 @@ def _open(path: Path) -> IO[bytes]:
         raise InputFileError(f"cannot read package {path}: {e.strerror}") from None
 
 
+def _check_rules(f: IO[bytes], path: Path) -> None:
+    """NuGet's package rules (zip layout, entry names, one nuspec, nuspec size and XML safety): the same ones
+    ``verify`` and ``register`` apply (:func:`ppmi_build.assembly.nupkg_rules.check_package`). Raises
+    PackageFormatError."""
+    from ...assembly.nupkg_rules import check_package
+
+    check_package(f, str(path))
+    f.seek(0)
+
+
 def _check_signable(f: IO[bytes], arc: _Archive, *, overwrite: bool) -> _Record | None:
     """``SigningUtility.SignAsync`` refusals, in NuGet's order. Returns the existing signature record."""
     if arc.zip64:
@@ -147,6 +157,7 @@ def sign_package(
     chain = key.certificate_chain()
     check_signing_certificate(chain[0], label=f"signing certificate for {src.name}", nuget=True)
     with _open(src) as f:
+        _check_rules(f, src)
         arc = _read_archive(f, src)
         existing = _check_signable(f, arc, overwrite=overwrite)
     with _open(src) as f:
@@ -237,6 +248,7 @@ def check_signable(path: Path, *, overwrite: bool) -> bool:
         PackageFormatError (not a zip, Zip64, too many entries, bad signature entry), BadInput (NU3001).
     """
     with _open(Path(path)) as f:
+        _check_rules(f, Path(path))
         arc = _read_archive(f, Path(path))
         return _check_signable(f, arc, overwrite=overwrite) is not None
 

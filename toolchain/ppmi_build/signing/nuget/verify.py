@@ -230,6 +230,11 @@ def verify_package(path: Path, *, trusted_roots: Sequence[Any] = (), use_system_
             raise InputFileError(f"cannot read package {path}: {e.strerror or e}") from None
         except Exception as e:  # the safety net: a malformed signature must give an INVALID result, not a crash
             problems.append(f"NU3003: the package signature is invalid: it cannot be read ({type(e).__name__})")
+    from ...assembly.nupkg_rules import package_problem
+
+    rule = package_problem(path)  # NuGet's package rules (entry names, one nuspec, XML safety, zip layout)
+    if rule is not None:
+        problems.append(rule.verify_problem(str(path)))
     if not result.signed and not problems:
         problems.append("NU3004: the package is not signed")
     result.problems = [" ".join(str(p).split()) for p in problems]  # one line each (library messages may wrap)
