@@ -98,11 +98,6 @@ def test_fic_artifact_signer_certificate_with_one_corrupt_extension_byte(cli, os
     assert err["exit_code"] == 2 and "extendedKeyUsage" in err["message"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "signing/api.py _finish_check renders the trust anchor with dotnet_name(chain[-1].subject), and cryptography's "
-    "Name parser raises ValueError on a T61String with 8-bit bytes, which .NET reads; use "
-    "identity.dn.certificate_subject(chain[-1]) (the CMS builder and chain validator no longer parse the names: "
-    "tests/interop/test_unparsable_names.py)"))
 def test_sign_with_a_t61_named_certificate(cli, plain_dll, tmp_path, monkeypatch):
     t61 = bytes.fromhex("300E310C300A06035504071403C2A2F8")  # X500DistinguishedNameTests.T61Cases: L=Â¢ø
     pfx = tmp_path / "t61.pfx"

@@ -154,7 +154,7 @@ def default_workers(key: KeySource, files: int) -> int:
 
 def _finish_check(result: VerifyResult, key: KeySource, target: Path) -> str:
     """Common tail of the post-sign checks: the signer must be our leaf. Returns the anchor's name."""
-    from ..identity.dn import dotnet_name
+    from ..identity.dn import certificate_subject
 
     chain = key.certificate_chain()
     result.path = target
@@ -162,7 +162,7 @@ def _finish_check(result: VerifyResult, key: KeySource, target: Path) -> str:
         result.valid = False
         result.problems.append(Problem("SIGNER_MISMATCH", "the output is signed by another certificate than the one "
                                        "given"))
-    return dotnet_name(chain[-1].subject)
+    return certificate_subject(chain[-1])
 
 
 def _post_sign_verify(tmp: Path, kind: str, key: KeySource, target: Path,
@@ -276,7 +276,8 @@ def _sign_one(path: Path | str, key: KeySource, options: SignOptions, output: Pa
         notes.append("replaced an existing signature")
     notes.append(f"verified against the key's own chain (trust anchor {anchor})")
     return SignResult(
-        path=target, kind=kind, sha256_before=sha_before, sha256_after=sha_after, signer=describe(leaf),
+        path=target, kind=kind, sha256_before=sha_before, sha256_after=sha_after,
+        signer=describe(result.signer_certificate or leaf),  # the embedded leaf (Trusted Signing: per operation)
         timestamped=bool(result.timestamp), verified=True,
         replaced_signature=bool(outcome.get("replaced_signature")), backend=be.name, notes=notes,
     )
@@ -644,6 +645,9 @@ def _precheck(path: Path, target: Path) -> None:
 
         if not zipfile.is_zipfile(path):
             raise PackageFormatError(f"{path} is not a zip archive, so not a NuGet package; pass a .nupkg file")
+        from ..assembly.nupkg_rules import check_package
+
+        check_package(path)  # NuGet's package rules (entry names, one safe nuspec, zip layout)
     else:
         from .authenticode import pe
 
