@@ -24,9 +24,17 @@ from ._common import handle_errors, progress
               help="Serve a Trusted Signing certificate profile whose leaves carry this subject (repeatable).")
 @click.option("--rotate-issuers", is_flag=True,
               help="Trusted Signing: alternate the two issuing CAs between sign operations.")
+@click.option("--environment-id", metavar="GUID",
+              help="The emulated environment's Power Platform environment ID: with it the emulator offers "
+                   "GetComponentManagedIdentityFIC and runs validate's probe (it computes the FIC subject the "
+                   "platform presents).")
+@click.option("--application", "applications", multiple=True, metavar="APPID=OBJECTID",
+              help="Where an application's FICs live: the app registration's object ID in the Graph store "
+                   "(what [identity] application_object_id names; repeatable).")
 @handle_errors
 def emulator(port: int, db: Path | None, token: str, vault_certificates: tuple[str, ...],
-             signing_profiles: tuple[str, ...], rotate_issuers: bool) -> None:
+             signing_profiles: tuple[str, ...], rotate_issuers: bool, environment_id: str | None,
+             applications: tuple[str, ...]) -> None:
     """Serve the Dataverse Web API (/api/data/v9.2/), Graph and ARM FIC endpoints on loopback until Ctrl-C.
 
     Point ppmi-build at it with [environments.NAME] url = http://127.0.0.1:PORT and
@@ -43,7 +51,8 @@ def emulator(port: int, db: Path | None, token: str, vault_certificates: tuple[s
     from ..emulator.keyvault.models import PASSWORD_ENV, seed_options
 
     profiles = _signing_profiles(signing_profiles)
-    options = {"trusted_signing": {"profiles": profiles, "rotate_issuers": rotate_issuers}}
+    options: dict = {"trusted_signing": {"profiles": profiles, "rotate_issuers": rotate_issuers}}
+    options.update(_platform(environment_id, applications))
     try:
         options.update(seed_options(vault_certificates, os.environ.get(PASSWORD_ENV)))
     except ValueError as e:
@@ -86,4 +95,25 @@ def _signing_profiles(values: tuple[str, ...]) -> dict[str, str]:
             raise BadInput(f"--signing-profile {ref.strip()}: subject {dn.strip()!r} is not a DN ({e}); write e.g. "
                            '"CN=Contoso Ltd, O=Contoso Ltd, L=Redmond, S=WA, C=US"') from None
         out[ref.strip()] = dn.strip().strip('"')
+    return out
+
+
+def _platform(environment_id: str | None, applications: tuple[str, ...]) -> dict:
+    """``--environment-id`` / ``--application APPID=OBJECTID`` -> the Dataverse platform options of the emulator
+    (:mod:`ppmi_build.emulator.dataverse.probe`); raises BadInput naming the value."""
+    from ..identity.guids import parse_guid
+
+    out: dict = {}
+    if environment_id:
+        out["environment_id"] = parse_guid(environment_id, "--environment-id").value
+    apps: dict[str, dict[str, str]] = {}
+    for value in applications:
+        app, sep, obj = value.partition("=")
+        if not sep:
+            raise BadInput(f"--application {value!r}: write it as APPID=OBJECTID (the application (client) ID, then "
+                           "its app registration's object ID)")
+        object_id = parse_guid(obj, "--application OBJECTID").value
+        apps[parse_guid(app, "--application APPID").value] = {"object_id": object_id}
+    if apps:
+        out["applications"] = apps
     return out
