@@ -138,7 +138,7 @@ def _check_timestamp_policy(key: KeySource, timestamp_urls: Sequence[str]) -> No
     """
     if getattr(key, "requires_timestamp", False) and not timestamp_urls:
         raise BadInput(f"{key.description} issues short-lived certificates, so every signature must be "
-                       "timestamped; drop --no-timestamp and give --timestamp-url URL (or [signing] timestamp_urls)")
+                       "timestamped; give --timestamp-url URL (or [signing] timestamp_urls), without --no-timestamp")
 
 
 def default_workers(key: KeySource, files: int) -> int:
