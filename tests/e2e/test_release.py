@@ -375,3 +375,18 @@ def test_timestamp_options(cli, tmp_path, emulator, env_vars, dll, pki, tsa, str
     r = cli("release", "--env", "dev", "--project", proj, third, "--json")
     assert r.exit_code == 0, r.stderr
     assert not _timestamped(third, pki)
+
+
+def test_plan_says_when_dotnet_is_missing(cli, tmp_path, emulator, env_vars, pki, monkeypatch):  # noqa: F811
+    """--plan never builds, but a release without dotnet would stop at the build: the plan says so."""
+    proj = project_for(tmp_path, emulator, cert=pki.self_signed.pfx)
+    (proj / "Contoso.Plugins.csproj").write_text(
+        '<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup><TargetFramework>net462</TargetFramework>'
+        "</PropertyGroup></Project>\n")
+    monkeypatch.setenv("PPMI_DOTNET", str(tmp_path / "no-such-dotnet"))
+    r = cli("release", "--env", "dev", "--project", proj, "--plan", "--json")
+    assert r.exit_code == 0, r.output
+    warning = "warning: the release would stop at the build: PPMI_DOTNET="
+    assert any(n.startswith(warning) for n in parse_json(r)["notes"])
+    assert warning in r.stderr
+    assert writes(emulator) == []

@@ -302,6 +302,20 @@ def check_buildable(settings: Any, *, apply: bool, environ: dict[str, str] | Non
     return csproj
 
 
+def _note_missing_dotnet(plan: Plan, environ: dict[str, str] | None) -> None:
+    """``--plan`` never builds, so a missing ``dotnet`` does not stop it; it is said, since the release itself
+    would stop at the build (exit 3)."""
+    from ..errors import ToolNotFound
+    from ..project.dotnet import find_dotnet
+
+    try:
+        find_dotnet(environ)
+    except ToolNotFound as e:
+        message = f"warning: the release would stop at the build: {e.message}"
+        plan.progress(message)
+        plan.note(message)
+
+
 def check_certificate(key: Any, *, kind: str, label: str) -> None:
     """Refuse a signing certificate that cannot make a valid signature for ``kind`` (``assembly``/``package``):
     :func:`ppmi_build.signing.keys.check_signing_certificate` (RSA >= 2048, code-signing EKU, validity period,
@@ -341,6 +355,8 @@ def check_inputs(run: Run, key: Any, artifact: Path | None, *, cert_label: str) 
     else:
         with plan.step("build", str(settings.plugin.project or settings.root), "checking the project can be built"):
             check_buildable(settings, apply=plan.apply, environ=run.environ)
+        if not plan.apply:
+            _note_missing_dotnet(plan, run.environ)
         with plan.step("certificate", cert_label, "checking the signing certificate"):
             check_certificate(key, kind=settings.plugin.kind, label=cert_label)
     with plan.step("dataverse", run.target.url, f"connecting to {run.target.url}"):
