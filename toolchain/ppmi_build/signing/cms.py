@@ -93,7 +93,11 @@ def der_tlv(tag: int, contents: bytes) -> bytes:
 
 def read_tlv(data: bytes, pos: int = 0) -> tuple[int, int, int]:
     """Parse the TLV at ``pos`` (single-byte tag, definite length). Returns ``(tag, contents_start,
-    end)``. Raises ValueError on truncated or indefinite-length input."""
+    end)``. Raises ValueError on truncated or indefinite-length input.
+
+    For byte positions inside DER we built or must hash as received (the messageDigest over
+    SpcIndirectDataContent's contents, signing-spec §3; a TimeStampResp whose token asn1crypto's spec makes
+    mandatory, RFC 3161 §2.4.2); structures are read with asn1crypto."""
     if pos + 2 > len(data):
         raise ValueError("truncated DER")
     tag, first = data[pos], data[pos + 1]
@@ -220,19 +224,13 @@ _cert_der = cert_der
 
 def issuer_and_serial(cert_der: bytes) -> bytes:
     """``IssuerAndSerialNumber ::= SEQUENCE { issuer Name, serialNumber INTEGER }`` with the issuer
-    and serial TLVs copied byte for byte from the certificate's tbsCertificate (RFC 5652 §10.2.4)."""
-    _, c_start, _ = read_tlv(cert_der, 0)  # Certificate
-    _, t_start, t_end = read_tlv(cert_der, c_start)  # tbsCertificate
-    pos = t_start
-    tag, _, end = read_tlv(cert_der, pos)
-    if tag == 0xA0:  # [0] EXPLICIT version
-        pos = end
-        tag, _, end = read_tlv(cert_der, pos)
-    serial = cert_der[pos:end]
-    _, _, pos = read_tlv(cert_der, end)  # signature AlgorithmIdentifier
-    _, _, issuer_end = read_tlv(cert_der, pos)
-    issuer = cert_der[pos:issuer_end]
-    return der_tlv(0x30, issuer + serial)
+    and serial TLVs copied byte for byte from the certificate's tbsCertificate (RFC 5652 §10.2.4); read with
+    asn1crypto, whose ``dump()`` of a loaded value is its original encoding (a name .NET reads but a strict
+    parser would re-encode, e.g. a T61String, stays as the certificate has it)."""
+    from asn1crypto import x509 as ax509
+
+    tbs = ax509.Certificate.load(bytes(cert_der))["tbs_certificate"]
+    return der_tlv(0x30, tbs["issuer"].dump() + tbs["serial_number"].dump())
 
 
 def _encap_content_info(content_type_oid: str, encap_content: Any) -> bytes:
