@@ -74,16 +74,24 @@ class PackageProblem:
     def error(self) -> PackageFormatError:
         return PackageFormatError(self.message, code=self.code)
 
-    def verify_problem(self, label: str) -> str:
-        """The problem as ``verify`` lists it: always with a NuGet code (the rule's; else NU3008 "the package
-        integrity check failed" for the zip layout, NU5000 "Undefined Package Error", ``NuGetLogCode``, for the
-        others) and without the package's name in front."""
+    @property
+    def verify_code(self) -> str:
+        """The code ``verify`` shows: the rule's; else NU3008 "the package integrity check failed" for the zip
+        layout, NU5000 "Undefined Package Error" (``NuGetLogCode``) for the others."""
+        return self.code or ("NU3008" if self.layout else "NU5000")
+
+    def verify_message(self, label: str) -> str:
+        """The message without its code and without the package's name (``label``) in front."""
         text = self.message.removeprefix(f"{self.code}: " if self.code else "").removeprefix(f"{label}: ")
         if text.startswith(f"{label}!"):
             text = text.removeprefix(f"{label}!")
         elif text.startswith(f"{label} "):
             text = "the package " + text.removeprefix(f"{label} ")
-        return f"{self.code or ('NU3008' if self.layout else 'NU5000')}: {text}"
+        return text
+
+    def verify_problem(self, label: str) -> str:
+        """The problem as ``verify`` lists it: ``"{verify_code}: {verify_message(label)}"``."""
+        return f"{self.verify_code}: {self.verify_message(label)}"
 
 
 def _problem(label: str, text: str, code: str | None = None, *, layout: bool = False) -> PackageProblem:

@@ -63,7 +63,7 @@ def signature_check(path: Path | str) -> SignatureCheck:
         result = verify_file(path, trusted_roots=[signer])
     except PpmiError as e:
         return SignatureCheck(True, False, signer, [e.message])
-    problems = [p for p in result.problems if not p.startswith(_TRUST_PREFIXES)]
+    problems = [str(p) for p in result.problems if not p.startswith(_TRUST_PREFIXES)]
     if not result.signed:
         return SignatureCheck(False, False, None, problems)
     return SignatureCheck(True, not problems, signer, problems)

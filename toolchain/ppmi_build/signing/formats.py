@@ -114,10 +114,7 @@ class _NuGet:
         from .nuget.verify import verify_package
 
         checks.pop("use_signify", None)  # the independent Authenticode opinion; packages have none
-        result = verify_package(path, trusted_roots=list(trusted_roots), use_system_roots=use_system_roots,
-                                **checks)
-        result.problems = list[str](result.typed_problems())  # Problems with the NU code each text starts with
-        return result
+        return verify_package(path, trusted_roots=list(trusted_roots), use_system_roots=use_system_roots, **checks)
 
     def remove_signature(self, src: Path, dst: Path | None = None) -> dict[str, Any]:
         from .nuget.sign import unsign_package_file

@@ -174,22 +174,20 @@ class VerifyResult:
             (``--trusted-root`` or the platform store), and no problem was found.
         signer: ``describe()`` of the signer certificate, or None.
         timestamp: ISO 8601 UTC time of the RFC 3161 timestamp, or None.
-        kind: an :class:`ArtifactKind` (a ``str``; a plain string given here is converted).
-        problems: one :class:`Problem` per problem found (each a ``str`` too: ``NU3008: …``, the text ``verify``
-            prints). Typed ``list[str]`` so that verifiers may still put plain text here;
-            :func:`ppmi_build.signing.api.verify_file` returns Problems only, and :meth:`typed_problems` reads any
-            plain text as :meth:`Problem.from_text`.
+        kind: an :class:`ArtifactKind` (``"assembly"``/``"package"`` given here are converted).
+        problems: one :class:`Problem` per problem found, with its code where the check that found it made it
+            (each a ``str`` too: ``NU3008: …``, the text ``verify`` prints).
         signer_certificate: the signer's certificate object (not in JSON).
         authentihash: lower-case hex of the Authenticode PE image hash (assemblies), or None.
     """
 
     path: Path
-    kind: str
+    kind: ArtifactKind
     signed: bool
     valid: bool
     signer: dict[str, Any] | None = None
     timestamp: str | None = None
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     signer_certificate: x509.Certificate | None = None
     authentihash: str | None = None
 
@@ -202,7 +200,7 @@ class VerifyResult:
             "signer": self.signer,
             "timestamp": self.timestamp,
             "problems": [str(p) for p in self.problems],
-            "problem_codes": [p.code for p in self.typed_problems()],
+            "problem_codes": [p.code for p in self.problems],
         }
         if self.authentihash is not None:
             out["authentihash"] = self.authentihash
@@ -210,10 +208,6 @@ class VerifyResult:
 
     def __post_init__(self) -> None:
         self.kind = ArtifactKind(self.kind)
-
-    def typed_problems(self) -> list[Problem]:
-        """:attr:`problems` as :class:`Problem` records (plain strings read by :meth:`Problem.from_text`)."""
-        return [Problem.from_text(p) for p in self.problems]
 
     @property
     def certificate(self) -> CertificateInfo | None:

@@ -48,6 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from ..errors import BadInput, TimestampError
 from ..http.client import check_urls, redact_url  # noqa: F401  (check_urls re-exported)
 from . import cms
+from .results import Problem
 
 #: Authenticode unsigned attribute holding an RFC 3161 TimeStampToken (signing-spec §1.7)
 RFC3161_COUNTERSIGN_OID = "1.3.6.1.4.1.311.3.3.1"
@@ -67,17 +68,28 @@ class TimestampInfo:
     Attributes:
         gen_time: TSTInfo genTime (timezone-aware UTC), or None when unreadable.
         tsa_certificate: the token's signer certificate, or None when not embedded.
-        problems: one line per problem; empty when the token is valid (and, when trusted roots
-            were given, chains to one of them).
+        problems: one :class:`~ppmi_build.signing.results.Problem` per problem, with the NuGet code of the
+            check that failed (``NuGetLogCode``: NU3019 imprint, NU3020 no TSA certificate, NU3021 token
+            signature, NU3028 TSA chain or timeStamping EKU, NU3029 unreadable token, NU3030 unsupported
+            imprint hash) and a message starting ``timestamp:``; empty when the token is valid (and, when
+            trusted roots were given, chains to one of them). Authenticode reports the message under its own
+            code.
     """
 
     gen_time: _dt.datetime | None
     tsa_certificate: x509.Certificate | None
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 class _Rejected(Exception):
-    """A TSA answer that fails validation (no retry on the same URL)."""
+    """A TSA answer that fails validation (no retry on the same URL). ``code``: the NuGet code of the failed
+    check (``NuGetLogCode``; NU3021 "timestamp signature validation failed" unless a more precise one applies)."""
+
+    code: str
+
+    def __init__(self, message: str, code: str = "NU3021") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _digest_name(digest: str) -> str:
@@ -136,7 +148,7 @@ def _check_token(
     except _Rejected:
         raise
     except Exception as e:  # asn1crypto raises ValueError/TypeError on malformed DER
-        raise _Rejected(f"the token's TSTInfo cannot be parsed ({type(e).__name__})") from None
+        raise _Rejected(f"the token's TSTInfo cannot be parsed ({type(e).__name__})", "NU3029") from None
     imprint = info["message_imprint"]
     alg = imprint["hash_algorithm"]["algorithm"].native
     if digest is not None and alg != digest:
@@ -144,11 +156,12 @@ def _check_token(
     try:
         expected = hashlib.new(alg, signature).digest()
     except (ValueError, TypeError):
-        raise _Rejected(f"unsupported imprint algorithm {alg}") from None
+        raise _Rejected(f"unsupported imprint algorithm {alg}", "NU3030") from None
     if imprint["hashed_message"].native != expected:
-        raise _Rejected("the message imprint does not match the signature (wrong data timestamped)")
+        raise _Rejected("the message imprint does not match the signature (wrong data timestamped)", "NU3019")
     if nonce is not None and info["nonce"].native != nonce:
-        raise _Rejected("the nonce in the response does not match the request (replayed or foreign response)")
+        raise _Rejected("the nonce in the response does not match the request (replayed or foreign response)",
+                        "NU3026")
     if info["gen_time"].native is None:
         raise _Rejected("the token has no genTime")
 
@@ -159,7 +172,7 @@ def _check_token(
     si = infos[0]
     cert = cms.find_signer_certificate(sd, si)
     if cert is None:
-        raise _Rejected("the token does not include the TSA certificate (certReq was TRUE)")
+        raise _Rejected("the token does not include the TSA certificate (certReq was TRUE)", "NU3020")
     try:
         content_digest = hashlib.new(si["digest_algorithm"]["algorithm"].native, _tst_info_bytes(token)).digest()
         cms.verify_signer_info(si, cert, content_digest)
@@ -172,14 +185,15 @@ def _check_token(
     except x509.ExtensionNotFound:
         eku_ext = None
     if eku_ext is None or ExtendedKeyUsageOID.TIME_STAMPING not in eku_ext.value:
-        raise _Rejected("the TSA certificate has no id-kp-timeStamping EKU (RFC 3161 §2.3)")
+        raise _Rejected("the TSA certificate has no id-kp-timeStamping EKU (RFC 3161 §2.3)", "NU3028")
     if not eku_ext.critical:
-        raise _Rejected("the TSA certificate's timeStamping EKU is not critical (RFC 3161 §2.3)")
+        raise _Rejected("the TSA certificate's timeStamping EKU is not critical (RFC 3161 §2.3)", "NU3028")
     if min_rsa_bits is not None:
         pub = cert.public_key()
         if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < min_rsa_bits:
             size = f"RSA-{pub.key_size}" if isinstance(pub, rsa.RSAPublicKey) else type(pub).__name__
-            raise _Rejected(f"NU3023: the TSA certificate key ({size}) is shorter than RSA-{min_rsa_bits}")
+            raise _Rejected(f"NU3023: the TSA certificate key ({size}) is shorter than RSA-{min_rsa_bits}",
+                            "NU3023")
     return info, cert
 
 
@@ -202,7 +216,8 @@ def _check_ess(si: acms.SignerInfo, cert: x509.Certificate) -> None:
     except _Rejected:
         raise
     except (ValueError, TypeError, KeyError, IndexError) as e:
-        raise _Rejected(f"the token's signing-certificate attribute cannot be parsed ({type(e).__name__})") from None
+        raise _Rejected(f"the token's signing-certificate attribute cannot be parsed ({type(e).__name__})",
+                        "NU3029") from None
 
 
 def _parse_response(body: bytes, signature: bytes, nonce: int, digest: str,
@@ -355,7 +370,7 @@ def inspect_timestamp(
     Returns:
         :class:`TimestampInfo`; ``problems`` is empty when everything checks out.
     """
-    problems: list[str] = []
+    problems: list[Problem] = []
     gen_time = None
     tsa_cert = None
     try:
@@ -363,12 +378,12 @@ def inspect_timestamp(
         gen_time = info["gen_time"].native
         tsa_cert = cms.find_signer_certificate(token["content"], token["content"]["signer_infos"][0])
     except Exception as e:
-        problems.append(f"timestamp: the token cannot be parsed ({e})")
+        problems.append(Problem("NU3029", f"timestamp: the token cannot be parsed ({e})"))
         return TimestampInfo(gen_time, tsa_cert, problems)
     try:
         _check_token(token, signature, nonce=None, digest=None, min_rsa_bits=None)
     except _Rejected as e:
-        problems.append(f"timestamp: {e}")
+        problems.append(Problem(e.code, f"timestamp: {e}"))
     if trusted_roots is not None and tsa_cert is not None and not problems:
         from .chain import TIME_STAMPING, ChainError, verify_chain
 
@@ -376,7 +391,7 @@ def inspect_timestamp(
         try:
             verify_chain(tsa_cert, others, trusted_roots, eku=TIME_STAMPING, at=gen_time)
         except ChainError as e:
-            problems.append(f"timestamp: the TSA certificate is not trusted: {e}")
+            problems.append(Problem("NU3028", f"timestamp: the TSA certificate is not trusted: {e}"))
     return TimestampInfo(gen_time, tsa_cert, problems)
 
 

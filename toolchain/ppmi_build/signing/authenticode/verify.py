@@ -240,7 +240,7 @@ def _check_signature(m, path: Path, layout, entries, rev: int, blob: bytes, resu
             problems.append(Problem("AUTHENTICODE_TIMESTAMP",
                 f"timestamp: the token cannot be read ({type(e).__name__})"))
             continue
-        problems.extend(Problem("AUTHENTICODE_TIMESTAMP", str(t)) for t in info.problems)
+        problems.extend(Problem("AUTHENTICODE_TIMESTAMP", t.message) for t in info.problems)
         if not info.problems and gen_time is None:
             gen_time = info.gen_time
     if gen_time is not None:
@@ -294,7 +294,7 @@ def verify_signed_image(
         :class:`VerifyResult` (``valid`` False with problems when anything differs).
     """
     path = Path(path)
-    problems: list[str] = []  # Problems
+    problems: list[Problem] = []
     try:
         with open(path, "rb", buffering=0) as f:
             actual = os.fstat(f.fileno()).st_size

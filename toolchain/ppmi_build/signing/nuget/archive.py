@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from ...errors import PackageFormatError
+from ..results import Problem
 
 # A damaged certificate in a signature being verified is reported as a problem (or skipped); cryptography's
 # deprecation notice about its non-positive serial number (RFC 5280 §4.1.2.2) would only add a stray stderr line.
@@ -195,15 +196,15 @@ def _zip64_error(path: Path) -> PackageFormatError:
     )
 
 
-def _signature_entry_problems(f: IO[bytes], arc: _Archive, rec: _Record) -> list[str]:
+def _signature_entry_problems(f: IO[bytes], arc: _Archive, rec: _Record) -> list[Problem]:
     """``SignedPackageArchiveIOUtility.AssertSignatureEntryMetadata``: the signature's central and local
     headers must have flags 0, method 0, equal sizes, and (central) external attributes 0 -> NU3005."""
-    problems = []
+    problems: list[Problem] = []
 
     def bad(where: str, what: str, value: int) -> None:
         expected = "the uncompressed size" if what == "compressed size" else "0"
-        problems.append(f"NU3005: the package signature file entry is invalid: the {where} header has "
-                        f"{what} {value:#x} (expected {expected})")
+        problems.append(Problem("NU3005", f"the package signature file entry is invalid: the {where} header has "
+                                          f"{what} {value:#x} (expected {expected})"))
 
     if rec.flags:
         bad("central directory", "general purpose bit flag", rec.flags)
@@ -216,7 +217,7 @@ def _signature_entry_problems(f: IO[bytes], arc: _Archive, rec: _Record) -> list
     f.seek(rec.local_offset)
     head = f.read(_LFH_LEN)
     if len(head) < _LFH_LEN or struct.unpack_from("<I", head)[0] != _LFH_SIG:
-        problems.append("NU3005: the package signature file entry has no local file header")
+        problems.append(Problem("NU3005", "the package signature file entry has no local file header"))
         return problems
     flags, method, _t, _d, _crc, comp, uncomp, nlen, _elen = struct.unpack_from("<HHHHIIIHH", head, 6)
     if flags:
@@ -226,7 +227,7 @@ def _signature_entry_problems(f: IO[bytes], arc: _Archive, rec: _Record) -> list
     if comp != uncomp:
         bad("local file", "compressed size", comp)
     if f.read(nlen) != SIGNATURE_NAME:
-        problems.append("NU3005: the package signature file's local header names another file")
+        problems.append(Problem("NU3005", "the package signature file's local header names another file"))
     return problems
 
 

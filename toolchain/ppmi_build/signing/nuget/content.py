@@ -18,6 +18,7 @@ from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ...errors import PackageFormatError
 from .. import cms
 from ..keys import RSA_MIN_BITS, KeySource, hash_algorithm
 
@@ -64,31 +65,32 @@ def parse_signature_content(content: bytes) -> tuple[str, bytes]:
     """Read ``(hash name, package hash)`` from signature content (``SignatureContent.Load``).
 
     Raises:
-        ValueError: message starts with NU3007 (wrong/unknown version) or NU3016 (hash algorithm not allowed)
-            or NU3011 (unreadable).
+        PackageFormatError: with ``code`` NU3007 (wrong/unknown version), NU3016 (hash algorithm not allowed)
+            or NU3011 (unreadable) and a ``message`` without the code.
     """
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
-        raise ValueError("NU3011: the signature content is not UTF-8") from None
+        raise PackageFormatError("the signature content is not UTF-8", code="NU3011") from None
     lines = text.split("\n")
     if not lines or lines[0] != "Version:1":
-        raise ValueError(f"NU3007: the package signature format version is not supported ({lines[0][:40]!r})")
+        raise PackageFormatError(f"the package signature format version is not supported ({lines[0][:40]!r})",
+                                 code="NU3007")
     # first section after the header section (sections end with an empty line)
     try:
         start = lines.index("", 1) + 1
     except ValueError:
-        raise ValueError("NU3011: the signature content has no hash section") from None
+        raise PackageFormatError("the signature content has no hash section", code="NU3011") from None
     m = re.fullmatch(r"([0-9.]+)-Hash:([A-Za-z0-9+/=]+)", lines[start] if start < len(lines) else "")
     if not m:
-        raise ValueError("NU3011: the signature content has no '<OID>-Hash:' line")
+        raise PackageFormatError("the signature content has no '<OID>-Hash:' line", code="NU3011")
     name = _OID_HASHES.get(m.group(1))
     if name is None:
-        raise ValueError(f"NU3016: the package hash uses an unsupported hash algorithm ({m.group(1)})")
+        raise PackageFormatError(f"the package hash uses an unsupported hash algorithm ({m.group(1)})", code="NU3016")
     try:
         value = base64.b64decode(m.group(2), validate=True)
     except ValueError:
-        raise ValueError("NU3011: the package hash in the signature content is not base64") from None
+        raise PackageFormatError("the package hash in the signature content is not base64", code="NU3011") from None
     return name, value
 
 
