@@ -130,12 +130,19 @@ class _Batch:
 
 
 def _check_timestamp_policy(key: KeySource, timestamp_urls: Sequence[str]) -> None:
-    """A key whose certificates live only hours (``requires_timestamp``: Trusted Signing, production-keys §3)
-    makes signatures that stop verifying when the certificate expires unless they are timestamped.
+    """``PPMI_TIMESTAMP_TIMEOUT`` must be usable when there are timestamp URLs (checked before anything is
+    written: :func:`ppmi_build.signing.timestamp.total_timeout_from_env`). A key whose certificates live only
+    hours (``requires_timestamp``: Trusted Signing, production-keys §3) makes signatures that stop verifying
+    when the certificate expires unless they are timestamped.
 
     Raises:
         BadInput (exit 2): such a key and no timestamp URL; nothing is written.
+        ConfigError (exit 2): a bad ``PPMI_TIMESTAMP_TIMEOUT``.
     """
+    if timestamp_urls:
+        from .timestamp import total_timeout_from_env
+
+        total_timeout_from_env()
     if getattr(key, "requires_timestamp", False) and not timestamp_urls:
         raise BadInput(f"{key.description} issues short-lived certificates, so every signature must be "
                        "timestamped; give --timestamp-url URL (or [signing] timestamp_urls), without --no-timestamp")
