@@ -44,7 +44,10 @@ BACKEND_CHOICES = ["auto", "python", "signtool", "osslsigncode", "nuget", "dotne
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default=None,
               help="Signer: the built-in one (auto/python, every OS) or an installed tool.")
 @click.option("--overwrite", is_flag=True, help="Packages: replace an existing signature (assemblies always are).")
-@click.option("--sign-contents", is_flag=True, help="Packages: Authenticode-sign the assemblies inside first.")
+@click.option("--sign-contents", is_flag=True,
+              help="Packages: Authenticode-sign the assemblies inside first (a vendor's intact signature is kept).")
+@click.option("--resign-third-party", is_flag=True,
+              help="With --sign-contents: also replace the vendors' Authenticode signatures on assemblies inside.")
 @password_options
 @json_option
 @handle_errors
@@ -52,7 +55,7 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
          cert_chain: Path | None, output_arg: str | None,
          timestamp_urls: tuple[str, ...], no_timestamp: bool, digest: str | None, program_name: str | None,
          program_url: str | None, backend: str | None, overwrite: bool, sign_contents: bool,
-         password_env: str | None, password_file: Path | None, as_json: bool) -> None:
+         resign_third_party: bool, password_env: str | None, password_file: Path | None, as_json: bool) -> None:
     """Sign assemblies (Authenticode) and plug-in packages (NuGet author signature), then verify them.
 
     Each file is written to a temporary file beside it, verified, and renamed over the original;
@@ -69,6 +72,8 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
     from ..signing.api import Signer, SignOptions, SignProgress
     from ..signing.keys import PasswordSource, resolve_signing_key
 
+    if resign_third_party and not sign_contents:
+        raise BadInput("--resign-third-party applies to the assemblies inside a package; add --sign-contents")
     if len(artifacts) > 1 and output is not None and not output.is_dir():
         raise BadInput(f"-o {output} must be an existing folder when signing {len(artifacts)} artifacts")
     urls: list[str] = [] if no_timestamp else list(timestamp_urls or settings.signing.timestamp_urls)
@@ -80,8 +85,8 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
                               cert_chain=cert_chain)
 
     options = SignOptions(timestamp_urls=tuple(urls), digest=digest, backend=backend, overwrite=overwrite,
-                          sign_contents=sign_contents, program_name=program_name, program_url=program_url,
-                          tool_env=tool_env, file_hashes=as_json)
+                          sign_contents=sign_contents, resign_third_party=resign_third_party,
+                          program_name=program_name, program_url=program_url, tool_env=tool_env, file_hashes=as_json)
     progress = SignProgress()
     try:
         results = Signer(key).sign(list(artifacts), output, options, progress=progress)
@@ -90,6 +95,10 @@ def sign(artifacts: tuple[Path, ...], cert_path: str | None, key_path: str | Non
     except (KeyboardInterrupt, Terminated) as stop:  # the message names the files signed before the stop
         signed = [str(p) for p in progress.signed_files()]
         report_stopped(stop, signed if signed or len(artifacts) > 1 else None)  # one file: "interrupted" says it
+    for r in results:
+        for k in r.kept_vendor_signatures:
+            click.echo(f"note: {r.path}: kept the vendor's Authenticode signature on {k['entry']} (signed by "
+                       f"{k['signer']}); pass --resign-third-party to sign it with your certificate", err=True)
     emit(as_json, [r.to_json() for r in results], lambda: "\n".join(_line(r) for r in results))
 
 

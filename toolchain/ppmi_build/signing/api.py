@@ -69,7 +69,10 @@ class SignOptions:
             ``nuget`` | ``dotnet``.
         overwrite: packages: replace an existing signature (NuGet needs it, NU3001); assemblies are always
             re-signed (the old signature is replaced and that is reported).
-        sign_contents: packages: Authenticode-sign the assemblies inside first (signing-spec §5).
+        sign_contents: packages: Authenticode-sign the assemblies inside first (signing-spec §5). An assembly that
+            already carries an intact Authenticode signature by another certificate (a vendor's library) is kept as
+            it is and named in ``SignResult.kept_vendor_signatures``.
+        resign_third_party: with ``sign_contents``, also replace those vendor signatures with ours.
         program_name / program_url: SpcSpOpusInfo description and URL (``signtool /d /du``).
         tool_env: the environment external tools run with (None: this process's, without secret variables).
         file_hashes: compute ``sha256_before`` / ``sha256_after`` of the whole files (two SHA-256 passes);
@@ -81,6 +84,7 @@ class SignOptions:
     backend: str = "auto"
     overwrite: bool = False
     sign_contents: bool = False
+    resign_third_party: bool = False
     program_name: str | None = None
     program_url: str | None = None
     tool_env: Mapping[str, str] | None = None
@@ -130,12 +134,19 @@ class _Batch:
 
 
 def _check_timestamp_policy(key: KeySource, timestamp_urls: Sequence[str]) -> None:
-    """A key whose certificates live only hours (``requires_timestamp``: Trusted Signing, production-keys §3)
-    makes signatures that stop verifying when the certificate expires unless they are timestamped.
+    """``PPMI_TIMESTAMP_TIMEOUT`` must be usable when there are timestamp URLs (checked before anything is
+    written: :func:`ppmi_build.signing.timestamp.total_timeout_from_env`). A key whose certificates live only
+    hours (``requires_timestamp``: Trusted Signing, production-keys §3) makes signatures that stop verifying
+    when the certificate expires unless they are timestamped.
 
     Raises:
         BadInput (exit 2): such a key and no timestamp URL; nothing is written.
+        ConfigError (exit 2): a bad ``PPMI_TIMESTAMP_TIMEOUT``.
     """
+    if timestamp_urls:
+        from .timestamp import total_timeout_from_env
+
+        total_timeout_from_env()
     if getattr(key, "requires_timestamp", False) and not timestamp_urls:
         raise BadInput(f"{key.description} issues short-lived certificates, so every signature must be "
                        "timestamped; give --timestamp-url URL (or [signing] timestamp_urls), without --no-timestamp")
@@ -237,7 +248,8 @@ def _sign_one(path: Path | str, key: KeySource, options: SignOptions, output: Pa
                                program_url=program_url, overwrite=overwrite, sign_contents=sign_contents,
                                tool_env=tool_env)
             if sign_contents and kind == "package" and be.name == "python":
-                outcome = _sign_package_with_contents(path, tmp, key, be, opts)
+                outcome = _sign_package_with_contents(path, tmp, key, be, opts,
+                                                      resign_third_party=options.resign_third_party)
             else:
                 outcome = be.sign(path, tmp, key, opts)
             os.chmod(tmp, _mode_for(target, path))  # a tool may have re-created the file
@@ -274,18 +286,26 @@ def _sign_one(path: Path | str, key: KeySource, options: SignOptions, output: Pa
         in_flight.discard(tmp)
     if outcome.get("replaced_signature"):
         notes.append("replaced an existing signature")
+    kept = list(outcome.get("kept_vendor_signatures") or ())
+    for k in kept:
+        notes.append(f"kept the vendor's Authenticode signature on {k['entry']} (signed by {k['signer']}); "
+                     "--resign-third-party signs it with your certificate")
     notes.append(f"verified against the key's own chain (trust anchor {anchor})")
     return SignResult(
         path=target, kind=kind, sha256_before=sha_before, sha256_after=sha_after,
         signer=describe(result.signer_certificate or leaf),  # the embedded leaf (Trusted Signing: per operation)
         timestamped=bool(result.timestamp), verified=True,
         replaced_signature=bool(outcome.get("replaced_signature")), backend=be.name, notes=notes,
+        kept_vendor_signatures=kept,
     )
 
 
-def _sign_package_with_contents(path: Path, tmp: Path, key: KeySource, be: Any, opts: Any) -> dict:
+def _sign_package_with_contents(path: Path, tmp: Path, key: KeySource, be: Any, opts: Any, *,
+                                resign_third_party: bool = False) -> dict:
     """``--sign-contents`` (signing-spec §5, inside-out): refuse an already signed package without
-    ``overwrite`` (NU3001), rebuild it with every assembly Authenticode-signed, then sign that package."""
+    ``overwrite`` (NU3001), rebuild it with its assemblies Authenticode-signed (vendor signatures kept unless
+    ``resign_third_party``: :func:`_sign_inner_assemblies`), then sign that package. The outcome's
+    ``kept_vendor_signatures`` lists the assemblies that kept their vendor's signature."""
     from dataclasses import replace
 
     from .nuget.sign import check_signable
@@ -293,12 +313,13 @@ def _sign_package_with_contents(path: Path, tmp: Path, key: KeySource, be: Any, 
     replaced = check_signable(path, overwrite=opts.overwrite)
     inner = tmp.with_name(tmp.name + ".contents.nupkg")
     try:
-        _sign_inner_assemblies(path, inner, key, timestamp_urls=opts.timestamp_urls, digest=opts.digest,
-                               program_name=opts.program_name, program_url=opts.program_url)
+        _, kept = _sign_inner_assemblies(path, inner, key, timestamp_urls=opts.timestamp_urls, digest=opts.digest,
+                                         program_name=opts.program_name, program_url=opts.program_url,
+                                         resign_third_party=resign_third_party)
         outcome = be.sign(inner, tmp, key, replace(opts, overwrite=False, sign_contents=False))
     finally:
         _unlink(inner)
-    return {**outcome, "replaced_signature": replaced}
+    return {**outcome, "replaced_signature": replaced, "kept_vendor_signatures": kept}
 
 
 #: Inflated bytes ``--sign-contents`` writes for one package in all (zip-bomb guard; see _sign_inner_assemblies).
@@ -324,17 +345,47 @@ def _about_entry(e: PpmiError, where: str, *temps: Path) -> PpmiError:
 
 
 
+def _vendor_signer(plain: Path, ours: x509.Certificate) -> str | None:
+    """The signer (subject, as .NET renders it) of an intact Authenticode signature on ``plain`` by another
+    certificate than ``ours``, or None (not signed, signed by ``ours``, or a signature that does not verify).
+
+    Intact: the certificate table is well formed, the authentihash matches the file and the signature verifies
+    with the embedded signer certificate (timestamp tokens included). Trust in the vendor's root is not judged
+    here (a vendor may chain to a root this machine does not hold; the verifier where the assembly runs judges
+    it), so no trusted roots are given and only the "no trusted roots" finding is set aside.
+    """
+    from ..identity.dn import certificate_subject
+    from .authenticode.verify import verify_pe
+
+    try:
+        result = verify_pe(plain, use_system_roots=False, use_signify=False, check_tsa_chain=False)
+    except PpmiError:
+        return None
+    cert = result.signer_certificate
+    intact = result.signed and all(getattr(p, "code", None) == "AUTHENTICODE_NO_TRUSTED_ROOTS"
+                                   for p in result.problems)
+    if not intact or cert is None or cert == ours:
+        return None
+    return certificate_subject(cert)
+
+
 def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_urls: Sequence[str], digest: str,
-                           program_name: str | None, program_url: str | None) -> int:
+                           program_name: str | None, program_url: str | None,
+                           resign_third_party: bool = False) -> tuple[int, list[dict[str, str]]]:
     """Rebuild ``src`` into ``out`` with every ``.dll``/``.exe`` entry Authenticode-signed (inside-out
     signing, signing-spec §5 "Signing a NuGet package together with the DLLs inside it"). Entry order,
     names, dates, methods and attributes are kept; an existing ``.signature.p7s`` is dropped.
+
+    An entry that already carries an intact Authenticode signature by another certificate than the key's
+    (:func:`_vendor_signer`: a third party's library) is copied byte for byte unless ``resign_third_party``;
+    a signature that does not verify, or one by the key's own certificate, is replaced.
 
     Entries are inflated through :func:`ppmi_build.assembly.package.iter_entry`: assemblies up to
     Dataverse's 16 MB limit, other entries streamed (never whole in memory) up to 256 MiB each and
     :data:`_CONTENTS_LIMIT` in all, none beyond 100 times its compressed size (zip bombs).
 
-    Returns the number of assemblies signed.
+    Returns ``(assemblies signed, kept)``; ``kept``: ``{"entry": path inside, "signer": subject}`` per assembly
+    that kept its vendor's signature.
     Raises:
         PackageFormatError: an entry is encrypted, duplicated (NU5050), damaged (CRC, deflate stream) or over a
             limit; errors about an entry, including the Authenticode signer's, name it ``package!path/inside``.
@@ -344,6 +395,8 @@ def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_ur
     label = src.name
     count = 0
     total = 0
+    kept: list[dict[str, str]] = []
+    ours = key.certificate_chain()[0]
 
     def inflated(n: int) -> None:
         nonlocal total
@@ -370,6 +423,12 @@ def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_ur
                 plain = Path(tmp, f"ppmi-entry-{count}{suffix}")
                 signed = Path(tmp, f"ppmi-entry-{count}.signed{suffix}")
                 plain.write_bytes(data)
+                vendor = None if resign_third_party else _vendor_signer(plain, ours)
+                if vendor is not None:
+                    zout.writestr(new, data)
+                    plain.unlink()
+                    kept.append({"entry": zi.filename, "signer": vendor})
+                    continue
                 del data
                 try:
                     sign_file(plain, key, output=signed, options=SignOptions(
@@ -388,7 +447,7 @@ def _sign_inner_assemblies(src: Path, out: Path, key: KeySource, *, timestamp_ur
                         inflated(len(block))
                         dst.write(block)
         zout.comment = zin.comment
-    return count
+    return count, kept
 
 
 #: Inflated bytes ``--sign-contents`` writes for one package in all (zip-bomb guard; see _sign_inner_assemblies).

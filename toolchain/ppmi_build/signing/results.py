@@ -131,6 +131,8 @@ class SignResult:
         replaced_signature: the input already had a signature that was replaced.
         backend: ``python``, ``osslsigncode``, ``signtool``, ``nuget`` or ``dotnet``.
         notes: human-readable remarks (e.g. "replaced an existing signature").
+        kept_vendor_signatures: ``--sign-contents``: ``{"entry": path inside the package, "signer": subject}`` per
+            assembly whose intact third-party Authenticode signature was kept (not re-signed).
     """
 
     path: Path
@@ -143,6 +145,7 @@ class SignResult:
     replaced_signature: bool = False
     backend: str = "python"
     notes: list[str] = field(default_factory=list)
+    kept_vendor_signatures: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +159,7 @@ class SignResult:
             "replaced_signature": self.replaced_signature,
             "backend": self.backend,
             "notes": list(self.notes),
+            "kept_vendor_signatures": [dict(k) for k in self.kept_vendor_signatures],
         }
 
     @property

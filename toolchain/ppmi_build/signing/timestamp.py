@@ -15,7 +15,12 @@ TSTInfo; the ESS signing-certificate(-v2) attribute, when present, names the sig
 
 Production TSAs are flaky (signing-spec §1.7): URLs are tried in order, each with bounded retries
 on network errors, HTTP 429 and 5xx (the one :class:`ppmi_build.http.RetryPolicy`, ``Retry-After``
-honoured up to its cap); a response that fails validation moves on to the next URL. Transport:
+honoured up to its cap); a response that fails validation moves on to the next URL. Each URL gets at most
+``PPMI_TIMESTAMP_TIMEOUT`` seconds in all, retries and waits included (default
+:data:`DEFAULT_TOTAL_TIMEOUT_S`; :func:`total_timeout_from_env`), so a server that accepts the connection and
+never answers cannot hold a signing run for longer; after :data:`PROGRESS_AFTER_S` seconds without an answer one
+WARNING record on the ``ppmi_build.signing.timestamp`` logger says which server is being waited for (the command
+line prints it on stderr). Transport:
 :func:`ppmi_build.http.new_client` (user agent, timeouts); URLs in messages without credentials or
 query string (:func:`ppmi_build.http.redact_url`). TSA URLs carry no bearer token, so plain http is
 accepted (most public TSAs serve http).
@@ -34,8 +39,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import logging
+import os
 import secrets
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from asn1crypto import cms as acms
@@ -45,8 +54,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ..errors import BadInput, TimestampError
-from ..http.client import check_urls, redact_url  # noqa: F401  (check_urls re-exported)
+from ..errors import BadInput, ConfigError, TimestampError
+from ..http.client import check_urls, env_number, redact_url  # noqa: F401  (check_urls re-exported)
 from . import cms
 from .results import Problem
 
@@ -56,6 +65,15 @@ RFC3161_COUNTERSIGN_OID = "1.3.6.1.4.1.311.3.3.1"
 SIGNATURE_TIME_STAMP_TOKEN_OID = "1.2.840.113549.1.9.16.2.14"
 #: id-ct-TSTInfo (RFC 3161 §2.4.2)
 TST_INFO_OID = "1.2.840.113549.1.9.16.1.4"
+
+#: seconds one TSA URL may take in all (every attempt and wait) when ``PPMI_TIMESTAMP_TIMEOUT`` is not set
+DEFAULT_TOTAL_TIMEOUT_S = 60.0
+#: seconds without an answer after which the server being waited for is named (once per URL)
+PROGRESS_AFTER_S = 5.0
+#: the variable that sets the total time per TSA URL
+TOTAL_TIMEOUT_ENV = "PPMI_TIMESTAMP_TIMEOUT"
+
+log = logging.getLogger("ppmi_build.signing.timestamp")
 
 _SIGNING_CERTIFICATE_OID = "1.2.840.113549.1.9.16.2.12"  # RFC 2634 §5.4 (SHA-1 ESSCertID)
 _SIGNING_CERTIFICATE_V2_OID = "1.2.840.113549.1.9.16.2.47"  # RFC 5035 §3 (ESSCertIDv2)
@@ -90,6 +108,25 @@ class _Rejected(Exception):
     def __init__(self, message: str, code: str = "NU3021") -> None:
         super().__init__(message)
         self.code = code
+
+
+class _Expired(Exception):
+    """The total time for one TSA URL is used up (not an httpx error, so the retry policy does not retry it)."""
+
+
+def total_timeout_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds one TSA URL may take in all, from ``PPMI_TIMESTAMP_TIMEOUT`` (default :data:`DEFAULT_TOTAL_TIMEOUT_S`),
+    validated like the ``PPMI_HTTP_*`` values (:func:`ppmi_build.http.client.env_number`).
+
+    Raises:
+        ConfigError (exit 2): not a number, ``nan``/``inf``, negative or 0.
+    """
+    env = os.environ if environ is None else environ
+    value = env_number(env, TOTAL_TIMEOUT_ENV, DEFAULT_TOTAL_TIMEOUT_S)
+    if value == 0:
+        raise ConfigError(f"{TOTAL_TIMEOUT_ENV}=0 would give up on every timestamp server at once; use a number of "
+                          "seconds above 0")
+    return value
 
 
 def _digest_name(digest: str) -> str:
@@ -282,6 +319,8 @@ def request_timestamp(
     retries: int = 2,
     min_rsa_bits: int | None = None,
     sleep: Callable[[float], None] | None = None,
+    total_timeout: float | None = None,
+    progress_after: float = PROGRESS_AFTER_S,
 ) -> acms.ContentInfo:
     """Get a validated RFC 3161 TimeStampToken for ``signature``.
 
@@ -294,11 +333,16 @@ def request_timestamp(
             0.25-0.5 s, or the server's ``Retry-After`` up to 300 s).
         min_rsa_bits: reject a TSA certificate whose key is not RSA of at least this size (NuGet: 2048).
         sleep: waits between attempts (tests); default :func:`time.sleep`.
+        total_timeout: seconds each URL may take in all, attempts and waits included; default
+            ``PPMI_TIMESTAMP_TIMEOUT`` (:func:`total_timeout_from_env`, 60 s).
+        progress_after: seconds without an answer from a URL after which one WARNING record on :data:`log`
+            names it (at most once per URL).
     Returns:
         The TimeStampToken, an :class:`asn1crypto.cms.ContentInfo` (signedData over TSTInfo).
     Raises:
-        BadInput: no URL given or an unsupported digest.
-        TimestampError: every URL failed; the message lists each URL and why.
+        BadInput: no URL given or an unsupported digest. ConfigError: a bad ``PPMI_TIMESTAMP_TIMEOUT``.
+        TimestampError (exit 3): every URL failed; the message lists each URL and why (a URL that used up
+            its total time: "no answer within N s"), and the fix.
     """
     import httpx
 
@@ -314,21 +358,43 @@ def request_timestamp(
     if sleep is not None:
         policy.sleep = sleep
     statuses = frozenset(range(500, 600)) | {429}  # any 5xx from a TSA: the next attempt may work
+    total = total_timeout_from_env() if total_timeout is None else total_timeout
+    wait = policy.sleep
     failures: list[str] = []
+    expired = False
     with new_client(timeout=timeout, connect_timeout=timeout, follow_redirects=True) as client:
         for url in urls:
             sent: list[int] = []  # nonce of the last request
+            deadline = time.monotonic() + total
 
-            def send(url: str = url, sent: list[int] = sent) -> httpx.Response:
+            def left(deadline: float = deadline) -> float:
+                return deadline - time.monotonic()
+
+            def send(url: str = url, sent: list[int] = sent, left: Callable[[], float] = left) -> httpx.Response:
+                remaining = left()
+                if remaining <= 0:
+                    raise _Expired
                 query, nonce = build_request(signature, name)
                 sent.append(nonce)
-                with client.stream("POST", url, content=query,
+                per = min(timeout, remaining)
+                with client.stream("POST", url, content=query, timeout=httpx.Timeout(per, connect=per),
                                    headers={"Content-Type": "application/timestamp-query"}) as r:
                     body = _read_capped(r) if r.status_code == 200 else b""
                 return httpx.Response(r.status_code, headers=r.headers, content=body, request=r.request)
 
+            def capped(seconds: float, left: Callable[[], float] = left) -> None:  # no wait beyond the deadline
+                wait(max(0.0, min(seconds, left())))
+
+            policy.sleep = capped
+            notice = threading.Timer(progress_after, log.warning, args=(
+                "waiting for the timestamp server %s (no answer for %.0f s; gives up after %.0f s, %s)",
+                redact_url(url), progress_after, total, TOTAL_TIMEOUT_ENV))
+            notice.daemon = True
+            notice.start()
             try:
                 out = policy.run(send, statuses=statuses)
+            except _Expired:
+                reason, expired = f"no answer within {total:g} s", True
             except _TooLarge:
                 reason = f"the response is larger than {MAX_RESPONSE_BYTES} bytes (not a timestamp reply)"
             except httpx.InvalidURL:
@@ -336,6 +402,8 @@ def request_timestamp(
             except TransportFailure as e:
                 if e.reason == "UnsupportedProtocol":
                     reason = "not an http(s) URL"
+                elif "Timeout" in e.reason and left() <= 0.05:
+                    reason, expired = f"no answer within {total:g} s", True
                 else:
                     reason = f"{e.reason}: {e.detail}" if e.detail else e.reason
             else:
@@ -349,11 +417,17 @@ def request_timestamp(
                         return _parse_response(r.content, signature, sent[-1], name, min_rsa_bits)
                     except _Rejected as e:
                         reason = str(e)
+            finally:
+                notice.cancel()
             failures.append(f"{redact_url(url)}: {reason.replace(url, redact_url(url))}")
-    raise TimestampError(
-        "timestamping failed at every server (" + "; ".join(failures) + "); "
-        "check the --timestamp-url values or add a fallback URL"
-    )
+    if expired and len(failures) == 1:
+        raise TimestampError(f"the timestamp server {redact_url(urls[0])} gave no answer within {total:g} s "
+                             f"({TOTAL_TIMEOUT_ENV}); give another --timestamp-url, or a larger "
+                             f"{TOTAL_TIMEOUT_ENV} (seconds)")
+    fix = "check the --timestamp-url values or add a fallback URL"
+    if expired:
+        fix += f", or give slow servers a larger {TOTAL_TIMEOUT_ENV} (seconds)"
+    raise TimestampError("timestamping failed at every server (" + "; ".join(failures) + "); " + fix)
 
 
 def inspect_timestamp(
