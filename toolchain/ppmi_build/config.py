@@ -298,6 +298,7 @@ def _read_tables(data: dict[str, Any], s: Settings, problems: list[str]) -> None
             s.extra[name] = reader(data[name], name, problems)
     if "steps" in data:
         s.steps = _steps(data["steps"], problems)
+    problems.extend(_value_problems(s))  # reported with the file's other problems, naming the file
 
 
 def _raise_problems(path: Path, problems: list[str]) -> None:
@@ -676,10 +677,19 @@ def load_settings(
             raise ConfigError(f"internal: unknown setting {dotted}")
         setattr(target, attr, value)
 
-    if s.plugin.kind not in ("assembly", "package"):
-        raise ConfigError(f"[plugin] kind = {s.plugin.kind!r}; use \"assembly\" or \"package\"")
-    if s.identity.version not in (0, 1, 2):
-        raise ConfigError(f"[identity] version = {s.identity.version!r}; use 0, 1 or 2 (2 is recommended)")
-    if s.identity.fic_target not in ("app", "uami"):
-        raise ConfigError(f"[identity] fic_target = {s.identity.fic_target!r}; use \"app\" or \"uami\"")
+    value_problems = _value_problems(s)  # values from PPMI_* variables or the command line (the file's: above)
+    if value_problems:
+        raise ConfigError(value_problems[0])
     return s
+
+
+def _value_problems(s: Settings) -> list[str]:
+    """Settings whose value is not one of the allowed ones (one line each, with the fix)."""
+    problems = []
+    if s.plugin.kind not in ("assembly", "package"):
+        problems.append(f"[plugin] kind = {s.plugin.kind!r}; use \"assembly\" or \"package\"")
+    if s.identity.version not in (0, 1, 2):
+        problems.append(f"[identity] version = {s.identity.version!r}; use 0, 1 or 2 (2 is recommended)")
+    if s.identity.fic_target not in ("app", "uami"):
+        problems.append(f"[identity] fic_target = {s.identity.fic_target!r}; use \"app\" or \"uami\"")
+    return problems
