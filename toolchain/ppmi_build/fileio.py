@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import InputFileError
 
@@ -76,3 +77,26 @@ def read_input(path: Path | str, *, missing: str) -> bytes:
         raise InputFileError(f"{path} does not exist; {missing}") from None
     except OSError as e:
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+
+
+def open_input(path: Path | str, *, directory_fix: str, what: str = "") -> BinaryIO:
+    """Open a file the user named for reading (``"rb"``).
+
+    Args:
+        path: the file.
+        directory_fix: what to pass instead when ``path`` is a folder (e.g. ``"pass a .nupkg file"``).
+        what: how to name it before the path in messages (e.g. ``"package"``); none by default.
+    Raises:
+        InputFileError: missing, a folder, not readable, or another OS error; one line naming the file and the fix.
+    """
+    label = f"{what} {path}" if what else str(path)
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputFileError(f"{label} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path} is a directory; {directory_fix}") from None
+    except PermissionError:
+        raise InputFileError(f"{label} is not readable (permission denied); fix its permissions") from None
+    except OSError as e:
+        raise InputFileError(f"cannot read {label}: {e.strerror}") from None

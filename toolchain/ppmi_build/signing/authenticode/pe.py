@@ -352,17 +352,13 @@ def pad8(buf: bytearray) -> int:
 def _open_input(path: Path):
     """``open(path, "rb")`` with the one-line InputFileError messages shared by the readers below."""
     from ...errors import InputFileError
+    from ...fileio import open_input
 
+    f = open_input(path, directory_fix="pass a .dll, .exe or .nupkg file")
     try:
-        with open(path, "rb") as f:
+        with f:
             yield f
-    except FileNotFoundError:
-        raise InputFileError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path} is a directory; pass a .dll, .exe or .nupkg file") from None
-    except PermissionError:
-        raise InputFileError(f"{path} is not readable (permission denied); fix its permissions") from None
-    except OSError as e:
+    except OSError as e:  # a read that fails after the open
         raise InputFileError(f"cannot read {path}: {e.strerror}") from None
 
 

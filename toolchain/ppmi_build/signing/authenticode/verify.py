@@ -38,6 +38,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ...errors import InputFileError, PEFormatError, ToolFailed
+from ...fileio import open_input
 from .. import cms
 from ..chain import load_trusted_roots, microsoft_roots  # noqa: F401  (re-exported)
 from ..results import ArtifactKind, Problem, VerifyResult
@@ -75,14 +76,7 @@ def verify_pe(
         InputFileError: the file is missing/unreadable. PEFormatError: not a PE file, truncated.
     """
     path = Path(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise InputFileError(f"{path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path} is a directory; pass a .dll or .exe file") from None
-    except OSError as e:
-        raise InputFileError(f"cannot read {path}: {e.strerror}") from None
+    f = open_input(path, directory_fix="pass a .dll or .exe file")
     with f:  # read, not mapped: a mapping of a file truncated meanwhile faults (SIGBUS) instead of erring
         try:
             data = f.read()

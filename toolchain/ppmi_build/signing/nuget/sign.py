@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import BadInput, InputFileError, PackageFormatError
+from ...fileio import open_input
 from ..keys import KeySource, check_signing_certificate, hash_algorithm
 from ..staging import _is_read_only
 from ..staging import sha256_file as _sha256_file
@@ -63,14 +64,7 @@ from .content import build_author_signature, signature_content
 
 
 def _open(path: Path) -> IO[bytes]:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise InputFileError(f"package {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path} is a directory; pass a .nupkg file") from None
-    except OSError as e:
-        raise InputFileError(f"cannot read package {path}: {e.strerror}") from None
+    return open_input(path, what="package", directory_fix="pass a .nupkg file")
 
 
 def _check_rules(f: IO[bytes], path: Path) -> None:
